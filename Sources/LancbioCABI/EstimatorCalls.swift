@@ -1,0 +1,111 @@
+import CLancbio
+import LancbioCore
+
+// The precision-generic bodies of the estimator entry points. Each export looks its
+// handle up, then calls one of these with its concrete scalar type.
+
+/// Runs a call on the live handle at `h`.
+func withHandle(_ h: OpaquePointer?, _ body: (EstimatorHandle) throws(CFailure) -> Int32) -> Int32 {
+    guard let handle = lookUp(h, as: EstimatorHandle.self) else { return LANCBIO_ERR_INVALID_HANDLE }
+    return handle.call { () throws(CFailure) -> Int32 in try body(handle) }
+}
+
+/// A caller buffer of exactly the handle's dimension.
+func callerBuffer<T>(_ p: UnsafePointer<T>?, _ n: Int64, of handle: EstimatorHandle, _ name: String) throws(CFailure)
+    -> UnsafeBufferPointer<T> {
+    guard let p else { throw CFailure.null(name) }
+    guard n == Int64(handle.n) else {
+        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "n = \(n) does not match the estimator's dimension \(handle.n)")
+    }
+    return UnsafeBufferPointer(start: p, count: handle.n)
+}
+
+func callerBuffer<T>(_ p: UnsafeMutablePointer<T>?, _ n: Int64, of handle: EstimatorHandle, _ name: String) throws(CFailure)
+    -> UnsafeMutableBufferPointer<T> {
+    let b = try callerBuffer(UnsafePointer(p), n, of: handle, name)
+    return UnsafeMutableBufferPointer(mutating: b)
+}
+
+func checked<R>(_ body: () throws(EstimatorError) -> R) throws(CFailure) -> R {
+    do { return try body() } catch { throw CFailure(error) }
+}
+
+/// One callback-driven step.
+func step<T: HandleScalar>(
+    _ handle: EstimatorHandle, _ b: UnsafePointer<T>?, _ v: UnsafeMutablePointer<T>?, _ n: Int64,
+    _ info: UnsafeMutablePointer<lancbio_step_info_t>?,
+    product: (UnsafePointer<T>, UnsafeMutablePointer<T>) -> Int32
+) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    let rhs = try callerBuffer(b, n, of: handle, "b")
+    let destination = try callerBuffer(v, n, of: handle, "v")
+    if let info { try lancbio_step_info_t.checkWritable(info) }
+    let result: StepInfo
+    do {
+        result = try estimator.step(rhs: rhs, into: destination) { input, output in
+            let code = product(input.baseAddress!, output.baseAddress!)
+            if code != 0 { throw CallbackAbort(code: code) }
+        }
+    } catch let error as EstimatorError {
+        throw CFailure(error)
+    } catch let abort as CallbackAbort {
+        handle.callbackStatus = abort.code
+        throw CFailure(LANCBIO_ERR_CALLBACK,
+                       "the product callback returned \(abort.code); the step was abandoned and the estimator is unchanged")
+    } catch {
+        throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
+    }
+    if let info { lancbio_step_info_t.write(result, to: info) }
+    return result.outcome.status
+}
+
+/// Reverse communication: begin a step.
+func begin<T: HandleScalar>(
+    _ handle: EstimatorHandle, _ b: UnsafePointer<T>?, _ request: UnsafeMutablePointer<T>?, _ n: Int64
+) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    let rhs = try callerBuffer(b, n, of: handle, "b")
+    let requestBuffer = try callerBuffer(request, n, of: handle, "request")
+    let progress = try checked { () throws(EstimatorError) in try estimator.begin(rhs: rhs) }
+    return deliver(progress, estimator, requestBuffer)
+}
+
+/// Reverse communication: supply a product and continue.
+func resume<T: HandleScalar>(
+    _ handle: EstimatorHandle, _ product: UnsafePointer<T>?, _ request: UnsafeMutablePointer<T>?, _ n: Int64
+) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    guard estimator.isStepInProgress else {
+        throw CFailure(LANCBIO_ERR_INVALID_STATE, "no step is in progress: call begin first")
+    }
+    let productBuffer = try callerBuffer(product, n, of: handle, "product")
+    let requestBuffer = try callerBuffer(request, n, of: handle, "request")
+    _ = estimator.productOutput.update(fromContentsOf: productBuffer)
+    let progress = try checked { () throws(EstimatorError) in try estimator.resume() }
+    return deliver(progress, estimator, requestBuffer)
+}
+
+private func deliver<T>(_ progress: Estimator<T>.Progress, _ estimator: Estimator<T>,
+                        _ request: UnsafeMutableBufferPointer<T>) -> Int32 {
+    switch progress {
+    case .needsProduct:
+        _ = request.update(fromContentsOf: estimator.productInput)
+        return LANCBIO_NEED_PRODUCT
+    case .finished(let info):
+        return info.outcome.status
+    }
+}
+
+func getEstimate<T: HandleScalar>(_ handle: EstimatorHandle, _ v: UnsafeMutablePointer<T>?, _ n: Int64) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    let destination = try callerBuffer(v, n, of: handle, "v")
+    try checked { () throws(EstimatorError) in try estimator.copyEstimate(into: destination) }
+    return LANCBIO_OK
+}
+
+func setEstimate<T: HandleScalar>(_ handle: EstimatorHandle, _ v: UnsafePointer<T>?, _ n: Int64) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    let source = try callerBuffer(v, n, of: handle, "v")
+    try checked { () throws(EstimatorError) in try estimator.setEstimate(source) }
+    return LANCBIO_OK
+}

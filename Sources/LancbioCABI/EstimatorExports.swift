@@ -1,0 +1,174 @@
+import CLancbio
+import LancbioCore
+
+// The estimator functions of include/lancbio.h. `@c @implementation` makes any drift
+// between these signatures and the header a build error.
+
+@c @implementation
+public func lancbio_estimator_options_init(_ options: UnsafeMutablePointer<lancbio_estimator_options_t>?, _ method: Int32) -> Int32 {
+    guard let options else { return LANCBIO_ERR_NULL_POINTER }
+    guard (LANCBIO_METHOD_LANCZOS...LANCBIO_METHOD_RANDOM_NEUMANN).contains(method) else {
+        return LANCBIO_ERR_INVALID_ARGUMENT
+    }
+    options.pointee = .defaults(method: method)
+    return LANCBIO_OK
+}
+
+@c @implementation
+public func lancbio_estimator_create(
+    _ n: Int64, _ options: UnsafePointer<lancbio_estimator_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    guard let out else { return LANCBIO_ERR_NULL_POINTER }
+    out.pointee = nil
+    guard let options else { return LANCBIO_ERR_NULL_POINTER }
+    guard n >= 1, n <= Int64(Int32.max) * 64 else { return LANCBIO_ERR_INVALID_ARGUMENT }
+    do throws(CFailure) {
+        let o = try lancbio_estimator_options_t.read(options)
+        let method = try o.method()
+        let storage: EstimatorHandle.Storage
+        switch o.precision {
+        case LANCBIO_FLOAT64: storage = .float64(try checked { () throws(EstimatorError) in try Estimator<Double>(n: Int(n), method: method) })
+        case LANCBIO_FLOAT32: storage = .float32(try checked { () throws(EstimatorError) in try Estimator<Float>(n: Int(n), method: method) })
+        default: throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.precision = \(o.precision) is not LANCBIO_FLOAT64 or LANCBIO_FLOAT32")
+        }
+        out.pointee = register(EstimatorHandle(storage: storage, methodCode: o.method))
+        return LANCBIO_OK
+    } catch {
+        return error.status
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_destroy(_ h: OpaquePointer?) {
+    unregister(h)
+}
+
+@c @implementation
+public func lancbio_estimator_reset(_ h: OpaquePointer?) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        switch handle.storage {
+        case .float64(let e): e.reset()
+        case .float32(let e): e.reset()
+        }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_last_error(_ h: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let handle = lookUp(h, as: EstimatorHandle.self) else {
+        return UnsafeRawPointer(statusDescription(LANCBIO_ERR_INVALID_HANDLE).utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+    return UnsafePointer(handle.message.buffer)
+}
+
+@c @implementation
+public func lancbio_estimator_callback_status(_ h: OpaquePointer?) -> Int32 {
+    lookUp(h, as: EstimatorHandle.self)?.callbackStatus ?? 0
+}
+
+@c @implementation
+public func lancbio_estimator_properties(
+    _ h: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?, _ method: UnsafeMutablePointer<Int32>?,
+    _ precision: UnsafeMutablePointer<Int32>?
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        n?.pointee = Int64(handle.n)
+        method?.pointee = handle.methodCode
+        precision?.pointee = handle.precisionCode
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_step_info_t>?) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        guard let info else { throw CFailure.null("info") }
+        try lancbio_step_info_t.checkWritable(info)
+        lancbio_step_info_t.write(handle.lastInfo, to: info)
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_step_f64(
+    _ h: OpaquePointer?, _ hvp: lancbio_hvp_f64_t?, _ userData: UnsafeMutableRawPointer?,
+    _ b: UnsafePointer<Double>?, _ v: UnsafeMutablePointer<Double>?, _ n: Int64,
+    _ info: UnsafeMutablePointer<lancbio_step_info_t>?
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        guard let hvp else { throw CFailure.null("hvp") }
+        return try step(handle, b, v, n, info) { input, output in hvp(input, output, n, userData) }
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_step_f32(
+    _ h: OpaquePointer?, _ hvp: lancbio_hvp_f32_t?, _ userData: UnsafeMutableRawPointer?,
+    _ b: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?, _ n: Int64,
+    _ info: UnsafeMutablePointer<lancbio_step_info_t>?
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        guard let hvp else { throw CFailure.null("hvp") }
+        return try step(handle, b, v, n, info) { input, output in hvp(input, output, n, userData) }
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_begin_f64(
+    _ h: OpaquePointer?, _ b: UnsafePointer<Double>?, _ request: UnsafeMutablePointer<Double>?, _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try begin(handle, b, request, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_begin_f32(
+    _ h: OpaquePointer?, _ b: UnsafePointer<Float>?, _ request: UnsafeMutablePointer<Float>?, _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try begin(handle, b, request, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_resume_f64(
+    _ h: OpaquePointer?, _ product: UnsafePointer<Double>?, _ request: UnsafeMutablePointer<Double>?, _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try resume(handle, product, request, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_resume_f32(
+    _ h: OpaquePointer?, _ product: UnsafePointer<Float>?, _ request: UnsafeMutablePointer<Float>?, _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try resume(handle, product, request, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_cancel(_ h: OpaquePointer?) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        switch handle.storage {
+        case .float64(let e): e.cancel()
+        case .float32(let e): e.cancel()
+        }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_get_v_f64(_ h: OpaquePointer?, _ v: UnsafeMutablePointer<Double>?, _ n: Int64) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try getEstimate(handle, v, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_get_v_f32(_ h: OpaquePointer?, _ v: UnsafeMutablePointer<Float>?, _ n: Int64) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try getEstimate(handle, v, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_set_v_f64(_ h: OpaquePointer?, _ v: UnsafePointer<Double>?, _ n: Int64) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try setEstimate(handle, v, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_set_v_f32(_ h: OpaquePointer?, _ v: UnsafePointer<Float>?, _ n: Int64) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try setEstimate(handle, v, n) }
+}

@@ -1,0 +1,132 @@
+import CLancbio
+import LancbioCore
+
+/// Sizes of the structs this library knows; callers' structs may be larger (a newer
+/// header) as long as the fields this library does not know are zero.
+let optionsStructSize = MemoryLayout<lancbio_estimator_options_t>.size
+let infoStructSize = MemoryLayout<lancbio_step_info_t>.size
+
+extension lancbio_estimator_options_t {
+    /// The defaults of `method`: the paper's settings where it has them; the step sizes
+    /// (theta0, step_size) are 0 because they depend on A's spectrum and must be set.
+    static func defaults(method: Int32) -> lancbio_estimator_options_t {
+        var o = lancbio_estimator_options_t()
+        o.struct_size = Int64(optionsStructSize)
+        o.method = method
+        o.precision = LANCBIO_FLOAT64
+        o.m0 = 1
+        o.m_max = 80
+        o.growth = 1.1
+        o.grow_every = 20
+        o.variant = LANCBIO_VARIANT_RESIDUAL
+        o.reorthogonalize = 0
+        o.theta0 = 0
+        o.max_iterations = 5
+        o.tolerance = 0
+        o.step_size = 0
+        o.steps = method == LANCBIO_METHOD_GD ? 5 : 10
+        o.seed = 0
+        return o
+    }
+
+    /// Reads a caller's options struct, honouring its struct_size.
+    static func read(_ pointer: UnsafePointer<lancbio_estimator_options_t>) throws(CFailure) -> lancbio_estimator_options_t {
+        let raw = UnsafeRawPointer(pointer)
+        let size = raw.loadUnaligned(as: Int64.self)
+        guard size >= Int64(optionsStructSize), size <= 1 << 20 else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
+                           "options.struct_size is \(size), expected at least \(optionsStructSize): initialise the struct with lancbio_estimator_options_init")
+        }
+        for offset in optionsStructSize..<Int(size) where raw.load(fromByteOffset: offset, as: UInt8.self) != 0 {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
+                           "options has non-zero fields this library version does not know (byte \(offset)); it supports \(optionsStructSize) bytes")
+        }
+        var options = lancbio_estimator_options_t()
+        withUnsafeMutableBytes(of: &options) { $0.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: optionsStructSize)) }
+        return options
+    }
+
+    /// The core's description of the method, validated later by the core itself.
+    func method() throws(CFailure) -> EstimatorMethod {
+        func count(_ value: Int64, _ name: String) throws(CFailure) -> Int {
+            guard value >= Int64(Int32.min), value <= Int64(Int32.max) else {
+                throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.\(name) = \(value) is out of range")
+            }
+            return Int(value)
+        }
+        func stepSize(_ value: Double, _ name: String) throws(CFailure) -> Double {
+            guard value != 0 else {
+                throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
+                               "options.\(name) must be set: a step size > 0 below 2 / lambda_max(A)")
+            }
+            return value
+        }
+        switch self.method {
+        case LANCBIO_METHOD_LANCZOS:
+            let variant: LanczosVariant
+            switch self.variant {
+            case LANCBIO_VARIANT_RESIDUAL: variant = .residual
+            case LANCBIO_VARIANT_PLAIN: variant = .plain
+            default: throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.variant = \(self.variant) is not a LANCBIO_VARIANT_*")
+            }
+            return .dynamicLanczos(LanczosOptions(
+                initialPeriod: try count(m0, "m0"), maxPeriod: try count(m_max, "m_max"), growth: growth,
+                growEvery: try count(grow_every, "grow_every"), variant: variant, reorthogonalize: reorthogonalize != 0))
+        case LANCBIO_METHOD_SUBBIO:
+            return .subspace(theta0: try stepSize(theta0, "theta0"))
+        case LANCBIO_METHOD_CG:
+            return .conjugateGradient(maxIterations: try count(max_iterations, "max_iterations"), tolerance: tolerance)
+        case LANCBIO_METHOD_MINRES:
+            return .minres(maxIterations: try count(max_iterations, "max_iterations"), tolerance: tolerance)
+        case LANCBIO_METHOD_GD:
+            return .gradientDescent(stepSize: try stepSize(step_size, "step_size"), steps: try count(steps, "steps"))
+        case LANCBIO_METHOD_NEUMANN:
+            return .neumann(stepSize: try stepSize(step_size, "step_size"), terms: try count(steps, "steps"))
+        case LANCBIO_METHOD_RANDOM_NEUMANN:
+            return .randomNeumann(stepSize: try stepSize(step_size, "step_size"), maxTerms: try count(steps, "steps"), seed: seed)
+        default:
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.method = \(self.method) is not a LANCBIO_METHOD_*")
+        }
+    }
+}
+
+extension lancbio_step_info_t {
+    init(_ info: StepInfo) {
+        self.init()
+        struct_size = Int64(infoStructSize)
+        status = info.outcome.status
+        residual_kind = info.residualKind.rawValue
+        products = Int64(info.products)
+        total_products = Int64(info.totalProducts)
+        iterations = Int64(info.iterations)
+        dimension = Int64(info.dimension)
+        period = Int64(info.period)
+        restarts = Int64(info.restarts)
+        restarted = info.restarted ? 1 : 0
+        breakdown = info.breakdown ? 1 : 0
+        indefinite = info.indefinite ? 1 : 0
+        singular_fallback = info.singularFallback ? 1 : 0
+        zero_residual = info.zeroResidual ? 1 : 0
+        residual = info.residual
+        ritz_min = info.ritzMin
+        ritz_max = info.ritzMax
+    }
+
+    /// Checks a caller's info struct before a call writes into it.
+    static func checkWritable(_ pointer: UnsafeMutablePointer<lancbio_step_info_t>) throws(CFailure) {
+        let size = UnsafeRawPointer(pointer).loadUnaligned(as: Int64.self)
+        guard size >= Int64(infoStructSize) else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
+                           "info.struct_size is \(size), expected at least \(infoStructSize): set it to sizeof(lancbio_step_info_t)")
+        }
+    }
+
+    /// Writes `info` into the caller's struct, leaving bytes beyond this library's
+    /// layout (a newer header's fields) untouched. The caller's struct_size is kept.
+    static func write(_ info: StepInfo, to pointer: UnsafeMutablePointer<lancbio_step_info_t>) {
+        let callerSize = pointer.pointee.struct_size
+        var value = lancbio_step_info_t(info)
+        value.struct_size = callerSize
+        withUnsafeBytes(of: &value) { UnsafeMutableRawPointer(pointer).copyMemory(from: $0.baseAddress!, byteCount: infoStructSize) }
+    }
+}

@@ -1,0 +1,90 @@
+/// Conjugate gradients on A v = b warm-started from the committed estimate (AmIGO-CG).
+///
+/// One product for the initial residual, then one per iteration, up to `maxIterations`;
+/// stops early when ||r|| <= tolerance * ||b||. Meeting p^T A p <= 0 ends the solve with
+/// the last iterate and the `indefinite` flag (use MINRES for indefinite A).
+final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let maxIterations: Int
+    let tolerance: Double
+    private let residual: UnsafeMutablePointer<T>
+    private let direction: UnsafeMutablePointer<T>
+    private var residualNormSquared = 0.0
+    private var iterations = 0
+    private var started = false
+
+    init(n: Int, maxIterations: Int, tolerance: Double) {
+        self.n = n
+        self.maxIterations = maxIterations
+        self.tolerance = tolerance
+        residual = .allocate(zeroed: n)
+        direction = .allocate(zeroed: n)
+    }
+
+    deinit { residual.deallocate(); direction.deallocate() }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        Kernels.copy(ws.estimate, to: ws.pending, n)
+        iterations = 0
+        started = false
+        ws.productInput = UnsafePointer(ws.estimate)
+        return true
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        let ap = ws.productOutput
+        let target = tolerance * ws.rhsNorm
+        if !started {
+            started = true
+            Kernels.subtract(ws.rhs, ap, into: residual, n)
+            residualNormSquared = Kernels.dot(residual, residual, n)
+            guard residualNormSquared.isFinite else {
+                throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)")
+            }
+        } else {
+            let curvature = Kernels.dot(direction, ap, n)
+            guard curvature.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (A p)") }
+            guard curvature > 0 else {
+                info.indefinite = true
+                return finish(&info, converged: false)
+            }
+            let step = residualNormSquared / curvature
+            Kernels.axpy(step, direction, ws.pending, n)
+            Kernels.axpy(-step, ap, residual, n)
+            let previous = residualNormSquared
+            residualNormSquared = Kernels.dot(residual, residual, n)
+            iterations += 1
+            guard residualNormSquared.isFinite, Kernels.allFinite(ws.pending, n) else {
+                throw .nonFiniteResult("conjugate gradients overflowed")
+            }
+            if residualNormSquared.squareRoot() > target && iterations < maxIterations {
+                // p <- r + (rr_new / rr_old) p
+                let ratio = residualNormSquared / previous
+                for i in 0..<n { direction[i] = T(Double(residual[i]) + ratio * Double(direction[i])) }
+                ws.productInput = UnsafePointer(direction)
+                return true
+            }
+        }
+        let converged = residualNormSquared.squareRoot() <= target
+        if converged || iterations >= maxIterations {
+            return finish(&info, converged: converged)
+        }
+        Kernels.copy(residual, to: direction, n)
+        ws.productInput = UnsafePointer(direction)
+        return true
+    }
+
+    private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
+        info.iterations = iterations
+        info.residual = residualNormSquared.squareRoot()
+        info.residualKind = .recurrence
+        info.zeroResidual = residualNormSquared == 0
+        info.settleOutcome(budgetReached: !converged)
+        return false
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {}
+    func abandon() {}
+    func reset() {}
+}

@@ -1,0 +1,280 @@
+/// LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3) as a resumable step.
+///
+/// Each step performs one Lanczos step with the operator of that step, so the Krylov
+/// basis is built across outer iterations while the operator drifts; every `period`
+/// steps the basis restarts from the current estimate. Storage: the basis, n x (m_max + 1)
+/// values of T, plus five n-vectors, all allocated at creation.
+///
+/// Atomicity: a step writes only to the basis column after the committed ones, to the
+/// restart scratch vectors and to scalars marked pending; `commit` publishes them.
+final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let options: LanczosOptions
+
+    // Committed state.
+    /// Column-major n x (m_max + 1): q_1 ... q_j, then the pending q_{j+1}.
+    private let basis: UnsafeMutablePointer<T>
+    /// alpha_1 ... alpha_j.
+    private let alpha: UnsafeMutablePointer<Double>
+    /// beta_1 ... beta_j; beta_i couples q_i and q_{i+1}.
+    private let beta: UnsafeMutablePointer<Double>
+    /// The anchor vbar of the residual variant, and w = A vbar from its restart.
+    private let anchor: UnsafeMutablePointer<T>
+    private var anchorProduct: UnsafeMutablePointer<T>
+    /// j: Lanczos steps in the current cycle.
+    private(set) var dimension = 0
+    /// m: the restart period in force.
+    private(set) var period: Int
+    /// k: steps taken since creation or reset.
+    private(set) var steps = 0
+    private(set) var restarts = 0
+    /// Set at creation, after a breakdown or a zero residual, and when the caller replaces
+    /// the estimate: the next step restarts whatever the schedule says.
+    private var mustRestart = true
+
+    // Scratch written only by a step in progress.
+    private let restartFirst: UnsafeMutablePointer<T>
+    private let restartSecond: UnsafeMutablePointer<T>
+    private var restartAnchorProduct: UnsafeMutablePointer<T>
+    private let projected: ProjectedSystem
+    private let reorthogonalization: UnsafeMutablePointer<Double>
+
+    private enum Phase { case idle, anchorProduct, basisProduct, done }
+    private var phase = Phase.idle
+    private var pendingPeriod = 0
+    private var pendingRestart = false
+    private var pendingZeroResidual = false
+    /// ||r0|| (or ||b|| for the plain variant) of a pending restart: T's first right-hand side.
+    private var pendingStartNorm = 0.0
+    private var pendingAlpha = 0.0
+    private var pendingBeta = 0.0
+    private var pendingBreakdown = false
+
+    init(n: Int, options: LanczosOptions) {
+        self.n = n
+        self.options = options
+        period = options.initialPeriod
+        let columns = options.maxPeriod + 1
+        basis = .allocate(zeroed: n * columns)
+        alpha = .allocate(zeroed: columns)
+        beta = .allocate(zeroed: columns)
+        anchor = .allocate(zeroed: n)
+        anchorProduct = .allocate(zeroed: n)
+        restartFirst = .allocate(zeroed: n)
+        restartSecond = .allocate(zeroed: n)
+        restartAnchorProduct = .allocate(zeroed: n)
+        projected = ProjectedSystem(capacity: columns)
+        reorthogonalization = .allocate(zeroed: columns)
+    }
+
+    deinit {
+        basis.deallocate(); alpha.deallocate(); beta.deallocate(); anchor.deallocate()
+        anchorProduct.deallocate(); restartFirst.deallocate(); restartSecond.deallocate()
+        restartAnchorProduct.deallocate(); reorthogonalization.deallocate()
+    }
+
+    /// Bytes held by this method's storage (the basis dominates).
+    var storageBytes: Int {
+        (n * (options.maxPeriod + 1) + 5 * n) * MemoryLayout<T>.stride
+    }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        let k = steps + 1
+        var m = period
+        if k > 1 && (k - 1) % options.growEvery == 0 {
+            m = min(Int((Double(m) * options.growth).rounded(.up)), options.maxPeriod)
+        }
+        pendingPeriod = m
+        pendingRestart = mustRestart || dimension >= m
+        pendingZeroResidual = false
+        info.period = m
+        info.restarted = pendingRestart
+        guard pendingRestart else {
+            ws.productInput = UnsafePointer(basis + dimension * n)
+            phase = .basisProduct
+            return true
+        }
+        switch options.variant {
+        case .residual:
+            ws.productInput = UnsafePointer(ws.estimate)
+            phase = .anchorProduct
+            return true
+        case .plain:
+            guard ws.rhsNorm > 0 else {
+                finishWithoutBasis(ws, &info, estimate: nil)
+                return false
+            }
+            pendingStartNorm = ws.rhsNorm
+            Kernels.scaledCopy(ws.rhs, by: 1 / ws.rhsNorm, into: restartFirst, n)
+            ws.productInput = UnsafePointer(restartFirst)
+            phase = .basisProduct
+            return true
+        }
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        switch phase {
+        case .anchorProduct:
+            return try anchorProductArrived(ws, &info)
+        case .basisProduct:
+            try basisProductArrived(ws, &info)
+            return false
+        case .idle, .done:
+            throw .invalidState("no product was requested")
+        }
+    }
+
+    /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
+    private func anchorProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        Kernels.copy(ws.productOutput, to: restartAnchorProduct, n)
+        let productNorm = Kernels.norm(restartAnchorProduct, n)
+        guard productNorm.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (anchor product A v)") }
+        Kernels.subtract(ws.rhs, restartAnchorProduct, into: restartFirst, n)
+        let rho = Kernels.norm(restartFirst, n)
+        guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
+        // b == A v to working precision: v already solves this system.
+        if rho <= Double(T.ulpOfOne) * (ws.rhsNorm + productNorm) {
+            finishWithoutBasis(ws, &info, estimate: ws.estimate)
+            return false
+        }
+        pendingStartNorm = rho
+        Kernels.scale(restartFirst, n, by: 1 / rho)
+        ws.productInput = UnsafePointer(restartFirst)
+        phase = .basisProduct
+        return true
+    }
+
+    /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
+    private func basisProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
+        let y = UnsafePointer(ws.productOutput)
+        let column = pendingRestart ? 0 : dimension
+        let q = pendingRestart ? UnsafePointer(restartFirst) : UnsafePointer(basis + column * n)
+        let previous: UnsafePointer<T>? = column > 0 ? UnsafePointer(basis + (column - 1) * n) : nil
+        let betaPrevious = column > 0 ? beta[column - 1] : 0
+        let next = pendingRestart ? restartSecond : basis + (column + 1) * n
+
+        let (a, productNormSquared) = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
+        guard a.isFinite, productNormSquared.isFinite else {
+            throw .nonFiniteProduct("the operator returned NaN or infinity (Lanczos product A q)")
+        }
+        Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious, into: next, n)
+        if options.reorthogonalize {
+            reorthogonalize(next, column: column, q: q, ws)
+        }
+        let b = Kernels.norm(next, n)
+        // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
+        let breakdown = !(b > 16 * Double(T.ulpOfOne) * productNormSquared.squareRoot())
+        if !breakdown { Kernels.scale(next, n, by: 1 / b) }
+
+        let j = column + 1
+        let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution
+        if column > 0 {
+            d.update(from: alpha, count: column)
+            e.update(from: beta, count: column)
+        }
+        d[column] = a
+        let anchorBase: UnsafePointer<T>? = options.variant == .residual
+            ? UnsafePointer(pendingRestart ? ws.estimate : anchor) : nil
+        if pendingRestart {
+            s[0] = pendingStartNorm
+        } else {
+            let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
+            Kernels.projectColumns(basis, n: n, columns: j, onto: ws.rhs, minus: w,
+                                   coefficients: s, scratch: ws.blockScratch)
+        }
+        let report = projected.solve(dimension: j)
+        guard report.solved else {
+            throw .nonFiniteResult("the projected tridiagonal system could not be solved")
+        }
+        let finite = pendingRestart
+            ? Kernels.combineColumns(restartFirst, n: n, columns: 1, coefficients: s, base: anchorBase,
+                                     into: ws.pending, scratch: ws.blockScratch)
+            : Kernels.combineColumns(basis, n: n, columns: j, coefficients: s, base: anchorBase,
+                                     into: ws.pending, scratch: ws.blockScratch)
+        guard finite else { throw .nonFiniteResult("the Lanczos estimate overflowed") }
+
+        pendingAlpha = a
+        pendingBeta = breakdown ? 0 : b
+        pendingBreakdown = breakdown
+        info.iterations = 1
+        info.dimension = j
+        info.residual = (breakdown ? 0 : b) * s[j - 1].magnitude
+        info.residualKind = .estimate
+        info.ritzMin = report.ritzMin
+        info.ritzMax = report.ritzMax
+        info.breakdown = breakdown
+        info.indefinite = report.indefinite
+        info.singularFallback = report.singular
+        info.settleOutcome()
+        phase = .done
+    }
+
+    /// Re-orthogonalise `next` against q_1 ... q_j (classical Gram-Schmidt, twice).
+    private func reorthogonalize(_ next: UnsafeMutablePointer<T>, column: Int, q: UnsafePointer<T>, _ ws: StepWorkspace<T>) {
+        for _ in 0..<2 {
+            if pendingRestart {
+                let c = Kernels.dot(q, UnsafePointer(next), n)
+                Kernels.axpy(-c, q, next, n)
+            } else {
+                Kernels.projectColumns(basis, n: n, columns: column + 1, onto: next, minus: nil,
+                                       coefficients: reorthogonalization, scratch: ws.blockScratch)
+                for i in 0...column { reorthogonalization[i] = -reorthogonalization[i] }
+                _ = Kernels.combineColumns(basis, n: n, columns: column + 1, coefficients: reorthogonalization,
+                                           base: next, into: next, scratch: ws.blockScratch)
+            }
+        }
+    }
+
+    /// The restart found nothing to solve: the estimate stays (residual variant) or is
+    /// zero (plain variant with b == 0); no basis vector is created.
+    private func finishWithoutBasis(_ ws: StepWorkspace<T>, _ info: inout StepInfo, estimate: UnsafeMutablePointer<T>?) {
+        if let estimate { Kernels.copy(estimate, to: ws.pending, n) } else { Kernels.fill(ws.pending, n, with: 0) }
+        pendingZeroResidual = true
+        info.zeroResidual = true
+        info.dimension = 0
+        info.residual = 0
+        info.residualKind = .exact
+        info.settleOutcome()
+        phase = .done
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {
+        steps += 1
+        period = pendingPeriod
+        phase = .idle
+        if pendingRestart { restarts += 1 }
+        if pendingZeroResidual {
+            dimension = 0
+            mustRestart = true
+            return
+        }
+        if pendingRestart {
+            Kernels.copy(restartFirst, to: basis, n)
+            if !pendingBreakdown { Kernels.copy(restartSecond, to: basis + n, n) }
+            if options.variant == .residual {
+                Kernels.copy(ws.estimate, to: anchor, n)
+                swap(&anchorProduct, &restartAnchorProduct)
+            }
+            dimension = 1
+        } else {
+            dimension += 1
+        }
+        alpha[dimension - 1] = pendingAlpha
+        beta[dimension - 1] = pendingBeta
+        mustRestart = pendingBreakdown
+    }
+
+    func abandon() { phase = .idle }
+
+    func reset() {
+        dimension = 0
+        period = options.initialPeriod
+        steps = 0
+        restarts = 0
+        mustRestart = true
+        phase = .idle
+    }
+
+    func estimateReplaced() { mustRestart = true }
+}

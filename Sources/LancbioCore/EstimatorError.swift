@@ -1,0 +1,24 @@
+/// Why an estimator call failed. A failed call leaves the estimator exactly as it was
+/// before the call (a step in progress is abandoned and rolled back).
+public enum EstimatorError: Error, Equatable, Sendable {
+    /// A size, option or argument is out of its documented range.
+    case invalidArgument(String)
+    /// The right-hand side or a supplied estimate contains NaN or infinity.
+    case nonFiniteInput(String)
+    /// A product returned by the operator contains NaN or infinity.
+    case nonFiniteProduct(String)
+    /// The computed estimate overflowed.
+    case nonFiniteResult(String)
+    /// The call does not fit the estimator's state (for example `resume` with no step
+    /// in progress, or `begin` while one is).
+    case invalidState(String)
+
+    /// Human-readable explanation, suitable for an error message.
+    public var message: String {
+        switch self {
+        case .invalidArgument(let m), .nonFiniteInput(let m), .nonFiniteProduct(let m),
+             .nonFiniteResult(let m), .invalidState(let m):
+            return m
+        }
+    }
+}

@@ -1,0 +1,54 @@
+/// Gradient (Richardson) steps v <- v - eta (A v - b) from the committed estimate:
+/// AmIGO-GD with `steps` = Q, SOBA with `steps` = 1. One product per step.
+final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let stepSize: Double
+    let steps: Int
+    private var taken = 0
+
+    init(n: Int, stepSize: Double, steps: Int) {
+        self.n = n
+        self.stepSize = stepSize
+        self.steps = steps
+    }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        Kernels.copy(ws.estimate, to: ws.pending, n)
+        taken = 0
+        ws.productInput = UnsafePointer(ws.pending)
+        return true
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        let residualNorm = try Self.gradientStep(ws, stepSize: stepSize)
+        taken += 1
+        guard taken >= steps else { return true }
+        info.iterations = taken
+        info.residual = residualNorm
+        info.residualKind = .previousIterate
+        info.settleOutcome()
+        return false
+    }
+
+    /// pending <- pending - eta (A pending - b), with A pending in ws.productOutput.
+    /// Returns ||A pending - b|| before the step.
+    static func gradientStep(_ ws: StepWorkspace<T>, stepSize eta: Double) throws(EstimatorError) -> Double {
+        let v = ws.pending, ap = ws.productOutput, b = ws.rhs
+        var sumOfSquares = 0.0
+        for i in 0..<ws.n {
+            let r = Double(ap[i]) - Double(b[i])
+            sumOfSquares += r * r
+            v[i] = T(Double(v[i]) - eta * r)
+        }
+        guard sumOfSquares.isFinite else {
+            throw .nonFiniteProduct("the operator returned NaN or infinity, or A v - b overflowed")
+        }
+        guard Kernels.allFinite(v, ws.n) else { throw .nonFiniteResult("the gradient step overflowed") }
+        return sumOfSquares.squareRoot()
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {}
+    func abandon() {}
+    func reset() {}
+}

@@ -1,0 +1,262 @@
+// Vector kernels shared by every estimator.
+//
+// All reductions accumulate in Double, whatever the storage type: Float32 dot products over
+// 10^6 entries lose too many digits otherwise, and the conversion is free next to the
+// memory traffic. Loops run over raw pointers whose counts the callers have verified, and
+// reductions keep several independent accumulators so the compiler can vectorise them
+// without reassociating a single sum.
+
+/// Rows processed per block by the multi-column kernels: a block of every column touched
+/// stays in L1 while the columns are swept, so each matrix element is read from memory once.
+@usableFromInline let kernelBlockRows = 512
+
+@usableFromInline
+enum Kernels {
+    /// sum_i x_i * y_i, accumulated in Double.
+    @inlinable
+    static func dot<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var i = 0
+        while i &+ 4 <= n {
+            s0 += Double(x[i]) * Double(y[i])
+            s1 += Double(x[i &+ 1]) * Double(y[i &+ 1])
+            s2 += Double(x[i &+ 2]) * Double(y[i &+ 2])
+            s3 += Double(x[i &+ 3]) * Double(y[i &+ 3])
+            i &+= 4
+        }
+        while i < n {
+            s0 += Double(x[i]) * Double(y[i])
+            i &+= 1
+        }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// sum_i x_i * y_i with y already in Double (a block scratch).
+    @inlinable
+    static func dot<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<Double>, _ n: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var i = 0
+        while i &+ 4 <= n {
+            s0 += Double(x[i]) * y[i]
+            s1 += Double(x[i &+ 1]) * y[i &+ 1]
+            s2 += Double(x[i &+ 2]) * y[i &+ 2]
+            s3 += Double(x[i &+ 3]) * y[i &+ 3]
+            i &+= 4
+        }
+        while i < n {
+            s0 += Double(x[i]) * y[i]
+            i &+= 1
+        }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// Euclidean norm without spurious overflow or underflow.
+    ///
+    /// The fast path squares and sums in Double. Only when that sum is not safely inside the
+    /// normal range (it overflowed, or it is so small that squaring lost digits) is the
+    /// vector rescaled by its largest magnitude and summed again, as BLAS nrm2 does.
+    @inlinable
+    static func norm<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
+        let sumOfSquares = dot(x, x, n)
+        if sumOfSquares.isFinite && (sumOfSquares == 0 || sumOfSquares >= 0x1p-900) && sumOfSquares <= 0x1p900 {
+            if sumOfSquares != 0 { return sumOfSquares.squareRoot() }
+            // Zero: either all entries are zero, or they underflowed when squared.
+            if maxMagnitude(x, n) == 0 { return 0 }
+        }
+        return carefulNorm(x, n)
+    }
+
+    @usableFromInline
+    static func carefulNorm<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
+        let scale = maxMagnitude(x, n)
+        guard scale.isFinite, scale > 0 else { return scale }  // NaN, Inf, or zero pass through
+        let inverse = 1 / scale
+        var sum = 0.0
+        for i in 0..<n {
+            let t = Double(x[i]) * inverse
+            sum += t * t
+        }
+        return scale * sum.squareRoot()
+    }
+
+    /// max_i |x_i|; NaN if any entry is NaN.
+    @inlinable
+    static func maxMagnitude<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
+        var m = 0.0
+        var sawNaN = false
+        for i in 0..<n {
+            let a = Double(x[i]).magnitude
+            sawNaN = sawNaN || a.isNaN
+            m = a > m ? a : m
+        }
+        return sawNaN ? .nan : m
+    }
+
+    /// True when every entry is finite. Branch-free: x * 0 is 0 for finite x and NaN
+    /// otherwise, so the sum stays 0 exactly when all entries are finite.
+    @inlinable
+    static func allFinite<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {
+        var s0: T = 0, s1: T = 0
+        var i = 0
+        while i &+ 2 <= n {
+            s0 += x[i] * 0
+            s1 += x[i &+ 1] * 0
+            i &+= 2
+        }
+        if i < n { s0 += x[i] * 0 }
+        return (s0 + s1) == 0
+    }
+
+    @inlinable
+    static func copy<T>(_ source: UnsafePointer<T>, to destination: UnsafeMutablePointer<T>, _ n: Int) {
+        destination.update(from: source, count: n)
+    }
+
+    @inlinable
+    static func fill<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ n: Int, with value: T) {
+        x.update(repeating: value, count: n)
+    }
+
+    /// x *= a
+    @inlinable
+    static func scale<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ n: Int, by a: Double) {
+        for i in 0..<n { x[i] = T(Double(x[i]) * a) }
+    }
+
+    /// y += a * x
+    @inlinable
+    static func axpy<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
+        for i in 0..<n { y[i] = T(Double(y[i]) + a * Double(x[i])) }
+    }
+
+    /// z = x - y
+    @inlinable
+    static func subtract<T: BinaryFloatingPoint>(
+        _ x: UnsafePointer<T>, _ y: UnsafePointer<T>, into z: UnsafeMutablePointer<T>, _ n: Int
+    ) {
+        for i in 0..<n { z[i] = x[i] - y[i] }
+    }
+
+    /// coefficients[i] = q_i . (r - s) for the first `columns` columns of the column-major
+    /// n x columns matrix at `basis` (column stride n); `s` may be nil (taken as zero).
+    ///
+    /// Blocked by rows so r - s is formed once per block in `scratch` (Double, count
+    /// >= kernelBlockRows) and each column is read from memory exactly once.
+    @inlinable
+    static func projectColumns<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, n: Int, columns: Int,
+        onto r: UnsafePointer<T>, minus s: UnsafePointer<T>?,
+        coefficients: UnsafeMutablePointer<Double>, scratch: UnsafeMutablePointer<Double>
+    ) {
+        coefficients.update(repeating: 0, count: columns)
+        var start = 0
+        while start < n {
+            let rows = min(kernelBlockRows, n &- start)
+            if let s {
+                for t in 0..<rows { scratch[t] = Double(r[start &+ t]) - Double(s[start &+ t]) }
+            } else {
+                for t in 0..<rows { scratch[t] = Double(r[start &+ t]) }
+            }
+            for c in 0..<columns {
+                coefficients[c] += dot(basis + (c &* n &+ start), UnsafePointer(scratch), rows)
+            }
+            start &+= rows
+        }
+    }
+
+    /// out = base + sum_c coefficients[c] * q_c over the first `columns` columns of `basis`
+    /// (base nil means zero). Blocked by rows like `projectColumns`, accumulating in Double.
+    /// Returns false when any output entry is not finite (overflow), so callers need no
+    /// second pass to check.
+    @inlinable
+    static func combineColumns<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, n: Int, columns: Int, coefficients: UnsafePointer<Double>,
+        base: UnsafePointer<T>?, into out: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<Double>
+    ) -> Bool {
+        var poison: T = 0
+        var start = 0
+        while start < n {
+            let rows = min(kernelBlockRows, n &- start)
+            if let base {
+                for t in 0..<rows { scratch[t] = Double(base[start &+ t]) }
+            } else {
+                scratch.update(repeating: 0, count: rows)
+            }
+            for c in 0..<columns {
+                let a = coefficients[c]
+                let q = basis + (c &* n &+ start)
+                for t in 0..<rows { scratch[t] += a * Double(q[t]) }
+            }
+            let o = out + start
+            for t in 0..<rows {
+                let value = T(scratch[t])
+                o[t] = value
+                poison += value * 0
+            }
+            start &+= rows
+        }
+        return poison == 0
+    }
+}
+
+extension Kernels {
+    /// y = a * x
+    @inlinable
+    static func scaledCopy<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, by a: Double, into y: UnsafeMutablePointer<T>, _ n: Int) {
+        for i in 0..<n { y[i] = T(Double(x[i]) * a) }
+    }
+
+    /// The three-term Lanczos coefficient q . (y - b p) and ||y||^2 in one pass
+    /// (p nil means b p = 0).
+    @inlinable
+    static func lanczosCoefficient<T: BinaryFloatingPoint>(
+        q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?, beta b: Double, _ n: Int
+    ) -> (alpha: Double, productNormSquared: Double) {
+        var a0 = 0.0, a1 = 0.0, y0 = 0.0, y1 = 0.0
+        var i = 0
+        if let p {
+            while i &+ 2 <= n {
+                let u0 = Double(y[i]) - b * Double(p[i]), u1 = Double(y[i &+ 1]) - b * Double(p[i &+ 1])
+                a0 += Double(q[i]) * u0; a1 += Double(q[i &+ 1]) * u1
+                y0 += Double(y[i]) * Double(y[i]); y1 += Double(y[i &+ 1]) * Double(y[i &+ 1])
+                i &+= 2
+            }
+            if i < n {
+                a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i])); y0 += Double(y[i]) * Double(y[i])
+            }
+        } else {
+            while i &+ 2 <= n {
+                a0 += Double(q[i]) * Double(y[i]); a1 += Double(q[i &+ 1]) * Double(y[i &+ 1])
+                y0 += Double(y[i]) * Double(y[i]); y1 += Double(y[i &+ 1]) * Double(y[i &+ 1])
+                i &+= 2
+            }
+            if i < n { a0 += Double(q[i]) * Double(y[i]); y0 += Double(y[i]) * Double(y[i]) }
+        }
+        return (a0 + a1, y0 + y1)
+    }
+
+    /// out = y - a q - b p (p nil means b p = 0): the unnormalised next Lanczos vector.
+    @inlinable
+    static func lanczosResidual<T: BinaryFloatingPoint>(
+        y: UnsafePointer<T>, q: UnsafePointer<T>, alpha a: Double, previous p: UnsafePointer<T>?, beta b: Double,
+        into out: UnsafeMutablePointer<T>, _ n: Int
+    ) {
+        if let p {
+            for i in 0..<n { out[i] = T(Double(y[i]) - a * Double(q[i]) - b * Double(p[i])) }
+        } else {
+            for i in 0..<n { out[i] = T(Double(y[i]) - a * Double(q[i])) }
+        }
+    }
+}
+
+extension Kernels {
+    /// sqrt(a^2 + b^2) without overflow or underflow of the squares.
+    @inlinable
+    static func hypot(_ a: Double, _ b: Double) -> Double {
+        let x = a.magnitude, y = b.magnitude
+        let big = max(x, y), small = min(x, y)
+        guard big > 0, big.isFinite else { return big.isNaN || small.isNaN ? .nan : big }
+        let r = small / big
+        return big * (1 + r * r).squareRoot()
+    }
+}

@@ -1,0 +1,132 @@
+/// MINRES (Paige and Saunders 1975) warm-started from the committed estimate: minimises
+/// ||b - A v|| over the Krylov space of the initial residual, so it handles symmetric
+/// indefinite (and, in the least-squares sense, singular) A, which non-convex lower-level
+/// problems produce.
+///
+/// One product for the initial residual, then one per iteration, up to `maxIterations`;
+/// stops when the recurrence residual phibar <= tolerance * ||b|| or the Krylov space is
+/// invariant.
+final class MINRES<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let maxIterations: Int
+    let tolerance: Double
+    // The three-term Lanczos vectors r1, r2, the normalised vector v (the product input),
+    // and the search directions w, w1, w2 (rotated by pointer).
+    private var r1: UnsafeMutablePointer<T>
+    private var r2: UnsafeMutablePointer<T>
+    private let lanczosVector: UnsafeMutablePointer<T>
+    private var w: UnsafeMutablePointer<T>
+    private var w1: UnsafeMutablePointer<T>
+    private var w2: UnsafeMutablePointer<T>
+    private var started = false
+    private var iterations = 0
+    private var beta = 0.0, oldBeta = 0.0, dbar = 0.0, epsilon = 0.0, phibar = 0.0
+    private var cs = -1.0, sn = 0.0
+    private var sawNegativeCurvature = false
+    private var sawSingular = false
+
+    init(n: Int, maxIterations: Int, tolerance: Double) {
+        self.n = n
+        self.maxIterations = maxIterations
+        self.tolerance = tolerance
+        r1 = .allocate(zeroed: n); r2 = .allocate(zeroed: n); lanczosVector = .allocate(zeroed: n)
+        w = .allocate(zeroed: n); w1 = .allocate(zeroed: n); w2 = .allocate(zeroed: n)
+    }
+
+    deinit {
+        r1.deallocate(); r2.deallocate(); lanczosVector.deallocate()
+        w.deallocate(); w1.deallocate(); w2.deallocate()
+    }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        Kernels.copy(ws.estimate, to: ws.pending, n)
+        started = false
+        iterations = 0
+        sawNegativeCurvature = false
+        sawSingular = false
+        ws.productInput = UnsafePointer(ws.estimate)
+        return true
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        let y = ws.productOutput
+        let target = tolerance * ws.rhsNorm
+        if !started {
+            started = true
+            Kernels.subtract(ws.rhs, y, into: r1, n)
+            beta = Kernels.norm(r1, n)
+            guard beta.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)") }
+            phibar = beta
+            if beta <= target || beta == 0 { return finish(&info, converged: true) }
+            if maxIterations == 0 { return finish(&info, converged: false) }
+            Kernels.copy(r1, to: r2, n)
+            oldBeta = 0; dbar = 0; epsilon = 0; cs = -1; sn = 0
+            Kernels.fill(w, n, with: 0); Kernels.fill(w2, n, with: 0)
+            Kernels.scaledCopy(r2, by: 1 / beta, into: lanczosVector, n)
+            ws.productInput = UnsafePointer(lanczosVector)
+            return true
+        }
+        iterations += 1
+        // Lanczos: y <- A v - (beta / oldbeta) r1 - (alpha / beta) r2.
+        if iterations >= 2 { Kernels.axpy(-beta / oldBeta, r1, y, n) }
+        let alpha = Kernels.dot(lanczosVector, y, n)
+        guard alpha.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
+        if alpha < 0 { sawNegativeCurvature = true }
+        Kernels.axpy(-alpha / beta, r2, y, n)
+        swap(&r1, &r2)
+        Kernels.copy(y, to: r2, n)
+        oldBeta = beta
+        beta = Kernels.norm(r2, n)
+        guard beta.isFinite else { throw .nonFiniteResult("MINRES overflowed") }
+        // Apply the previous rotation, then compute and apply the new one.
+        let oldEpsilon = epsilon
+        let delta = cs * dbar + sn * alpha
+        let gbar = sn * dbar - cs * alpha
+        epsilon = sn * beta
+        dbar = -cs * beta
+        var gamma = Kernels.hypot(gbar, beta)
+        if gamma == 0 {
+            sawSingular = true
+            gamma = Double.ulpOfOne
+        }
+        cs = gbar / gamma
+        sn = beta / gamma
+        let phi = cs * phibar
+        phibar = sn * phibar
+        // w_new = (v - oldEpsilon w1 - delta w2) / gamma, after shifting (w1, w2) <- (w2, w).
+        swap(&w1, &w2)  // w1 <- old w2
+        swap(&w2, &w)   // w2 <- old w, w <- old w1 (overwritten next)
+        let inverseGamma = 1 / gamma
+        for i in 0..<n {
+            w[i] = T((Double(lanczosVector[i]) - oldEpsilon * Double(w1[i]) - delta * Double(w2[i])) * inverseGamma)
+        }
+        Kernels.axpy(phi, w, ws.pending, n)
+        guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("MINRES overflowed") }
+
+        let invariant = !(beta > 16 * Double(T.ulpOfOne) * Swift.max(alpha.magnitude, oldBeta))
+        if phibar <= target { return finish(&info, converged: true) }
+        if invariant || iterations >= maxIterations {
+            info.breakdown = invariant
+            return finish(&info, converged: false)
+        }
+        Kernels.scaledCopy(r2, by: 1 / beta, into: lanczosVector, n)
+        ws.productInput = UnsafePointer(lanczosVector)
+        return true
+    }
+
+    private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
+        info.iterations = iterations
+        info.residual = phibar
+        info.residualKind = .recurrence
+        info.singularFallback = sawSingular
+        info.settleOutcome(budgetReached: !converged && !info.breakdown)
+        // MINRES is built for indefinite A: report it, but it is no caveat on the result.
+        info.indefinite = sawNegativeCurvature
+        return false
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {}
+    func abandon() {}
+    func reset() {}
+}

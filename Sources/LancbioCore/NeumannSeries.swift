@@ -1,0 +1,66 @@
+/// Truncated Neumann series v = eta sum_{i=0..terms} (I - eta A)^i b from zero (stocBiO):
+/// `terms` products, no warm start. Converges to A^{-1} b as terms grows when
+/// 0 < eta < 2 / lambda_max(A).
+final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let stepSize: Double
+    let terms: Int
+    /// The current power (I - eta A)^i b.
+    private let power: UnsafeMutablePointer<T>
+    private var taken = 0
+
+    init(n: Int, stepSize: Double, terms: Int) {
+        self.n = n
+        self.stepSize = stepSize
+        self.terms = terms
+        power = .allocate(zeroed: n)
+    }
+
+    deinit { power.deallocate() }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        Kernels.copy(ws.rhs, to: power, n)
+        Kernels.copy(ws.rhs, to: ws.pending, n)  // the running sum, scaled by eta at the end
+        taken = 0
+        return try nextTerm(ws, &info)
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        try Self.applyTerm(power: power, sum: ws.pending, product: ws.productOutput, stepSize: stepSize, n)
+        taken += 1
+        return try nextTerm(ws, &info)
+    }
+
+    private func nextTerm(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        if taken < terms {
+            ws.productInput = UnsafePointer(power)
+            return true
+        }
+        Kernels.scale(ws.pending, n, by: stepSize)
+        guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("the Neumann series overflowed") }
+        info.iterations = taken
+        info.residualKind = .unavailable
+        info.settleOutcome()
+        return false
+    }
+
+    /// power <- power - eta * A power; sum += power (sum nil: no sum).
+    static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, product: UnsafePointer<T>,
+                          stepSize eta: Double, _ n: Int) throws(EstimatorError) {
+        var poison = 0.0
+        for i in 0..<n {
+            let p = Double(power[i]) - eta * Double(product[i])
+            poison += p * 0
+            power[i] = T(p)
+        }
+        guard poison == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity, or the series overflowed") }
+        if let sum {
+            for i in 0..<n { sum[i] += power[i] }
+        }
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {}
+    func abandon() {}
+    func reset() {}
+}

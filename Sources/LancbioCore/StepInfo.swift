@@ -1,0 +1,83 @@
+/// How a step ended. Every case returns a usable estimate; the raw values are the
+/// non-negative status codes of the C ABI and are never renumbered.
+public enum StepOutcome: Int32, Sendable, CaseIterable {
+    /// The step completed normally (or an iterative solve met its tolerance).
+    case success = 0
+    /// An iterative solve used its whole iteration budget without meeting its tolerance.
+    /// Not an error: truncated solves are what hyper-gradient estimators do.
+    case budgetReached = 1
+    /// The Krylov space became invariant (beta == 0) or the residual was already zero:
+    /// the estimate is exact for this operator; the next step restarts.
+    case breakdown = 2
+    /// Negative or zero curvature was met (a Ritz value <= 0, or p^T A p <= 0 in CG):
+    /// the operator is not positive definite on the explored subspace. The estimate is
+    /// the solve of the (indefinite) projected system, or the last iterate before the
+    /// negative direction.
+    case indefinite = 3
+    /// The projected system was singular to working precision: the estimate is its
+    /// minimum-norm least-squares solution.
+    case singular = 4
+}
+
+/// What the residual figure in `StepInfo` means.
+public enum ResidualKind: Int32, Sendable {
+    /// No residual is available without another product (Neumann series).
+    case unavailable = 0
+    /// ||A v - b|| computed from products of this step: exact up to rounding.
+    case exact = 1
+    /// The recurrence residual of CG or MINRES: equals ||A v - b|| in exact arithmetic.
+    case recurrence = 2
+    /// beta_j |e_j^T s| of dynamic Lanczos. Exact for a fixed operator; only an
+    /// estimate while the operator moves between steps.
+    case estimate = 3
+    /// ||A v_prev - b|| at the iterate before the last gradient step.
+    case previousIterate = 4
+}
+
+/// Per-step diagnostics. Counts are plain numbers; `residual`, `ritzMin` and `ritzMax` are
+/// in the units of b and of A's eigenvalues respectively.
+public struct StepInfo: Equatable, Sendable {
+    /// How the step ended.
+    public var outcome: StepOutcome = .success
+    /// Operator products (HVPs) used by this step.
+    public var products = 0
+    /// Operator products used since creation or the last reset.
+    public var totalProducts = 0
+    /// Inner iterations of this step (CG, MINRES, gradient or Neumann terms; Lanczos: 1).
+    public var iterations = 0
+    /// Lanczos: current subspace dimension j. SubBiO: 1 or 2. Others: 0.
+    public var dimension = 0
+    /// Lanczos: restart period m in force. Others: 0.
+    public var period = 0
+    /// Lanczos: whether this step restarted the basis.
+    public var restarted = false
+    /// Lanczos: restarts since creation or the last reset.
+    public var restarts = 0
+    /// See `residualKind`.
+    public var residual = 0.0
+    public var residualKind: ResidualKind = .unavailable
+    /// Extreme eigenvalues of the projected matrix (T_j for Lanczos, the 2 x 2 matrix for
+    /// SubBiO): estimates of the extreme eigenvalues of A. Meaningful only when
+    /// `dimension > 0`; 0 otherwise.
+    public var ritzMin = 0.0
+    public var ritzMax = 0.0
+    /// The Krylov space became invariant in this step.
+    public var breakdown = false
+    /// The projected matrix or curvature was not positive (see `StepOutcome.indefinite`).
+    public var indefinite = false
+    /// The least-squares fallback replaced a singular solve.
+    public var singularFallback = false
+    /// The right-hand side, or the residual at restart, was exactly zero.
+    public var zeroResidual = false
+
+    public init() {}
+
+    /// The outcome that summarises the flags, most serious first.
+    mutating func settleOutcome(budgetReached: Bool = false) {
+        if singularFallback { outcome = .singular }
+        else if indefinite { outcome = .indefinite }
+        else if breakdown || zeroResidual { outcome = .breakdown }
+        else if budgetReached { outcome = .budgetReached }
+        else { outcome = .success }
+    }
+}

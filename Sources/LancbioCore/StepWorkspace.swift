@@ -1,0 +1,74 @@
+/// Buffers shared by an estimator and its method: the committed estimate, the estimate
+/// being computed, the right-hand side of the step, and the product buffers exchanged
+/// with the caller. Allocated once; steps allocate nothing.
+final class StepWorkspace<T: BinaryFloatingPoint> {
+    let n: Int
+    /// The committed estimate v_k (the warm start and the anchor of the next restart).
+    private(set) var estimate: UnsafeMutablePointer<T>
+    /// v_{k+1} while a step is in progress; swapped with `estimate` on commit.
+    private(set) var pending: UnsafeMutablePointer<T>
+    /// Copy of b for the step in progress.
+    let rhs: UnsafeMutablePointer<T>
+    /// Where the caller writes A * productInput.
+    let productOutput: UnsafeMutablePointer<T>
+    /// The vector whose product the method needs next; points into method or workspace
+    /// storage, stable for the life of the estimator.
+    var productInput: UnsafePointer<T>
+    /// ||b|| of the step in progress.
+    var rhsNorm = 0.0
+    /// Double scratch for the blocked kernels.
+    let blockScratch: UnsafeMutablePointer<Double>
+
+    init(n: Int) {
+        self.n = n
+        estimate = .allocate(zeroed: n)
+        pending = .allocate(zeroed: n)
+        rhs = .allocate(zeroed: n)
+        productOutput = .allocate(zeroed: n)
+        productInput = UnsafePointer(estimate)
+        blockScratch = .allocate(capacity: kernelBlockRows)
+        blockScratch.initialize(repeating: 0, count: kernelBlockRows)
+    }
+
+    deinit {
+        estimate.deallocate(); pending.deallocate(); rhs.deallocate()
+        productOutput.deallocate(); blockScratch.deallocate()
+    }
+
+    func commitEstimate() { swap(&estimate, &pending) }
+}
+
+extension UnsafeMutablePointer where Pointee: BinaryFloatingPoint {
+    /// A new buffer of `count` zeros.
+    static func allocate(zeroed count: Int) -> UnsafeMutablePointer<Pointee> {
+        let p = UnsafeMutablePointer<Pointee>.allocate(capacity: Swift.max(count, 1))
+        p.initialize(repeating: 0, count: Swift.max(count, 1))
+        return p
+    }
+}
+
+/// The reverse-communication contract every method implements. A step is `begin`,
+/// then `resume` after each product the method asked for, until one returns false; the
+/// estimator then calls `commit`. `abandon` forgets a step in progress: methods write
+/// only to storage that the committed state does not use until `commit`, so abandoning
+/// needs no undo.
+protocol StepMethod: AnyObject {
+    associatedtype Scalar: BinaryFloatingPoint
+    /// Returns true when `ws.productInput` needs a product; false when the step is done
+    /// (`ws.pending` holds the estimate and `info` is filled).
+    func begin(_ ws: StepWorkspace<Scalar>, _ info: inout StepInfo) throws(EstimatorError) -> Bool
+    /// `ws.productOutput` holds A * `ws.productInput`. Same return convention as `begin`.
+    func resume(_ ws: StepWorkspace<Scalar>, _ info: inout StepInfo) throws(EstimatorError) -> Bool
+    /// Publishes the step; runs before the workspace swaps in the new estimate, so
+    /// `ws.estimate` is still v_k.
+    func commit(_ ws: StepWorkspace<Scalar>)
+    func abandon()
+    /// Back to the state right after creation.
+    func reset()
+    /// The committed estimate was replaced by the caller.
+    func estimateReplaced()
+}
+
+extension StepMethod {
+    func estimateReplaced() {}
+}

@@ -1,0 +1,114 @@
+/// SubBiO (Algorithm 1 of the paper): the Galerkin solution of A v = b on
+/// S = span{b, v_k - theta0 A v_k}, with three products (A b, A v_k, A w).
+///
+/// The two spanning vectors are orthonormalised first, so parallel vectors reduce the
+/// subspace to one dimension instead of producing a singular 2 x 2 system; the products of
+/// the orthonormal vectors follow from the three products by linearity. The residual
+/// ||A v - b|| is then exact, from the same products.
+final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
+    let n: Int
+    let theta0: Double
+    private let rhsProduct: UnsafeMutablePointer<T>     // A b
+    private let direction: UnsafeMutablePointer<T>      // w = v - theta0 A v, then its part orthogonal to b
+    private let directionProduct: UnsafeMutablePointer<T>
+    private let projected = ProjectedSystem(capacity: 2)
+    private enum Phase { case rhsProduct, estimateProduct, directionProduct }
+    private var phase = Phase.rhsProduct
+
+    init(n: Int, theta0: Double) {
+        self.n = n
+        self.theta0 = theta0
+        rhsProduct = .allocate(zeroed: n)
+        direction = .allocate(zeroed: n)
+        directionProduct = .allocate(zeroed: n)
+    }
+
+    deinit { rhsProduct.deallocate(); direction.deallocate(); directionProduct.deallocate() }
+
+    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        guard ws.rhsNorm > 0 else {
+            // b = 0: the Galerkin solution on any subspace is zero.
+            Kernels.fill(ws.pending, n, with: 0)
+            info.zeroResidual = true
+            info.residualKind = .exact
+            info.settleOutcome()
+            return false
+        }
+        phase = .rhsProduct
+        ws.productInput = UnsafePointer(ws.rhs)
+        return true
+    }
+
+    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+        info.products += 1
+        let y = ws.productOutput
+        guard Kernels.allFinite(y, n) else { throw .nonFiniteProduct("the operator returned NaN or infinity") }
+        switch phase {
+        case .rhsProduct:
+            Kernels.copy(y, to: rhsProduct, n)
+            phase = .estimateProduct
+            ws.productInput = UnsafePointer(ws.estimate)
+            return true
+        case .estimateProduct:
+            let v = ws.estimate
+            for i in 0..<n { direction[i] = T(Double(v[i]) - theta0 * Double(y[i])) }
+            guard Kernels.allFinite(direction, n) else { throw .nonFiniteResult("v - theta0 A v overflowed") }
+            phase = .directionProduct
+            ws.productInput = UnsafePointer(direction)
+            return true
+        case .directionProduct:
+            Kernels.copy(y, to: directionProduct, n)
+            try galerkinSolve(ws, &info)
+            return false
+        }
+    }
+
+    private func galerkinSolve(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
+        let b = ws.rhs, bn = ws.rhsNorm
+        // z1 = b / ||b||; w <- w - (z1.w) z1, A w <- A w - (z1.w) A z1.
+        let directionNorm = Kernels.norm(direction, n)
+        let along = Kernels.dot(b, direction, n) / (bn * bn)
+        Kernels.axpy(-along, b, direction, n)
+        Kernels.axpy(-along, rhsProduct, directionProduct, n)
+        let orthogonalNorm = Kernels.norm(direction, n)
+        let twoDimensional = orthogonalNorm > 8 * Double(T.ulpOfOne) * directionNorm
+        let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution
+        d[0] = Kernels.dot(b, rhsProduct, n) / (bn * bn)
+        s[0] = bn
+        if twoDimensional {
+            let h12 = Kernels.dot(b, directionProduct, n) / (bn * orthogonalNorm)
+            let h21 = Kernels.dot(direction, rhsProduct, n) / (orthogonalNorm * bn)
+            d[1] = Kernels.dot(direction, directionProduct, n) / (orthogonalNorm * orthogonalNorm)
+            e[0] = (h12 + h21) / 2
+            s[1] = 0
+        }
+        let j = twoDimensional ? 2 : 1
+        let report = projected.solve(dimension: j)
+        guard report.solved else { throw .nonFiniteResult("the projected 2 x 2 system could not be solved") }
+        // v = s1 z1 + s2 z2 and A v - b from the stored products.
+        let c1 = s[0] / bn, c2 = twoDimensional ? s[1] / orthogonalNorm : 0
+        let v = ws.pending
+        var residualSquares = 0.0
+        for i in 0..<n {
+            v[i] = T(c1 * Double(b[i]) + c2 * Double(direction[i]))
+            let r = c1 * Double(rhsProduct[i]) + c2 * Double(directionProduct[i]) - Double(b[i])
+            residualSquares += r * r
+        }
+        guard Kernels.allFinite(v, n), residualSquares.isFinite else {
+            throw .nonFiniteResult("the SubBiO estimate overflowed")
+        }
+        info.iterations = 1
+        info.dimension = j
+        info.residual = residualSquares.squareRoot()
+        info.residualKind = .exact
+        info.ritzMin = report.ritzMin
+        info.ritzMax = report.ritzMax
+        info.indefinite = report.indefinite
+        info.singularFallback = report.singular
+        info.settleOutcome()
+    }
+
+    func commit(_ ws: StepWorkspace<T>) {}
+    func abandon() {}
+    func reset() {}
+}

@@ -1,0 +1,288 @@
+/*
+ * lancbio: hyper-gradient estimators for bilevel optimization.
+ *
+ * Estimators of v = A^{-1} b where the symmetric matrix A (n x n) is available only
+ * through products q -> A q (Hessian-vector products, "HVPs"): LancBiO's dynamic
+ * Lanczos and the classic estimators it is compared with (SubBiO, CG, MINRES, gradient
+ * steps, Neumann series). Each estimator is stateful: one step per outer iteration of a
+ * bilevel method, warm-started from its previous estimate.
+ *
+ * Conventions
+ * - Every fallible function returns an int32_t status: 0 success, > 0 success with a
+ *   caveat (a usable result was written), < 0 error (nothing was written and the handle's
+ *   state is exactly as before the call). See the LANCBIO_* status table below;
+ *   lancbio_status_string() names each code. Codes are never renumbered.
+ * - Error detail: lancbio_estimator_last_error(h), valid until the next call on h.
+ * - Handles are opaque, created through an out-parameter, destroyed with
+ *   lancbio_estimator_destroy() (NULL is accepted). Unknown or destroyed handles are
+ *   detected and rejected with LANCBIO_ERR_INVALID_HANDLE.
+ * - Buffers belong to the caller and are borrowed only for the duration of a call;
+ *   the library keeps no pointer after a call returns. Sizes are int64_t counts of
+ *   elements, never bytes.
+ * - Options and info structs start with a struct_size field: set it to sizeof(the struct)
+ *   (the *_init functions do). Later versions only append fields, and the library reads
+ *   or writes only the first struct_size bytes, so code compiled against an older header
+ *   keeps working.
+ * - Precision: a handle is created for float64 or float32; *_f64 functions take double
+ *   buffers, *_f32 functions float buffers. Calling the other precision's function on a
+ *   handle is an error (LANCBIO_ERR_WRONG_PRECISION). Float32 handles store vectors in
+ *   float and accumulate every reduction in double.
+ * - Threads: one thread at a time per handle; independent handles may be used
+ *   concurrently from different threads.
+ */
+#ifndef LANCBIO_H
+#define LANCBIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI version of this header. Bumped only by incompatible changes. */
+#define LANCBIO_ABI_VERSION 1
+
+/* ---------------------------------------------------------------------------------
+ * Status codes
+ * -------------------------------------------------------------------------------*/
+/** Success. */
+#define LANCBIO_OK 0
+/** An iterative solve used its whole iteration budget without meeting its tolerance.
+ *  Not an error: truncated solves are what hyper-gradient estimators do. */
+#define LANCBIO_BUDGET_REACHED 1
+/** The Krylov space became invariant, or the residual was already zero: the estimate is
+ *  exact for this operator (Lanczos restarts at the next step). */
+#define LANCBIO_BREAKDOWN 2
+/** Negative or zero curvature met: A is not positive definite on the explored subspace.
+ *  A result was still written (see the method's documentation). */
+#define LANCBIO_INDEFINITE 3
+/** The projected system was singular: the minimum-norm least-squares solution was used. */
+#define LANCBIO_SINGULAR 4
+/** Reverse communication only, not final: the request buffer holds a vector x; compute
+ *  A x and pass it to the matching *_resume call. */
+#define LANCBIO_NEED_PRODUCT 100
+/** A size, option or argument is out of range (details in the handle's message). */
+#define LANCBIO_ERR_INVALID_ARGUMENT (-1)
+/** A required pointer was NULL. */
+#define LANCBIO_ERR_NULL_POINTER (-2)
+/** b or a supplied estimate contains NaN or infinity. */
+#define LANCBIO_ERR_NON_FINITE_INPUT (-3)
+/** A product returned by the callback (or supplied to *_resume) contains NaN or infinity. */
+#define LANCBIO_ERR_NON_FINITE_PRODUCT (-4)
+/** The computed estimate overflowed. */
+#define LANCBIO_ERR_NON_FINITE_RESULT (-5)
+/** The callback returned non-zero; lancbio_estimator_callback_status() gives its code. */
+#define LANCBIO_ERR_CALLBACK (-6)
+/** An *_f64 function was called on a float32 handle, or the reverse. */
+#define LANCBIO_ERR_WRONG_PRECISION (-7)
+/** The call does not fit the handle's state (e.g. *_resume with no step in progress). */
+#define LANCBIO_ERR_INVALID_STATE (-8)
+/** The handle is NULL, unknown, or already destroyed. */
+#define LANCBIO_ERR_INVALID_HANDLE (-9)
+
+/* ---------------------------------------------------------------------------------
+ * Enumerations (int32_t values)
+ * -------------------------------------------------------------------------------*/
+/** Estimators; ALGORITHMS.md sections 3-5 give the mathematics. */
+#define LANCBIO_METHOD_LANCZOS 1        /**< LancBiO dynamic Lanczos: 1 + 1/m products per step. */
+#define LANCBIO_METHOD_SUBBIO 2         /**< Galerkin solve on span{b, v - theta0 A v}: 3 products. */
+#define LANCBIO_METHOD_CG 3             /**< Warm-started conjugate gradients (AmIGO-CG). */
+#define LANCBIO_METHOD_MINRES 4         /**< Warm-started MINRES, for symmetric indefinite A. */
+#define LANCBIO_METHOD_GD 5             /**< Gradient steps v <- v - eta (A v - b) (AmIGO-GD, SOBA). */
+#define LANCBIO_METHOD_NEUMANN 6        /**< Truncated Neumann series from zero (stocBiO). */
+#define LANCBIO_METHOD_RANDOM_NEUMANN 7 /**< Random truncation then gradient steps (TTSA, BSA). */
+
+#define LANCBIO_FLOAT64 1
+#define LANCBIO_FLOAT32 2
+
+/** Lanczos variants. */
+#define LANCBIO_VARIANT_RESIDUAL 0 /**< The paper's: anchored at the last estimate (default). */
+#define LANCBIO_VARIANT_PLAIN 1    /**< No anchor: q_1 = b / ||b||. */
+
+/** Meaning of lancbio_step_info_t.residual. */
+#define LANCBIO_RESIDUAL_UNAVAILABLE 0 /**< Not computed (Neumann series). */
+#define LANCBIO_RESIDUAL_EXACT 1       /**< ||A v - b|| from this step's products. */
+#define LANCBIO_RESIDUAL_RECURRENCE 2  /**< CG/MINRES recurrence: ||A v - b|| in exact arithmetic. */
+#define LANCBIO_RESIDUAL_ESTIMATE 3    /**< Lanczos beta_j |e_j^T s|: exact only for a fixed A. */
+#define LANCBIO_RESIDUAL_PREVIOUS 4    /**< ||A v - b|| at the iterate before the last gradient step. */
+
+/* ---------------------------------------------------------------------------------
+ * Types
+ * -------------------------------------------------------------------------------*/
+/** Opaque estimator handle. */
+typedef struct lancbio_estimator lancbio_estimator_t;
+
+/**
+ * Product callbacks: write A * in into out (both n elements) and return 0.
+ * Contract: in and out do not alias; out must be fully written; both buffers are valid
+ * only during the call and must not be kept; in must not be modified. A non-zero return
+ * aborts the step: the library returns LANCBIO_ERR_CALLBACK, keeps the code (see
+ * lancbio_estimator_callback_status) and leaves the estimator as before the call.
+ */
+typedef int32_t (*lancbio_hvp_f64_t)(const double *in, double *out, int64_t n, void *user_data);
+typedef int32_t (*lancbio_hvp_f32_t)(const float *in, float *out, int64_t n, void *user_data);
+
+/** Estimator options. Fill with lancbio_estimator_options_init(), then change fields.
+ *  Fields that do not apply to the chosen method are ignored. */
+typedef struct lancbio_estimator_options {
+    int64_t struct_size;      /**< sizeof(lancbio_estimator_options_t). */
+    int32_t method;           /**< LANCBIO_METHOD_*. */
+    int32_t precision;        /**< LANCBIO_FLOAT64 (default) or LANCBIO_FLOAT32. */
+    /* Lanczos */
+    int64_t m0;               /**< Initial restart period, 1 <= m0 <= m_max (default 1). */
+    int64_t m_max;            /**< Largest period, 1..4096 (default 80); the basis holds m_max + 1 vectors. */
+    double growth;            /**< Period growth factor >= 1 (default 1.1). */
+    int64_t grow_every;       /**< Grow the period every this many steps, >= 1 (default 20). */
+    int32_t variant;          /**< LANCBIO_VARIANT_* (default RESIDUAL). */
+    int32_t reorthogonalize;  /**< Non-zero: full re-orthogonalisation (default 0). */
+    /* SubBiO */
+    double theta0;            /**< > 0, units of 1/eigenvalue of A. No default: 0 until set (the paper uses 1/kappa). */
+    /* CG, MINRES */
+    int64_t max_iterations;   /**< >= 0 (default 5, the paper's Q). */
+    double tolerance;         /**< Stop when ||r|| <= tolerance ||b||, >= 0 (default 0: run max_iterations). */
+    /* GD, Neumann, random Neumann */
+    double step_size;         /**< eta > 0, below 2 / lambda_max(A) to converge. No default: 0 until set. */
+    int64_t steps;            /**< GD: steps >= 1 (default 5); Neumann: terms >= 0 (default 10);
+                                   random Neumann: maximal truncation and gradient steps >= 1 (default 10). */
+    uint64_t seed;            /**< Random Neumann's generator seed (default 0). */
+} lancbio_estimator_options_t;
+
+/** Diagnostics of one step. Set struct_size before passing it in. */
+typedef struct lancbio_step_info {
+    int64_t struct_size;      /**< sizeof(lancbio_step_info_t). */
+    int32_t status;           /**< Outcome of the step: LANCBIO_OK .. LANCBIO_SINGULAR. */
+    int32_t residual_kind;    /**< LANCBIO_RESIDUAL_*: what `residual` means. */
+    int64_t products;         /**< Products (HVPs) used by this step. */
+    int64_t total_products;   /**< Products since creation or reset. */
+    int64_t iterations;       /**< Inner iterations (Lanczos: 1). */
+    int64_t dimension;        /**< Lanczos: subspace dimension j; SubBiO: 1 or 2; others 0. */
+    int64_t period;           /**< Lanczos: restart period m in force; others 0. */
+    int64_t restarts;         /**< Lanczos: restarts since creation or reset. */
+    int32_t restarted;        /**< Lanczos: 1 if this step restarted the basis. */
+    int32_t breakdown;        /**< 1 if the Krylov space became invariant. */
+    int32_t indefinite;       /**< 1 if non-positive curvature was met. */
+    int32_t singular_fallback;/**< 1 if the least-squares fallback replaced a singular solve. */
+    int32_t zero_residual;    /**< 1 if b, or the residual at restart, was exactly zero. */
+    int32_t reserved;         /**< Zero. */
+    double residual;          /**< See residual_kind (units of b). */
+    double ritz_min;          /**< Smallest / largest eigenvalue of the projected matrix: */
+    double ritz_max;          /**< estimates of A's extreme eigenvalues; 0 when dimension == 0. */
+} lancbio_step_info_t;
+
+/* ---------------------------------------------------------------------------------
+ * Library
+ * -------------------------------------------------------------------------------*/
+/** The library's ABI version; equals LANCBIO_ABI_VERSION of the header it was built with. */
+int32_t lancbio_abi_version(void);
+/** The package version, e.g. "0.1.0" (static string). */
+const char *lancbio_version(void);
+/** A static description of a status code ("unknown status" for others). */
+const char *lancbio_status_string(int32_t status);
+
+/* ---------------------------------------------------------------------------------
+ * Estimators
+ * -------------------------------------------------------------------------------*/
+/**
+ * Fills *options with the defaults of `method` and struct_size = sizeof(*options).
+ * @param[out] options  Written.
+ * @param[in]  method   LANCBIO_METHOD_*.
+ * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT (unknown method).
+ */
+int32_t lancbio_estimator_options_init(lancbio_estimator_options_t *options, int32_t method);
+
+/**
+ * Creates an estimator of dimension n with the estimate v = 0.
+ * @param[in]  n        Dimension, >= 1.
+ * @param[in]  options  Options (struct_size set); read during the call only.
+ * @param[out] out      Receives the handle (NULL on failure).
+ * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT.
+ */
+int32_t lancbio_estimator_create(int64_t n, const lancbio_estimator_options_t *options, lancbio_estimator_t **out);
+
+/** Destroys a handle; NULL and unknown handles are ignored. */
+void lancbio_estimator_destroy(lancbio_estimator_t *h);
+
+/** Back to the state after creation: v = 0, counters zero, schedules and seeds restarted.
+ *  @return LANCBIO_OK or LANCBIO_ERR_INVALID_HANDLE. */
+int32_t lancbio_estimator_reset(lancbio_estimator_t *h);
+
+/** Message describing the last error on h ("" if the last call succeeded). Owned by the
+ *  handle, valid until the next call on h. A static message for an invalid handle. */
+const char *lancbio_estimator_last_error(const lancbio_estimator_t *h);
+
+/** The non-zero code returned by the callback that aborted the last call on h, else 0. */
+int32_t lancbio_estimator_callback_status(const lancbio_estimator_t *h);
+
+/**
+ * Reads the handle's fixed properties. Any output pointer may be NULL.
+ * @param[out] n          Dimension.
+ * @param[out] method     LANCBIO_METHOD_*.
+ * @param[out] precision  LANCBIO_FLOAT64 or LANCBIO_FLOAT32.
+ * @return LANCBIO_OK or LANCBIO_ERR_INVALID_HANDLE.
+ */
+int32_t lancbio_estimator_properties(const lancbio_estimator_t *h, int64_t *n, int32_t *method, int32_t *precision);
+
+/** Copies the diagnostics of the last completed step (all zero before the first).
+ *  @return LANCBIO_OK, LANCBIO_ERR_INVALID_HANDLE, LANCBIO_ERR_NULL_POINTER,
+ *  LANCBIO_ERR_INVALID_ARGUMENT (struct_size too small). */
+int32_t lancbio_estimator_info(const lancbio_estimator_t *h, lancbio_step_info_t *info);
+
+/**
+ * One step with products from a callback: computes the new estimate v_{k+1} of A^{-1} b,
+ * commits it, and copies it into v.
+ * @param[in]  hvp        Product callback (see lancbio_hvp_f64_t).
+ * @param[in]  user_data  Passed to hvp unchanged.
+ * @param[in]  b          Right-hand side, n values, finite.
+ * @param[out] v          Receives the estimate, n values; may alias b.
+ * @param[in]  n          Must equal the handle's dimension.
+ * @param[out] info       Step diagnostics, or NULL.
+ * @return The step's outcome (LANCBIO_OK .. LANCBIO_SINGULAR), or an error: then v and
+ *         info are untouched and the estimator is as before the call.
+ */
+int32_t lancbio_estimator_step_f64(lancbio_estimator_t *h, lancbio_hvp_f64_t hvp, void *user_data,
+                                   const double *b, double *v, int64_t n, lancbio_step_info_t *info);
+int32_t lancbio_estimator_step_f32(lancbio_estimator_t *h, lancbio_hvp_f32_t hvp, void *user_data,
+                                   const float *b, float *v, int64_t n, lancbio_step_info_t *info);
+
+/**
+ * Reverse communication: starts a step with right-hand side b (copied).
+ * @param[in]  b        n values, finite.
+ * @param[out] request  n values: on LANCBIO_NEED_PRODUCT, the vector x whose product A x
+ *                      must be passed to *_resume.
+ * @return LANCBIO_NEED_PRODUCT; a final outcome (>= 0, the step completed without any
+ *         product, e.g. b = 0); or an error (no step in progress afterwards).
+ */
+int32_t lancbio_estimator_begin_f64(lancbio_estimator_t *h, const double *b, double *request, int64_t n);
+int32_t lancbio_estimator_begin_f32(lancbio_estimator_t *h, const float *b, float *request, int64_t n);
+
+/**
+ * Reverse communication: continues the step with product = A x for the last request.
+ * @param[in]  product  n values.
+ * @param[out] request  n values: on LANCBIO_NEED_PRODUCT, the next vector to multiply.
+ * @return LANCBIO_NEED_PRODUCT; a final outcome (the estimate is committed: read it with
+ *         *_get_v and the diagnostics with lancbio_estimator_info); or an error, after
+ *         which the step is abandoned and the estimator is as before *_begin.
+ */
+int32_t lancbio_estimator_resume_f64(lancbio_estimator_t *h, const double *product, double *request, int64_t n);
+int32_t lancbio_estimator_resume_f32(lancbio_estimator_t *h, const float *product, float *request, int64_t n);
+
+/** Abandons a reverse-communication step in progress (no effect if none).
+ *  @return LANCBIO_OK or LANCBIO_ERR_INVALID_HANDLE. */
+int32_t lancbio_estimator_cancel(lancbio_estimator_t *h);
+
+/** Copies the committed estimate into v (n values).
+ *  @return LANCBIO_OK or an error. */
+int32_t lancbio_estimator_get_v_f64(const lancbio_estimator_t *h, double *v, int64_t n);
+int32_t lancbio_estimator_get_v_f32(const lancbio_estimator_t *h, float *v, int64_t n);
+
+/** Replaces the committed estimate (a warm start; Lanczos restarts from it at its next step).
+ *  @return LANCBIO_OK or an error (LANCBIO_ERR_NON_FINITE_INPUT, ..._INVALID_STATE during a step). */
+int32_t lancbio_estimator_set_v_f64(lancbio_estimator_t *h, const double *v, int64_t n);
+int32_t lancbio_estimator_set_v_f32(lancbio_estimator_t *h, const float *v, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LANCBIO_H */
