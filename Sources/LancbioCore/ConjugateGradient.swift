@@ -3,13 +3,19 @@
 /// One product for the initial residual, then one per iteration, up to `maxIterations`;
 /// stops early when ||r|| <= tolerance * ||b||. Meeting p^T A p <= 0 ends the solve with
 /// the last iterate and the `indefinite` flag (use MINRES for indefinite A).
+///
+/// CG is invariant under scaling of the residual, so the recurrences run on r and p scaled
+/// by sigma = 1 / ||r0||: their squared norms then stay near 1 whatever the magnitude of b
+/// (1e-300 or 1e+300), where the unscaled r^T r would underflow or overflow.
 final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     let n: Int
     let maxIterations: Int
     let tolerance: Double
     private let residual: UnsafeMutablePointer<T>
     private let direction: UnsafeMutablePointer<T>
+    /// ||sigma r||^2 with sigma = 1 / ||r0||.
     private var residualNormSquared = 0.0
+    private var sigma = 1.0
     private var iterations = 0
     private var started = false
 
@@ -34,15 +40,23 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         info.products += 1
         let ap = ws.productOutput
-        let target = tolerance * ws.rhsNorm
         if !started {
             started = true
             Kernels.subtract(ws.rhs, ap, into: residual, n)
-            residualNormSquared = Kernels.dot(residual, residual, n)
-            guard residualNormSquared.isFinite else {
+            let initialNorm = Kernels.norm(residual, n)
+            guard initialNorm.isFinite else {
                 throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)")
             }
+            if initialNorm == 0 {
+                residualNormSquared = 0
+                sigma = 1
+                return finish(&info, converged: true)
+            }
+            sigma = 1 / initialNorm
+            Kernels.scale(residual, n, by: sigma)
+            residualNormSquared = Kernels.dot(residual, residual, n)
         } else {
+            // ap = A (sigma p): the step along sigma p is rr / (p^T A p) in scaled terms.
             let curvature = Kernels.dot(direction, ap, n)
             guard curvature.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (A p)") }
             guard curvature > 0 else {
@@ -50,7 +64,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
                 return finish(&info, converged: false)
             }
             let step = residualNormSquared / curvature
-            Kernels.axpy(step, direction, ws.pending, n)
+            Kernels.axpy(step / sigma, direction, ws.pending, n)
             Kernels.axpy(-step, ap, residual, n)
             let previous = residualNormSquared
             residualNormSquared = Kernels.dot(residual, residual, n)
@@ -58,7 +72,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             guard residualNormSquared.isFinite, Kernels.allFinite(ws.pending, n) else {
                 throw .nonFiniteResult("conjugate gradients overflowed")
             }
-            if residualNormSquared.squareRoot() > target && iterations < maxIterations {
+            if !isConverged(ws) && iterations < maxIterations {
                 // p <- r + (rr_new / rr_old) p
                 let ratio = residualNormSquared / previous
                 for i in 0..<n { direction[i] = T(Double(residual[i]) + ratio * Double(direction[i])) }
@@ -66,7 +80,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
                 return true
             }
         }
-        let converged = residualNormSquared.squareRoot() <= target
+        let converged = isConverged(ws)
         if converged || iterations >= maxIterations {
             return finish(&info, converged: converged)
         }
@@ -75,11 +89,15 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         return true
     }
 
+    /// ||r|| <= tolerance ||b||, compared in scaled terms.
+    private func isConverged(_ ws: StepWorkspace<T>) -> Bool {
+        residualNormSquared.squareRoot() <= tolerance * ws.rhsNorm * sigma
+    }
+
     private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
         info.iterations = iterations
-        info.residual = residualNormSquared.squareRoot()
+        info.residual = residualNormSquared.squareRoot() / sigma
         info.residualKind = .recurrence
-        info.zeroResidual = residualNormSquared == 0
         info.settleOutcome(budgetReached: !converged)
         return false
     }

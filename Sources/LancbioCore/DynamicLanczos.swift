@@ -154,8 +154,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         let betaPrevious = column > 0 ? beta[column - 1] : 0
         let next = pendingRestart ? restartSecond : basis + (column + 1) * n
 
-        let (a, productNormSquared) = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
-        guard a.isFinite, productNormSquared.isFinite else {
+        let a = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
+        // Any NaN or infinity in y makes alpha non-finite (inf * 0 and inf - inf are NaN).
+        guard a.isFinite else {
             throw .nonFiniteProduct("the operator returned NaN or infinity (Lanczos product A q)")
         }
         Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious, into: next, n)
@@ -164,7 +165,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
         let b = Kernels.norm(next, n)
         // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
-        let breakdown = !(b > 16 * Double(T.ulpOfOne) * productNormSquared.squareRoot())
+        // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
+        let scale = Kernels.hypot(Kernels.hypot(a, betaPrevious), b)
+        let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
         if !breakdown { Kernels.scale(next, n, by: 1 / b) }
 
         let j = column + 1

@@ -34,18 +34,20 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     /// pending <- pending - eta (A pending - b), with A pending in ws.productOutput.
     /// Returns ||A pending - b|| before the step.
     static func gradientStep(_ ws: StepWorkspace<T>, stepSize eta: Double) throws(EstimatorError) -> Double {
-        let v = ws.pending, ap = ws.productOutput, b = ws.rhs
-        var sumOfSquares = 0.0
+        let v = ws.pending, r = ws.productOutput, b = ws.rhs
+        // r = A v - b in place (the product buffer is scratch once read), then v -= eta r.
+        var poison = 0.0
         for i in 0..<ws.n {
-            let r = Double(ap[i]) - Double(b[i])
-            sumOfSquares += r * r
-            v[i] = T(Double(v[i]) - eta * r)
+            let ri = Double(r[i]) - Double(b[i])
+            poison += ri * 0
+            r[i] = T(ri)
+            v[i] = T(Double(v[i]) - eta * ri)
         }
-        guard sumOfSquares.isFinite else {
+        guard poison == 0 else {
             throw .nonFiniteProduct("the operator returned NaN or infinity, or A v - b overflowed")
         }
         guard Kernels.allFinite(v, ws.n) else { throw .nonFiniteResult("the gradient step overflowed") }
-        return sumOfSquares.squareRoot()
+        return Kernels.norm(r, ws.n)
     }
 
     func commit(_ ws: StepWorkspace<T>) {}

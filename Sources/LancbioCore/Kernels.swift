@@ -206,33 +206,26 @@ extension Kernels {
         for i in 0..<n { y[i] = T(Double(x[i]) * a) }
     }
 
-    /// The three-term Lanczos coefficient q . (y - b p) and ||y||^2 in one pass
-    /// (p nil means b p = 0).
+    /// The three-term Lanczos coefficient q . (y - b p) in one pass (p nil means b p = 0).
     @inlinable
     static func lanczosCoefficient<T: BinaryFloatingPoint>(
         q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?, beta b: Double, _ n: Int
-    ) -> (alpha: Double, productNormSquared: Double) {
-        var a0 = 0.0, a1 = 0.0, y0 = 0.0, y1 = 0.0
+    ) -> Double {
+        guard let p else { return dot(q, y, n) }
+        var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
         var i = 0
-        if let p {
-            while i &+ 2 <= n {
-                let u0 = Double(y[i]) - b * Double(p[i]), u1 = Double(y[i &+ 1]) - b * Double(p[i &+ 1])
-                a0 += Double(q[i]) * u0; a1 += Double(q[i &+ 1]) * u1
-                y0 += Double(y[i]) * Double(y[i]); y1 += Double(y[i &+ 1]) * Double(y[i &+ 1])
-                i &+= 2
-            }
-            if i < n {
-                a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i])); y0 += Double(y[i]) * Double(y[i])
-            }
-        } else {
-            while i &+ 2 <= n {
-                a0 += Double(q[i]) * Double(y[i]); a1 += Double(q[i &+ 1]) * Double(y[i &+ 1])
-                y0 += Double(y[i]) * Double(y[i]); y1 += Double(y[i &+ 1]) * Double(y[i &+ 1])
-                i &+= 2
-            }
-            if i < n { a0 += Double(q[i]) * Double(y[i]); y0 += Double(y[i]) * Double(y[i]) }
+        while i &+ 4 <= n {
+            a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i]))
+            a1 += Double(q[i &+ 1]) * (Double(y[i &+ 1]) - b * Double(p[i &+ 1]))
+            a2 += Double(q[i &+ 2]) * (Double(y[i &+ 2]) - b * Double(p[i &+ 2]))
+            a3 += Double(q[i &+ 3]) * (Double(y[i &+ 3]) - b * Double(p[i &+ 3]))
+            i &+= 4
         }
-        return (a0 + a1, y0 + y1)
+        while i < n {
+            a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i]))
+            i &+= 1
+        }
+        return (a0 + a1) + (a2 + a3)
     }
 
     /// out = y - a q - b p (p nil means b p = 0): the unnormalised next Lanczos vector.

@@ -104,7 +104,10 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         Kernels.axpy(phi, w, ws.pending, n)
         guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("MINRES overflowed") }
 
-        let invariant = !(beta > 16 * Double(T.ulpOfOne) * Swift.max(alpha.magnitude, oldBeta))
+        // In iteration 1 oldBeta is ||r0||, the scale of b rather than of A: compare with
+        // alpha alone then.
+        let scaleOfA = iterations >= 2 ? Swift.max(alpha.magnitude, oldBeta) : alpha.magnitude
+        let invariant = !(beta > 16 * Double(T.ulpOfOne) * scaleOfA)
         if phibar <= target { return finish(&info, converged: true) }
         if invariant || iterations >= maxIterations {
             info.breakdown = invariant

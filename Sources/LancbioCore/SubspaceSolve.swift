@@ -64,42 +64,53 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
     }
 
     private func galerkinSolve(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
-        let b = ws.rhs, bn = ws.rhsNorm
-        // z1 = b / ||b||; w <- w - (z1.w) z1, A w <- A w - (z1.w) A z1.
+        // Work with unit vectors throughout, so no inner product squares the scale of b or v
+        // (which would overflow or underflow for |b| near 1e+-150).
+        // z1 = b / ||b||, A z1 = A b / ||b|| (in place: the step owns its copy of b).
+        let bn = ws.rhsNorm
+        let z1 = ws.rhs, az1 = rhsProduct
+        Kernels.scale(z1, n, by: 1 / bn)
+        Kernels.scale(az1, n, by: 1 / bn)
+        // u = w / ||w||, then its part orthogonal to z1; A u by linearity.
         let directionNorm = Kernels.norm(direction, n)
-        let along = Kernels.dot(b, direction, n) / (bn * bn)
-        Kernels.axpy(-along, b, direction, n)
-        Kernels.axpy(-along, rhsProduct, directionProduct, n)
-        let orthogonalNorm = Kernels.norm(direction, n)
-        let twoDimensional = orthogonalNorm > 8 * Double(T.ulpOfOne) * directionNorm
+        var twoDimensional = directionNorm > 0
+        var orthogonalNorm = 0.0
+        if twoDimensional {
+            Kernels.scale(direction, n, by: 1 / directionNorm)
+            Kernels.scale(directionProduct, n, by: 1 / directionNorm)
+            let along = Kernels.dot(z1, direction, n)
+            Kernels.axpy(-along, z1, direction, n)
+            Kernels.axpy(-along, az1, directionProduct, n)
+            orthogonalNorm = Kernels.norm(direction, n)
+            twoDimensional = orthogonalNorm > 8 * Double(T.ulpOfOne)
+        }
+        if twoDimensional {
+            Kernels.scale(direction, n, by: 1 / orthogonalNorm)
+            Kernels.scale(directionProduct, n, by: 1 / orthogonalNorm)
+        }
+        let z2 = direction, az2 = directionProduct
         let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution
-        d[0] = Kernels.dot(b, rhsProduct, n) / (bn * bn)
+        d[0] = Kernels.dot(z1, az1, n)
         s[0] = bn
         if twoDimensional {
-            let h12 = Kernels.dot(b, directionProduct, n) / (bn * orthogonalNorm)
-            let h21 = Kernels.dot(direction, rhsProduct, n) / (orthogonalNorm * bn)
-            d[1] = Kernels.dot(direction, directionProduct, n) / (orthogonalNorm * orthogonalNorm)
-            e[0] = (h12 + h21) / 2
+            d[1] = Kernels.dot(z2, az2, n)
+            e[0] = (Kernels.dot(z1, az2, n) + Kernels.dot(z2, az1, n)) / 2
             s[1] = 0
         }
         let j = twoDimensional ? 2 : 1
         let report = projected.solve(dimension: j)
         guard report.solved else { throw .nonFiniteResult("the projected 2 x 2 system could not be solved") }
-        // v = s1 z1 + s2 z2 and A v - b from the stored products.
-        let c1 = s[0] / bn, c2 = twoDimensional ? s[1] / orthogonalNorm : 0
-        let v = ws.pending
-        var residualSquares = 0.0
+        // v = s1 z1 + s2 z2, and A v - b = s1 A z1 + s2 A z2 - ||b|| z1 from the stored products.
+        let c1 = s[0], c2 = twoDimensional ? s[1] : 0
+        let v = ws.pending, r = ws.productOutput
         for i in 0..<n {
-            v[i] = T(c1 * Double(b[i]) + c2 * Double(direction[i]))
-            let r = c1 * Double(rhsProduct[i]) + c2 * Double(directionProduct[i]) - Double(b[i])
-            residualSquares += r * r
+            v[i] = T(c1 * Double(z1[i]) + c2 * Double(z2[i]))
+            r[i] = T(c1 * Double(az1[i]) + c2 * Double(az2[i]) - bn * Double(z1[i]))
         }
-        guard Kernels.allFinite(v, n), residualSquares.isFinite else {
-            throw .nonFiniteResult("the SubBiO estimate overflowed")
-        }
+        guard Kernels.allFinite(v, n) else { throw .nonFiniteResult("the SubBiO estimate overflowed") }
         info.iterations = 1
         info.dimension = j
-        info.residual = residualSquares.squareRoot()
+        info.residual = Kernels.norm(r, n)
         info.residualKind = .exact
         info.ritzMin = report.ritzMin
         info.ritzMax = report.ritzMax
