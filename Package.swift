@@ -10,11 +10,15 @@ let package = Package(
         /// The pure-Swift numeric core, for Swift callers.
         .library(name: "LancbioCore", targets: ["LancbioCore"]),
     ],
+    dependencies: [
+        // RealModule only: pow for the decaying step sizes, without Foundation.
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
     targets: [
         // MARK: - Public API
         /// Estimators of A^{-1} b and the bilevel outer loop: generic over Float and Double,
         /// no Foundation, no C.
-        .target(name: "LancbioCore"),
+        .target(name: "LancbioCore", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
         /// The hand-written C header, as a module so the exports are checked against it.
         .target(name: "CLancbio", path: "include", publicHeadersPath: "."),
 

@@ -281,6 +281,127 @@ int32_t lancbio_estimator_get_v_f32(const lancbio_estimator_t *h, float *v, int6
 int32_t lancbio_estimator_set_v_f64(lancbio_estimator_t *h, const double *v, int64_t n);
 int32_t lancbio_estimator_set_v_f32(lancbio_estimator_t *h, const float *v, int64_t n);
 
+
+/* ---------------------------------------------------------------------------------
+ * Bilevel optimizers (float64)
+ *
+ * The outer loop of every method: T inner steps on y, v from an estimator, then
+ *   x <- x - lambda_k (grad_x f(x, y) - grad^2_xy g(x, y) v).
+ * The method is the estimator (LANCBIO_METHOD_LANCZOS for LancBiO, _SUBBIO, _CG for
+ * AmIGO-CG, _GD for AmIGO-GD and SOBA, _NEUMANN for stocBiO, _RANDOM_NEUMANN for TTSA and
+ * BSA) plus these options.
+ * -------------------------------------------------------------------------------*/
+/** Opaque bilevel optimizer handle. */
+typedef struct lancbio_bilevel lancbio_bilevel_t;
+
+/** A gradient callback: writes a gradient evaluated at (x, y) into out (dx or dy values,
+ *  see lancbio_problem_f64_t) and returns 0. Same contract as lancbio_hvp_f64_t: no
+ *  aliasing, out fully written, buffers valid only during the call, non-zero aborts. */
+typedef int32_t (*lancbio_gradient_f64_t)(const double *x, int64_t dx, const double *y, int64_t dy,
+                                          double *out, void *user_data);
+/** A product callback: writes a second-derivative product with v (dy values) at (x, y)
+ *  into out, and returns 0. */
+typedef int32_t (*lancbio_product_f64_t)(const double *x, int64_t dx, const double *y, int64_t dy,
+                                         const double *v, double *out, void *user_data);
+
+/** A bilevel problem min_x f(x, y*(x)), y*(x) = argmin_y g(x, y): five callbacks sharing
+ *  one user_data. Passed to every step; never kept by the library. */
+typedef struct lancbio_problem_f64 {
+    int64_t struct_size;               /**< sizeof(lancbio_problem_f64_t). */
+    void *user_data;                   /**< Passed to every callback. */
+    lancbio_gradient_f64_t grad_y_g;   /**< grad_y g(x, y): dy values. */
+    lancbio_gradient_f64_t grad_x_f;   /**< grad_x f(x, y): dx values. */
+    lancbio_gradient_f64_t grad_y_f;   /**< grad_y f(x, y): dy values. */
+    lancbio_product_f64_t hvp_yy_g;    /**< grad^2_yy g(x, y) v: dy values. */
+    lancbio_product_f64_t jvp_xy_g;    /**< grad^2_xy g(x, y) v: dx values. */
+} lancbio_problem_f64_t;
+
+/** Outer-loop options; fill with lancbio_bilevel_options_init(). At iteration k = 1, 2, ...
+ *  lambda_k = max(lr_x_min, lr_x / k^lr_x_decay), theta_k = max(lr_y_min, lr_y / k^lr_y_decay). */
+typedef struct lancbio_bilevel_options {
+    int64_t struct_size;   /**< sizeof(lancbio_bilevel_options_t). */
+    double lr_x;           /**< lambda > 0. No default: 0 until set. */
+    double lr_y;           /**< theta > 0. No default: 0 until set. */
+    double lr_x_decay;     /**< b >= 0 (default 0: constant). */
+    double lr_x_min;       /**< >= 0 (default 0). */
+    double lr_y_decay;     /**< a >= 0 (default 0). */
+    double lr_y_min;       /**< >= 0 (default 0). */
+    int64_t inner_steps;   /**< T >= 0 (default 5). */
+} lancbio_bilevel_options_t;
+
+/** Diagnostics of one outer iteration. Set struct_size before passing it in. */
+typedef struct lancbio_bilevel_info {
+    int64_t struct_size;          /**< sizeof(lancbio_bilevel_info_t). */
+    int64_t iteration;            /**< Outer iterations completed, including this one. */
+    int64_t products;             /**< HVPs used by this iteration. */
+    int64_t total_products;       /**< HVPs since creation or reset. */
+    int64_t gradient_evaluations; /**< T + 2 (grad_y g T times, grad_y f, grad_x f). */
+    int64_t cross_products;       /**< J v products (1). */
+    double hypergradient_norm;    /**< ||grad_x f - J v|| of this iteration. */
+    double lr_x;                  /**< lambda_k used. */
+    double lr_y;                  /**< theta_k used. */
+    int32_t estimator_status;     /**< The estimator's outcome (LANCBIO_OK .. LANCBIO_SINGULAR). */
+    int32_t reserved;             /**< Zero. */
+} lancbio_bilevel_info_t;
+
+/** Fills *options with the defaults (lr_x = lr_y = 0: must be set).
+ *  @return LANCBIO_OK or LANCBIO_ERR_NULL_POINTER. */
+int32_t lancbio_bilevel_options_init(lancbio_bilevel_options_t *options);
+
+/**
+ * Creates a bilevel optimizer with v = 0.
+ * @param[in]  dx, dy     Dimensions of x and y, >= 1.
+ * @param[in]  options    Outer-loop options.
+ * @param[in]  estimator  The estimator of v (precision must be LANCBIO_FLOAT64).
+ * @param[out] out        Receives the handle (NULL on failure).
+ * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT.
+ */
+int32_t lancbio_bilevel_create(int64_t dx, int64_t dy, const lancbio_bilevel_options_t *options,
+                               const lancbio_estimator_options_t *estimator, lancbio_bilevel_t **out);
+
+/** Destroys a handle; NULL and unknown handles are ignored. */
+void lancbio_bilevel_destroy(lancbio_bilevel_t *h);
+
+/** Back to the state after creation (v = 0, counters zero).
+ *  @return LANCBIO_OK or LANCBIO_ERR_INVALID_HANDLE. */
+int32_t lancbio_bilevel_reset(lancbio_bilevel_t *h);
+
+/** Message of the last error on h ("" after a success); valid until the next call on h. */
+const char *lancbio_bilevel_last_error(const lancbio_bilevel_t *h);
+
+/** The non-zero code returned by the callback that aborted the last call on h, else 0. */
+int32_t lancbio_bilevel_callback_status(const lancbio_bilevel_t *h);
+
+/**
+ * One outer iteration on the caller's x and y, updated in place.
+ * @param[in]     problem  The callbacks (struct_size set).
+ * @param[in,out] x        dx values, finite.
+ * @param[in,out] y        dy values, finite.
+ * @param[out]    info     Diagnostics, or NULL.
+ * @return LANCBIO_OK or the estimator's caveat (> 0), or an error: then x, y, info and the
+ *         optimizer are exactly as before the call. A callback returning non-zero gives
+ *         LANCBIO_ERR_CALLBACK (its code in lancbio_bilevel_callback_status, its name in
+ *         the message); NaN or infinity from a callback gives LANCBIO_ERR_NON_FINITE_PRODUCT.
+ */
+int32_t lancbio_bilevel_step_f64(lancbio_bilevel_t *h, const lancbio_problem_f64_t *problem,
+                                 double *x, int64_t dx, double *y, int64_t dy, lancbio_bilevel_info_t *info);
+
+/** Diagnostics of the last iteration (all zero before the first).
+ *  @return LANCBIO_OK or an error. */
+int32_t lancbio_bilevel_info(const lancbio_bilevel_t *h, lancbio_bilevel_info_t *info);
+
+/** The estimator's diagnostics for the last iteration's v. @return LANCBIO_OK or an error. */
+int32_t lancbio_bilevel_estimator_info(const lancbio_bilevel_t *h, lancbio_step_info_t *info);
+
+/** Copies the last v (dy values). @return LANCBIO_OK or an error. */
+int32_t lancbio_bilevel_get_v_f64(const lancbio_bilevel_t *h, double *v, int64_t dy);
+
+/** Replaces v (a warm start for the next iteration). @return LANCBIO_OK or an error. */
+int32_t lancbio_bilevel_set_v_f64(lancbio_bilevel_t *h, const double *v, int64_t dy);
+
+/** Copies the last hyper-gradient estimate grad_x f - J v (dx values). @return LANCBIO_OK or an error. */
+int32_t lancbio_bilevel_get_hypergradient_f64(const lancbio_bilevel_t *h, double *g, int64_t dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,10 +4,16 @@ import LancbioCore
 // The precision-generic bodies of the estimator entry points. Each export looks its
 // handle up, then calls one of these with its concrete scalar type.
 
-/// Runs a call on the live handle at `h`.
-func withHandle(_ h: OpaquePointer?, _ body: (EstimatorHandle) throws(CFailure) -> Int32) -> Int32 {
-    guard let handle = lookUp(h, as: EstimatorHandle.self) else { return LANCBIO_ERR_INVALID_HANDLE }
+/// Runs a call on the live handle of type H at `h`.
+func withHandle<H: HandleState>(_ h: OpaquePointer?, as type: H.Type,
+                                _ body: (H) throws(CFailure) -> Int32) -> Int32 {
+    guard let handle = lookUp(h, as: H.self) else { return LANCBIO_ERR_INVALID_HANDLE }
     return handle.call { () throws(CFailure) -> Int32 in try body(handle) }
+}
+
+/// Runs a call on the live estimator handle at `h`.
+func withHandle(_ h: OpaquePointer?, _ body: (EstimatorHandle) throws(CFailure) -> Int32) -> Int32 {
+    withHandle(h, as: EstimatorHandle.self, body)
 }
 
 /// A caller buffer of exactly the handle's dimension.

@@ -56,10 +56,7 @@ public func lancbio_estimator_reset(_ h: OpaquePointer?) -> Int32 {
 
 @c @implementation
 public func lancbio_estimator_last_error(_ h: OpaquePointer?) -> UnsafePointer<CChar>? {
-    guard let handle = lookUp(h, as: EstimatorHandle.self) else {
-        return UnsafeRawPointer(statusDescription(LANCBIO_ERR_INVALID_HANDLE).utf8Start).assumingMemoryBound(to: CChar.self)
-    }
-    return UnsafePointer(handle.message.buffer)
+    lastErrorMessage(h, as: EstimatorHandle.self)
 }
 
 @c @implementation

@@ -1,9 +1,36 @@
 import CLancbio
 import LancbioCore
 
-/// What a `lancbio_estimator_t *` points to: the core estimator in its precision, plus
-/// the per-handle error state the C API reports.
-final class EstimatorHandle {
+/// The error state every handle carries: the last message and the code of the callback
+/// that aborted the last call.
+class HandleState {
+    let message = ErrorMessage()
+    var callbackStatus: Int32 = 0
+
+    /// Runs `body` as one C call on this handle: clears the error state on entry, records
+    /// the message of a failure, and turns it into a status.
+    final func call(_ body: () throws(CFailure) -> Int32) -> Int32 {
+        message.clear()
+        callbackStatus = 0
+        do {
+            return try body()
+        } catch {
+            message.set(error.message)
+            return error.status
+        }
+    }
+}
+
+/// The message of the handle at `h`, or a static text when there is no such handle.
+func lastErrorMessage<H: HandleState>(_ h: OpaquePointer?, as type: H.Type) -> UnsafePointer<CChar> {
+    guard let handle = lookUp(h, as: H.self) else {
+        return UnsafeRawPointer(statusDescription(LANCBIO_ERR_INVALID_HANDLE).utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+    return UnsafePointer(handle.message.buffer)
+}
+
+/// What a `lancbio_estimator_t *` points to: the core estimator in its precision.
+final class EstimatorHandle: HandleState {
     enum Storage {
         case float64(Estimator<Double>)
         case float32(Estimator<Float>)
@@ -11,8 +38,6 @@ final class EstimatorHandle {
 
     let storage: Storage
     let methodCode: Int32
-    let message = ErrorMessage()
-    var callbackStatus: Int32 = 0
 
     init(storage: Storage, methodCode: Int32) {
         self.storage = storage
@@ -40,18 +65,6 @@ final class EstimatorHandle {
         }
     }
 
-    /// Runs `body` as one C call on this handle: clears the error state on entry, records
-    /// the message of a failure, and turns it into a status.
-    func call(_ body: () throws(CFailure) -> Int32) -> Int32 {
-        message.clear()
-        callbackStatus = 0
-        do {
-            return try body()
-        } catch {
-            message.set(error.message)
-            return error.status
-        }
-    }
 }
 
 /// The scalar types a handle can hold, with access to the estimator of that precision.

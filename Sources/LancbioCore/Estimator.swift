@@ -22,6 +22,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
     private let engine: Engine
     private var inProgress = false
     private var pendingInfo = StepInfo()
+    /// Set by `beginDeferred`: a finished step waits for `commitDeferred` or `cancel`.
+    private var deferringCommit = false
+    private var awaitingCommit = false
     /// Diagnostics of the last completed step.
     public private(set) var lastInfo = StepInfo()
     /// Products used since creation or the last reset.
@@ -146,6 +149,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func begin(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
+        try start(rhs: b, deferred: false)
+    }
+
+    private func start(rhs b: UnsafeBufferPointer<T>, deferred: Bool) throws(EstimatorError) -> Progress {
         guard !inProgress else { throw .invalidState("a step is already in progress: resume or cancel it first") }
         guard b.count == n, let p = b.baseAddress else {
             throw .invalidArgument("b must hold n = \(n) values (got \(b.count))")
@@ -157,6 +164,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
         ws.rhsNorm = bNorm
         pendingInfo = StepInfo()
         inProgress = true
+        deferringCommit = deferred
+        awaitingCommit = false
         return try advance { (ws, info) throws(EstimatorError) in
             switch engine {
             case .lanczos(let m): try m.begin(ws, &info)
@@ -176,7 +185,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func resume() throws(EstimatorError) -> Progress {
-        guard inProgress else { throw .invalidState("no step is in progress: call begin first") }
+        guard inProgress, !awaitingCommit else { throw .invalidState("no step is in progress: call begin first") }
         return try advance { (ws, info) throws(EstimatorError) in
             switch engine {
             case .lanczos(let m): try m.resume(ws, &info)
@@ -194,6 +203,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     public func cancel() {
         guard inProgress else { return }
         inProgress = false
+        deferringCommit = false
+        awaitingCommit = false
         switch engine {
         case .lanczos(let m): m.abandon()
         case .subspace(let m): m.abandon()
@@ -218,8 +229,32 @@ public final class Estimator<T: BinaryFloatingPoint> {
             throw error
         }
         if needsProduct { return .needsProduct }
+        if deferringCommit {
+            awaitingCommit = true
+            var info = pendingInfo
+            info.totalProducts = totalProducts + info.products
+            return .finished(info)
+        }
         commitStep()
         return .finished(lastInfo)
+    }
+
+    // MARK: Deferred commit (for callers whose own step can still fail afterwards)
+
+    /// Like `begin`, but a finished step is not committed: its estimate is readable through
+    /// `pendingEstimate` until `commitDeferred()` publishes it or `cancel()` discards it.
+    func beginDeferred(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
+        try start(rhs: b, deferred: true)
+    }
+
+    /// The estimate of a finished deferred step.
+    var pendingEstimate: UnsafePointer<T> { UnsafePointer(ws.pending) }
+
+    func commitDeferred() {
+        guard awaitingCommit else { return }
+        deferringCommit = false
+        awaitingCommit = false
+        commitStep()
     }
 
     private func commitStep() {

@@ -61,10 +61,12 @@ public func solveSymmetricTridiagonal(
     let b = d + 3 * n
 
     var maxT = 0.0
+    var allInputFinite = true
     for i in 0..<n {
         d[i] = diag[i]
         b[i] = x[i]
         maxT = max(maxT, diag[i].magnitude)
+        allInputFinite = allInputFinite && diag[i].isFinite
     }
     // The subdiagonal is read from the caller's buffer: row i + 1's entry is still the
     // original one when step i uses it, so only the superdiagonal needs a copy.
@@ -72,10 +74,11 @@ public func solveSymmetricTridiagonal(
     for i in 0..<(n - 1) {
         du[i] = dl[i]
         maxT = max(maxT, dl[i].magnitude)
+        allInputFinite = allInputFinite && dl[i].isFinite
     }
-    // NaN or infinity in T makes the threshold non-finite; `!(|p| >= threshold)` then
-    // rejects every pivot, which is how non-finite input becomes `.singular`.
-    guard maxT.isFinite else { return .singular }
+    // `max` drops NaN, so finiteness is tracked separately; with NaN or infinity in T no
+    // pivot is trustworthy. A non-finite rhs is caught by the check on x below.
+    guard allInputFinite else { return .singular }
     let threshold = (Double(n) * Double.ulpOfOne) * maxT
 
     @inline(__always) func acceptable(_ pivot: Double) -> Bool {
@@ -88,14 +91,15 @@ public func solveSymmetricTridiagonal(
     for i in 0..<(n - 1) {
         let sub = dl[i]
         if d[i].magnitude >= sub.magnitude {
-            // No interchange.
+            // The diagonal is at least as large: multiplier |fact| <= 1 without a swap.
             guard acceptable(d[i]) else { return .singular }
             let fact = sub / d[i]
             d[i + 1] -= fact * du[i]
             b[i + 1] -= fact * b[i]
             du2[i] = 0
         } else {
-            // Interchange rows i and i + 1: the old subdiagonal entry is the pivot.
+            // The subdiagonal is larger: swap rows i and i + 1 so |fact| <= 1; the swap
+            // moves row i + 1's superdiagonal into a second superdiagonal of U.
             guard acceptable(sub) else { return .singular }
             let fact = d[i] / sub
             d[i] = sub

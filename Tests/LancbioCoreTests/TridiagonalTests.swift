@@ -300,6 +300,19 @@ struct TridiagonalSolveTests {
         #expect(x == b, "\(name)")
     }
 
+    @Test("a pivot below n * ulp * max|T| is singular; one just above it is solved")
+    func pivotThresholdDecidesSingularity() {
+        let threshold = 3 * eps * 2  // n = 3, max|T| = 2
+        var x = [1.0, 1.0, 1.0]
+        #expect(solve(Tridiagonal(d: [2, threshold * 0.9, 1], e: [0, 0]), &x) == .singular)
+        #expect(solve(Tridiagonal(d: [2, threshold * 1.1, 1], e: [0, 0]), &x) != .singular)
+        // The same through elimination: the second pivot is 1 - 1 + delta.
+        let delta = 2 * 2 * eps  // n = 2, max|T| = 1 + delta, exact in binary
+        var y = [1.0, 1.0]
+        #expect(solve(Tridiagonal(d: [1, 1 + delta / 4], e: [1]), &y) == .singular)
+        #expect(solve(Tridiagonal(d: [1, 1 + 2 * delta], e: [1]), &y) != .singular)
+    }
+
     @Test("an unrepresentable (overflowing) solution reports .singular, never inf or NaN")
     func overflowIsSingular() {
         let t = Tridiagonal(d: [1e-300, 1e-300], e: [0])

@@ -1,0 +1,158 @@
+import CLancbio
+import LancbioCore
+
+// The bilevel functions of include/lancbio.h.
+
+@c @implementation
+public func lancbio_bilevel_options_init(_ options: UnsafeMutablePointer<lancbio_bilevel_options_t>?) -> Int32 {
+    guard let options else { return LANCBIO_ERR_NULL_POINTER }
+    options.pointee = .defaults
+    return LANCBIO_OK
+}
+
+@c @implementation
+public func lancbio_bilevel_create(
+    _ dx: Int64, _ dy: Int64, _ options: UnsafePointer<lancbio_bilevel_options_t>?,
+    _ estimator: UnsafePointer<lancbio_estimator_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    guard let out else { return LANCBIO_ERR_NULL_POINTER }
+    out.pointee = nil
+    guard let options, let estimator else { return LANCBIO_ERR_NULL_POINTER }
+    guard dx >= 1, dy >= 1, dx <= Int64(Int32.max) * 64, dy <= Int64(Int32.max) * 64 else {
+        return LANCBIO_ERR_INVALID_ARGUMENT
+    }
+    do throws(CFailure) {
+        var outer = lancbio_bilevel_options_t()
+        try readVersionedStruct(UnsafeRawPointer(options), as: lancbio_bilevel_options_t.self, into: &outer, name: "options")
+        let inner = try lancbio_estimator_options_t.read(estimator)
+        guard inner.precision == LANCBIO_FLOAT64 else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "bilevel optimizers are float64: estimator.precision must be LANCBIO_FLOAT64")
+        }
+        let method = try inner.method()
+        let coreOptions = try outer.core()
+        let optimizer = try checked { () throws(EstimatorError) in
+            try BilevelOptimizer<Double>(dx: Int(dx), dy: Int(dy), options: coreOptions, method: method)
+        }
+        out.pointee = register(BilevelHandle(optimizer: optimizer))
+        return LANCBIO_OK
+    } catch {
+        return error.status
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_destroy(_ h: OpaquePointer?) {
+    unregister(h)
+}
+
+@c @implementation
+public func lancbio_bilevel_reset(_ h: OpaquePointer?) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        handle.optimizer.reset()
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_last_error(_ h: OpaquePointer?) -> UnsafePointer<CChar>? {
+    lastErrorMessage(h, as: BilevelHandle.self)
+}
+
+@c @implementation
+public func lancbio_bilevel_callback_status(_ h: OpaquePointer?) -> Int32 {
+    lookUp(h, as: BilevelHandle.self)?.callbackStatus ?? 0
+}
+
+@c @implementation
+public func lancbio_bilevel_step_f64(
+    _ h: OpaquePointer?, _ problem: UnsafePointer<lancbio_problem_f64_t>?,
+    _ x: UnsafeMutablePointer<Double>?, _ dx: Int64, _ y: UnsafeMutablePointer<Double>?, _ dy: Int64,
+    _ info: UnsafeMutablePointer<lancbio_bilevel_info_t>?
+) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        let optimizer = handle.optimizer
+        guard let problem else { throw CFailure.null("problem") }
+        var callbacks = lancbio_problem_f64_t()
+        try readVersionedStruct(UnsafeRawPointer(problem), as: lancbio_problem_f64_t.self, into: &callbacks, name: "problem")
+        guard let x else { throw CFailure.null("x") }
+        guard let y else { throw CFailure.null("y") }
+        guard dx == Int64(optimizer.dx), dy == Int64(optimizer.dy) else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
+                           "dx = \(dx), dy = \(dy) do not match the optimizer's \(optimizer.dx), \(optimizer.dy)")
+        }
+        if let info { try lancbio_bilevel_info_t.checkWritable(info) }
+        let coreProblem = try callbacks.core(dx: optimizer.dx, dy: optimizer.dy)
+        let result: BilevelStepInfo
+        do {
+            result = try optimizer.step(x: UnsafeMutableBufferPointer(start: x, count: optimizer.dx),
+                                        y: UnsafeMutableBufferPointer(start: y, count: optimizer.dy), problem: coreProblem)
+        } catch let error as EstimatorError {
+            throw CFailure(error)
+        } catch let abort as ProblemCallbackAbort {
+            handle.callbackStatus = abort.code
+            throw CFailure(LANCBIO_ERR_CALLBACK,
+                           "the \(abort.callback) callback returned \(abort.code); the iteration was abandoned and x, y and the optimizer are unchanged")
+        } catch {
+            throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
+        }
+        if let info { lancbio_bilevel_info_t.write(result, to: info) }
+        return result.estimator.outcome.status
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_bilevel_info_t>?) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        guard let info else { throw CFailure.null("info") }
+        try lancbio_bilevel_info_t.checkWritable(info)
+        lancbio_bilevel_info_t.write(handle.optimizer.lastInfo, to: info)
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_estimator_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_step_info_t>?) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        guard let info else { throw CFailure.null("info") }
+        try lancbio_step_info_t.checkWritable(info)
+        lancbio_step_info_t.write(handle.optimizer.estimator.lastInfo, to: info)
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_get_v_f64(_ h: OpaquePointer?, _ v: UnsafeMutablePointer<Double>?, _ dy: Int64) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        let destination = try dimensionChecked(v, dy, expected: handle.optimizer.dy, "v")
+        try checked { () throws(EstimatorError) in try handle.optimizer.estimator.copyEstimate(into: destination) }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_set_v_f64(_ h: OpaquePointer?, _ v: UnsafePointer<Double>?, _ dy: Int64) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        let source = try dimensionChecked(UnsafeMutablePointer(mutating: v), dy, expected: handle.optimizer.dy, "v")
+        try checked { () throws(EstimatorError) in try handle.optimizer.estimator.setEstimate(UnsafeBufferPointer(source)) }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_bilevel_get_hypergradient_f64(_ h: OpaquePointer?, _ g: UnsafeMutablePointer<Double>?, _ dx: Int64) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        let destination = try dimensionChecked(g, dx, expected: handle.optimizer.dx, "g")
+        _ = destination.update(fromContentsOf: handle.optimizer.hypergradient)
+        return LANCBIO_OK
+    }
+}
+
+/// A caller buffer of `expected` values.
+private func dimensionChecked(_ p: UnsafeMutablePointer<Double>?, _ count: Int64, expected: Int, _ name: String) throws(CFailure)
+    -> UnsafeMutableBufferPointer<Double> {
+    guard let p else { throw CFailure.null(name) }
+    guard count == Int64(expected) else {
+        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "\(name) must hold \(expected) values (got \(count))")
+    }
+    return UnsafeMutableBufferPointer(start: p, count: expected)
+}

@@ -1,0 +1,165 @@
+import RealModule
+
+/// The bilevel outer loop shared by every method (ALGORITHMS.md section 2), around one
+/// estimator of v = A^{-1} b:
+///
+///     y <- y - theta_k grad_y g(x_k, y)   (T times, warm-started)
+///     b = grad_y f(x_k, y),  v = estimator step with A = grad^2_yy g(x_k, y)
+///     x <- x - lambda_k (grad_x f(x_k, y) - grad^2_xy g(x_k, y) v)
+///
+/// The method (LancBiO, SubBiO, AmIGO, SOBA, stocBiO, TTSA, BSA) is the estimator's
+/// method plus these options. Each step updates the caller's x and y in place, and only
+/// when the whole iteration succeeded: any thrown error (a closure throwing, NaN or
+/// infinity from a closure, overflow) leaves x, y, the estimator and the counters as they
+/// were. Allocates only at creation.
+public final class BilevelOptimizer<T: BinaryFloatingPoint> {
+    public let dx: Int
+    public let dy: Int
+    public let options: BilevelOptions
+    /// The estimator of v; its committed estimate is the v of the last iteration.
+    public let estimator: Estimator<T>
+    /// Outer iterations completed since creation or reset.
+    public private(set) var iterations = 0
+    public private(set) var lastInfo = BilevelStepInfo()
+    private var totalProducts = 0
+
+    // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient.
+    private let yNew: UnsafeMutablePointer<T>
+    private let gradient: UnsafeMutablePointer<T>
+    private let rhs: UnsafeMutablePointer<T>
+    private let gradXF: UnsafeMutablePointer<T>
+    private let crossProduct: UnsafeMutablePointer<T>
+    private let hypergradientBuffer: UnsafeMutablePointer<T>
+
+    /// - Throws: `.invalidArgument` for dx, dy < 1 or options out of range.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
+    public init(dx: Int, dy: Int, options: BilevelOptions, method: EstimatorMethod) throws(EstimatorError) {
+        guard dx >= 1, dy >= 1 else { throw .invalidArgument("dx and dy must be >= 1 (got dx = \(dx), dy = \(dy))") }
+        guard dx <= 1 << 40, dy <= 1 << 40 else { throw .invalidArgument("dx = \(dx), dy = \(dy) are too large") }
+        try options.validate()
+        estimator = try Estimator<T>(n: dy, method: method)
+        self.dx = dx
+        self.dy = dy
+        self.options = options
+        yNew = .allocate(zeroed: dy)
+        gradient = .allocate(zeroed: dy)
+        rhs = .allocate(zeroed: dy)
+        gradXF = .allocate(zeroed: dx)
+        crossProduct = .allocate(zeroed: dx)
+        hypergradientBuffer = .allocate(zeroed: dx)
+    }
+
+    deinit {
+        yNew.deallocate(); gradient.deallocate(); rhs.deallocate()
+        gradXF.deallocate(); crossProduct.deallocate(); hypergradientBuffer.deallocate()
+    }
+
+    /// The hyper-gradient estimate grad_x f - J v of the last iteration (dx values).
+    public var hypergradient: UnsafeBufferPointer<T> { UnsafeBufferPointer(start: hypergradientBuffer, count: dx) }
+
+    /// lambda_k and theta_k for outer iteration k (1-based).
+    public func stepSizes(iteration k: Int) -> (lrX: Double, lrY: Double) {
+        func decayed(_ base: Double, _ exponent: Double, _ floor: Double) -> Double {
+            guard exponent > 0 else { return base }
+            return Swift.max(floor, base / Double.pow(Double(k), exponent))
+        }
+        return (decayed(options.lrX, options.lrXDecay, options.lrXMin), decayed(options.lrY, options.lrYDecay, options.lrYMin))
+    }
+
+    /// Back to the state after creation: v = 0, counters zero, the estimator reset.
+    public func reset() {
+        estimator.reset()
+        iterations = 0
+        totalProducts = 0
+        lastInfo = BilevelStepInfo()
+        Kernels.fill(hypergradientBuffer, dx, with: 0)
+    }
+
+    /// One outer iteration on the caller's x (dx values) and y (dy values), updated in place.
+    /// - Throws: whatever a closure throws (rethrown unchanged), or `EstimatorError`
+    ///   (`.nonFiniteInput` for x or y, `.nonFiniteProduct` naming the closure that
+    ///   returned NaN or infinity, `.nonFiniteResult` on overflow). Either way nothing changed.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
+    public func step(x: UnsafeMutableBufferPointer<T>, y: UnsafeMutableBufferPointer<T>,
+                     problem: BilevelProblem<T>) throws -> BilevelStepInfo {
+        guard x.count == dx, y.count == dy, let xp = x.baseAddress, let yp = y.baseAddress else {
+            throw EstimatorError.invalidArgument("x must hold dx = \(dx) and y dy = \(dy) values (got \(x.count) and \(y.count))")
+        }
+        guard Kernels.allFinite(xp, dx) else { throw EstimatorError.nonFiniteInput("x contains NaN or infinity") }
+        guard Kernels.allFinite(yp, dy) else { throw EstimatorError.nonFiniteInput("y contains NaN or infinity") }
+        let k = iterations + 1
+        let (lambda, theta) = stepSizes(iteration: k)
+        let xBuffer = UnsafeBufferPointer(x)
+        let yCandidate = UnsafeBufferPointer(start: yNew, count: dy)
+
+        // 1. Inner steps on y, into the candidate.
+        Kernels.copy(yp, to: yNew, dy)
+        for _ in 0..<options.innerSteps {
+            try evaluate("grad_y g", gradient, dy) { try problem.gradYG(xBuffer, yCandidate, $0) }
+            Kernels.axpy(-theta, gradient, yNew, dy)
+        }
+        guard Kernels.allFinite(yNew, dy) else { throw EstimatorError.nonFiniteResult("the inner y steps overflowed") }
+
+        // 2. b and grad_x f at the new y.
+        try evaluate("grad_y f", rhs, dy) { try problem.gradYF(xBuffer, yCandidate, $0) }
+        try evaluate("grad_x f", gradXF, dx) { try problem.gradXF(xBuffer, yCandidate, $0) }
+
+        // 3. v, held uncommitted until the whole iteration has succeeded.
+        var progress = try estimator.beginDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy))
+        do {
+            while progress == .needsProduct {
+                try problem.hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
+                progress = try estimator.resume()
+            }
+            let v = UnsafeBufferPointer(start: estimator.pendingEstimate, count: dy)
+            try evaluate("grad_xy g v", crossProduct, dx) { try problem.jvpXY(xBuffer, yCandidate, v, $0) }
+        } catch {
+            estimator.cancel()
+            throw error
+        }
+        guard case .finished(let estimatorInfo) = progress else { preconditionFailure("estimator did not finish") }
+
+        // 4. The hyper-gradient and the x step; check before touching the caller's buffers.
+        Kernels.subtract(gradXF, crossProduct, into: hypergradientBuffer, dx)
+        let hypergradientNorm = Kernels.norm(hypergradientBuffer, dx)
+        var overflow = !hypergradientNorm.isFinite
+        if !overflow {
+            for i in 0..<dx where !(Double(xp[i]) - lambda * Double(hypergradientBuffer[i])).isFinite { overflow = true; break }
+        }
+        guard !overflow else {
+            estimator.cancel()
+            throw EstimatorError.nonFiniteResult("the hyper-gradient step overflowed")
+        }
+
+        // Commit: nothing below can fail.
+        estimator.commitDeferred()
+        Kernels.axpy(-lambda, hypergradientBuffer, xp, dx)
+        Kernels.copy(yNew, to: yp, dy)
+        iterations = k
+        totalProducts += estimatorInfo.products
+        var info = BilevelStepInfo()
+        info.iteration = k
+        info.products = estimatorInfo.products
+        info.totalProducts = totalProducts
+        info.gradientEvaluations = options.innerSteps + 2
+        info.crossProducts = 1
+        info.hypergradientNorm = hypergradientNorm
+        info.lrX = lambda
+        info.lrY = theta
+        info.estimator = estimator.lastInfo
+        lastInfo = info
+        return info
+    }
+
+    /// Runs `body` to fill `out` and rejects non-finite values, naming the derivative.
+    @inline(__always)
+    private func evaluate(_ name: String, _ out: UnsafeMutablePointer<T>, _ count: Int,
+                          _ body: (UnsafeMutableBufferPointer<T>) throws -> Void) throws {
+        try body(UnsafeMutableBufferPointer(start: out, count: count))
+        guard Kernels.allFinite(out, count) else {
+            throw EstimatorError.nonFiniteProduct("\(name) returned NaN or infinity")
+        }
+    }
+}
