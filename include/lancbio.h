@@ -192,7 +192,9 @@ const char *lancbio_status_string(int32_t status);
 int32_t lancbio_estimator_options_init(lancbio_estimator_options_t *options, int32_t method);
 
 /**
- * Creates an estimator of dimension n with the estimate v = 0.
+ * Creates an estimator of dimension n with the estimate v = 0. All storage is allocated
+ * here (Lanczos: about (m_max + 10) n values); if it cannot be, creation fails with
+ * LANCBIO_ERR_INVALID_ARGUMENT instead of aborting.
  * @param[in]  n        Dimension, >= 1.
  * @param[in]  options  Options (struct_size set); read during the call only.
  * @param[out] out      Receives the handle (NULL on failure).
@@ -251,7 +253,8 @@ int32_t lancbio_estimator_step_f32(lancbio_estimator_t *h, lancbio_hvp_f32_t hvp
  * @param[out] request  n values: on LANCBIO_NEED_PRODUCT, the vector x whose product A x
  *                      must be passed to *_resume.
  * @return LANCBIO_NEED_PRODUCT; a final outcome (>= 0, the step completed without any
- *         product, e.g. b = 0); or an error (no step in progress afterwards).
+ *         product, e.g. b = 0); or an error, after which the handle is as before the call
+ *         (LANCBIO_ERR_INVALID_STATE if a step is already in progress: that step goes on).
  */
 int32_t lancbio_estimator_begin_f64(lancbio_estimator_t *h, const double *b, double *request, int64_t n);
 int32_t lancbio_estimator_begin_f32(lancbio_estimator_t *h, const float *b, float *request, int64_t n);
@@ -261,8 +264,10 @@ int32_t lancbio_estimator_begin_f32(lancbio_estimator_t *h, const float *b, floa
  * @param[in]  product  n values.
  * @param[out] request  n values: on LANCBIO_NEED_PRODUCT, the next vector to multiply.
  * @return LANCBIO_NEED_PRODUCT; a final outcome (the estimate is committed: read it with
- *         *_get_v and the diagnostics with lancbio_estimator_info); or an error, after
- *         which the step is abandoned and the estimator is as before *_begin.
+ *         *_get_v and the diagnostics with lancbio_estimator_info); or an error. Argument
+ *         errors (NULL pointers, wrong n, wrong precision) change nothing: the step stays in
+ *         progress and can be resumed correctly. Any other error (a non-finite product,
+ *         overflow) abandons the step: the estimator is as before *_begin.
  */
 int32_t lancbio_estimator_resume_f64(lancbio_estimator_t *h, const double *product, double *request, int64_t n);
 int32_t lancbio_estimator_resume_f32(lancbio_estimator_t *h, const float *product, float *request, int64_t n);

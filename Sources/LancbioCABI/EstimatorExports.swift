@@ -25,6 +25,11 @@ public func lancbio_estimator_create(
     do throws(CFailure) {
         let o = try lancbio_estimator_options_t.read(options)
         let method = try o.method()
+        switch o.precision {
+        case LANCBIO_FLOAT64: try ensureAllocatable(Estimator<Double>.requiredBytes(n: Int(n), method: method))
+        case LANCBIO_FLOAT32: try ensureAllocatable(Estimator<Float>.requiredBytes(n: Int(n), method: method))
+        default: break
+        }
         let storage: EstimatorHandle.Storage
         switch o.precision {
         case LANCBIO_FLOAT64: storage = .float64(try checked { () throws(EstimatorError) in try Estimator<Double>(n: Int(n), method: method) })

@@ -59,11 +59,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     public init(n: Int, method: EstimatorMethod) throws(EstimatorError) {
         guard n >= 1 else { throw .invalidArgument("n must be >= 1 (got \(n))") }
         try method.validate()
-        let columns: Int
-        if case .dynamicLanczos(let o) = method { columns = o.maxPeriod + 10 } else { columns = 10 }
-        let (elements, overflow) = n.multipliedReportingOverflow(by: columns)
-        guard !overflow, elements <= (1 << 40) / MemoryLayout<T>.stride else {
-            throw .invalidArgument("n = \(n) is too large: the estimator would need about \(columns) vectors of length n")
+        guard Self.requiredBytes(n: n, method: method) != nil else {
+            throw .invalidArgument("n = \(n) is too large for this method's storage")
         }
         self.n = n
         self.method = method
@@ -78,6 +75,24 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case .randomNeumann(let eta, let k, let seed):
             engine = .randomNeumann(RandomNeumann(n: n, stepSize: eta, maxTerms: k, seed: seed))
         }
+    }
+
+    /// Bytes the estimator allocates at creation (vectors of n values; the Lanczos basis
+    /// dominates with m_max + 1 of them), or nil when that overflows or exceeds 2^46 bytes.
+    /// Hosts that must not abort on allocation failure can try this much first.
+    public static func requiredBytes(n: Int, method: EstimatorMethod) -> Int? {
+        let vectors: Int
+        switch method {
+        case .dynamicLanczos(let o): vectors = o.maxPeriod + 1 + 5 + 4
+        case .minres: vectors = 6 + 4
+        case .subspace: vectors = 3 + 4
+        case .conjugateGradient: vectors = 2 + 4
+        case .neumann, .randomNeumann: vectors = 1 + 4
+        case .gradientDescent: vectors = 4
+        }
+        let (elements, overflow) = n.multipliedReportingOverflow(by: vectors)
+        guard !overflow, elements <= (1 << 46) / MemoryLayout<T>.stride else { return nil }
+        return elements * MemoryLayout<T>.stride
     }
 
     // MARK: Estimate and state

@@ -8,7 +8,7 @@
 
 /// Rows processed per block by the multi-column kernels: a block of every column touched
 /// stays in L1 while the columns are swept, so each matrix element is read from memory once.
-@usableFromInline let kernelBlockRows = 512
+@usableFromInline let kernelBlockRows = 2048
 
 @usableFromInline
 enum Kernels {
