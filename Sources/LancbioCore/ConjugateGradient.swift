@@ -52,7 +52,9 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
                 sigma = 1
                 return finish(&info, converged: true)
             }
-            sigma = 1 / initialNorm
+            // Capped: for a subnormal ||r0|| the reciprocal overflows; 2^1000 still brings the
+            // scaled residual into the normal range.
+            sigma = Swift.min(1 / initialNorm, 0x1p1000)
             Kernels.scale(residual, n, by: sigma)
             residualNormSquared = Kernels.dot(residual, residual, n)
         } else {

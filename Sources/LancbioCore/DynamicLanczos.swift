@@ -105,7 +105,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 return false
             }
             pendingStartNorm = ws.rhsNorm
-            Kernels.scaledCopy(ws.rhs, by: 1 / ws.rhsNorm, into: restartFirst, n)
+            Kernels.scaledCopy(ws.rhs, dividingBy: ws.rhsNorm, into: restartFirst, n)
             ws.productInput = UnsafePointer(restartFirst)
             phase = .basisProduct
             return true
@@ -139,7 +139,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             return false
         }
         pendingStartNorm = rho
-        Kernels.scale(restartFirst, n, by: 1 / rho)
+        Kernels.scale(restartFirst, n, dividingBy: rho)
         ws.productInput = UnsafePointer(restartFirst)
         phase = .basisProduct
         return true
@@ -168,7 +168,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
         let scale = Kernels.hypot(Kernels.hypot(a, betaPrevious), b)
         let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
-        if !breakdown { Kernels.scale(next, n, by: 1 / b) }
+        if !breakdown { Kernels.scale(next, n, dividingBy: b) }
 
         let j = column + 1
         let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution

@@ -70,10 +70,11 @@ enum Kernels {
     static func carefulNorm<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
         let scale = maxMagnitude(x, n)
         guard scale.isFinite, scale > 0 else { return scale }  // NaN, Inf, or zero pass through
-        let inverse = 1 / scale
+        // Divide rather than multiply by 1 / scale: for a subnormal scale the reciprocal
+        // overflows. This path is rare, so the slower division costs nothing that matters.
         var sum = 0.0
         for i in 0..<n {
-            let t = Double(x[i]) * inverse
+            let t = Double(x[i]) / scale
             sum += t * t
         }
         return scale * sum.squareRoot()
@@ -251,5 +252,31 @@ extension Kernels {
         guard big > 0, big.isFinite else { return big.isNaN || small.isNaN ? .nan : big }
         let r = small / big
         return big * (1 + r * r).squareRoot()
+    }
+}
+
+extension Kernels {
+    /// x /= d. Multiplies by 1 / d when that is finite (the fast path); divides element by
+    /// element when d is so small (subnormal) that its reciprocal overflows.
+    @inlinable
+    static func scale<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ n: Int, dividingBy d: Double) {
+        let r = 1 / d
+        if r.isFinite {
+            scale(x, n, by: r)
+        } else {
+            for i in 0..<n { x[i] = T(Double(x[i]) / d) }
+        }
+    }
+
+    /// y = x / d, with the same care as `scale(_:_:dividingBy:)`.
+    @inlinable
+    static func scaledCopy<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, dividingBy d: Double,
+                                                   into y: UnsafeMutablePointer<T>, _ n: Int) {
+        let r = 1 / d
+        if r.isFinite {
+            scaledCopy(x, by: r, into: y, n)
+        } else {
+            for i in 0..<n { y[i] = T(Double(x[i]) / d) }
+        }
     }
 }

@@ -22,6 +22,9 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     private var iterations = 0
     private var beta = 0.0, oldBeta = 0.0, dbar = 0.0, epsilon = 0.0, phibar = 0.0
     private var cs = -1.0, sn = 0.0
+    /// ||r0||: the recurrences run on r0 / ||r0|| so their magnitudes stay near 1 whatever
+    /// the scale of b (subnormal to huge); updates and residuals are scaled back by it.
+    private var residualScale = 1.0
     private var sawNegativeCurvature = false
     private var sawSingular = false
 
@@ -57,13 +60,19 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
             Kernels.subtract(ws.rhs, y, into: r1, n)
             beta = Kernels.norm(r1, n)
             guard beta.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)") }
-            phibar = beta
-            if beta <= target || beta == 0 { return finish(&info, converged: true) }
+            residualScale = beta == 0 ? 1 : beta
+            phibar = 1
+            if beta <= target || beta == 0 {
+                phibar = beta == 0 ? 0 : 1
+                return finish(&info, converged: true)
+            }
             if maxIterations == 0 { return finish(&info, converged: false) }
+            Kernels.scale(r1, n, dividingBy: residualScale)
+            beta = 1
             Kernels.copy(r1, to: r2, n)
             oldBeta = 0; dbar = 0; epsilon = 0; cs = -1; sn = 0
             Kernels.fill(w, n, with: 0); Kernels.fill(w2, n, with: 0)
-            Kernels.scaledCopy(r2, by: 1 / beta, into: lanczosVector, n)
+            Kernels.scaledCopy(r2, dividingBy: beta, into: lanczosVector, n)
             ws.productInput = UnsafePointer(lanczosVector)
             return true
         }
@@ -97,30 +106,30 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         // w_new = (v - oldEpsilon w1 - delta w2) / gamma, after shifting (w1, w2) <- (w2, w).
         swap(&w1, &w2)  // w1 <- old w2
         swap(&w2, &w)   // w2 <- old w, w <- old w1 (overwritten next)
-        let inverseGamma = 1 / gamma
         for i in 0..<n {
-            w[i] = T((Double(lanczosVector[i]) - oldEpsilon * Double(w1[i]) - delta * Double(w2[i])) * inverseGamma)
+            w[i] = T(Double(lanczosVector[i]) - oldEpsilon * Double(w1[i]) - delta * Double(w2[i]))
         }
-        Kernels.axpy(phi, w, ws.pending, n)
+        Kernels.scale(w, n, dividingBy: gamma)
+        Kernels.axpy(phi * residualScale, w, ws.pending, n)
         guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("MINRES overflowed") }
 
         // In iteration 1 oldBeta is ||r0||, the scale of b rather than of A: compare with
         // alpha alone then.
         let scaleOfA = iterations >= 2 ? Swift.max(alpha.magnitude, oldBeta) : alpha.magnitude
         let invariant = !(beta > 16 * Double(T.ulpOfOne) * scaleOfA)
-        if phibar <= target { return finish(&info, converged: true) }
+        if phibar * residualScale <= target { return finish(&info, converged: true) }
         if invariant || iterations >= maxIterations {
             info.breakdown = invariant
             return finish(&info, converged: false)
         }
-        Kernels.scaledCopy(r2, by: 1 / beta, into: lanczosVector, n)
+        Kernels.scaledCopy(r2, dividingBy: beta, into: lanczosVector, n)
         ws.productInput = UnsafePointer(lanczosVector)
         return true
     }
 
     private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
         info.iterations = iterations
-        info.residual = phibar
+        info.residual = phibar * residualScale
         info.residualKind = .recurrence
         info.singularFallback = sawSingular
         info.settleOutcome(budgetReached: !converged && !info.breakdown)

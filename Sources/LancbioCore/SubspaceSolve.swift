@@ -69,15 +69,15 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
         // z1 = b / ||b||, A z1 = A b / ||b|| (in place: the step owns its copy of b).
         let bn = ws.rhsNorm
         let z1 = ws.rhs, az1 = rhsProduct
-        Kernels.scale(z1, n, by: 1 / bn)
-        Kernels.scale(az1, n, by: 1 / bn)
+        Kernels.scale(z1, n, dividingBy: bn)
+        Kernels.scale(az1, n, dividingBy: bn)
         // u = w / ||w||, then its part orthogonal to z1; A u by linearity.
         let directionNorm = Kernels.norm(direction, n)
         var twoDimensional = directionNorm > 0
         var orthogonalNorm = 0.0
         if twoDimensional {
-            Kernels.scale(direction, n, by: 1 / directionNorm)
-            Kernels.scale(directionProduct, n, by: 1 / directionNorm)
+            Kernels.scale(direction, n, dividingBy: directionNorm)
+            Kernels.scale(directionProduct, n, dividingBy: directionNorm)
             let along = Kernels.dot(z1, direction, n)
             Kernels.axpy(-along, z1, direction, n)
             Kernels.axpy(-along, az1, directionProduct, n)
@@ -85,8 +85,8 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
             twoDimensional = orthogonalNorm > 8 * Double(T.ulpOfOne)
         }
         if twoDimensional {
-            Kernels.scale(direction, n, by: 1 / orthogonalNorm)
-            Kernels.scale(directionProduct, n, by: 1 / orthogonalNorm)
+            Kernels.scale(direction, n, dividingBy: orthogonalNorm)
+            Kernels.scale(directionProduct, n, dividingBy: orthogonalNorm)
         }
         let z2 = direction, az2 = directionProduct
         let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution

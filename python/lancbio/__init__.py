@@ -1,0 +1,68 @@
+"""lancbio: hyper-gradient estimators for bilevel optimization.
+
+Estimators of v = A^{-1} b for a symmetric A known only through products v -> A v
+(Hessian-vector products): LancBiO's dynamic Lanczos and the classic estimators it is
+compared with, running in the native library liblancbio.so through a thin ctypes layer.
+
+    >>> import numpy as np, lancbio
+    >>> A = np.diag([1.0, 2.0, 4.0]); b = np.ones(3)
+    >>> est = lancbio.DynamicLanczos(3, m0=3, m_max=3)
+    >>> for _ in range(3):
+    ...     v = est.step(A, b)
+    >>> np.allclose(v, [1.0, 0.5, 0.25])
+    True
+"""
+
+from . import _ffi
+from .errors import (
+    CallbackError,
+    InvalidArgumentError,
+    InvalidHandleError,
+    InvalidStateError,
+    LancbioError,
+    NonFiniteInputError,
+    NonFiniteProductError,
+    NonFiniteResultError,
+    NullPointerError,
+    WrongPrecisionError,
+)
+from .estimators import CG, GD, MINRES, DynamicLanczos, Neumann, RandomNeumann, SubBiO
+from .info import StepInfo
+from .operators import as_operator
+from .solve import SolveInfo, solve
+
+#: The native library's version (lancbio_version()); the package is versioned with it.
+__version__ = _ffi.version()
+#: Path of the loaded liblancbio.so.
+library_path = _ffi.lib._lancbio_path
+
+__all__ = [
+    "__version__",
+    "library_path",
+    "DynamicLanczos",
+    "SubBiO",
+    "CG",
+    "MINRES",
+    "GD",
+    "Neumann",
+    "RandomNeumann",
+    "StepInfo",
+    "SolveInfo",
+    "solve",
+    "as_operator",
+    "LancbioError",
+    "InvalidArgumentError",
+    "NullPointerError",
+    "NonFiniteInputError",
+    "NonFiniteProductError",
+    "NonFiniteResultError",
+    "CallbackError",
+    "WrongPrecisionError",
+    "InvalidStateError",
+    "InvalidHandleError",
+]
+
+# Bilevel optimizers are exported below.
+from .bilevel import METHODS, Bilevel, BilevelInfo, History  # noqa: E402
+
+__all__ += ["Bilevel", "BilevelInfo", "History", "METHODS"]

@@ -1,0 +1,258 @@
+"""The C ABI of include/lancbio.h as ctypes declarations: constants, struct mirrors, the
+one table of function prototypes, and the status check.
+
+Pointer arguments of the product callback are declared ``c_void_p``: ctypes then hands
+the trampoline plain ints, which is cheaper than building POINTER objects
+on every product.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_uint64, c_void_p
+
+from . import _library
+from .errors import LancbioError, error_class
+
+# -- constants (values from include/lancbio.h; codes are never renumbered) ----------------
+ABI_VERSION = 1
+
+OK = 0
+BUDGET_REACHED = 1
+BREAKDOWN = 2
+INDEFINITE = 3
+SINGULAR = 4
+NEED_PRODUCT = 100
+ERR_INVALID_ARGUMENT = -1
+ERR_NULL_POINTER = -2
+ERR_NON_FINITE_INPUT = -3
+ERR_NON_FINITE_PRODUCT = -4
+ERR_NON_FINITE_RESULT = -5
+ERR_CALLBACK = -6
+ERR_WRONG_PRECISION = -7
+ERR_INVALID_STATE = -8
+ERR_INVALID_HANDLE = -9
+
+METHOD_LANCZOS = 1
+METHOD_SUBBIO = 2
+METHOD_CG = 3
+METHOD_MINRES = 4
+METHOD_GD = 5
+METHOD_NEUMANN = 6
+METHOD_RANDOM_NEUMANN = 7
+
+FLOAT64 = 1
+FLOAT32 = 2
+
+VARIANT_RESIDUAL = 0
+VARIANT_PLAIN = 1
+
+RESIDUAL_UNAVAILABLE = 0
+RESIDUAL_EXACT = 1
+RESIDUAL_RECURRENCE = 2
+RESIDUAL_ESTIMATE = 3
+RESIDUAL_PREVIOUS = 4
+
+
+# -- structs --------------------------------------------------------------------------
+class EstimatorOptions(ctypes.Structure):
+    """Mirror of lancbio_estimator_options_t (field order and types as in the header)."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("method", c_int32),
+        ("precision", c_int32),
+        ("m0", c_int64),
+        ("m_max", c_int64),
+        ("growth", c_double),
+        ("grow_every", c_int64),
+        ("variant", c_int32),
+        ("reorthogonalize", c_int32),
+        ("theta0", c_double),
+        ("max_iterations", c_int64),
+        ("tolerance", c_double),
+        ("step_size", c_double),
+        ("steps", c_int64),
+        ("seed", c_uint64),
+    ]
+
+
+class StepInfoStruct(ctypes.Structure):
+    """Mirror of lancbio_step_info_t (field order and types as in the header)."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("status", c_int32),
+        ("residual_kind", c_int32),
+        ("products", c_int64),
+        ("total_products", c_int64),
+        ("iterations", c_int64),
+        ("dimension", c_int64),
+        ("period", c_int64),
+        ("restarts", c_int64),
+        ("restarted", c_int32),
+        ("breakdown", c_int32),
+        ("indefinite", c_int32),
+        ("singular_fallback", c_int32),
+        ("zero_residual", c_int32),
+        ("reserved", c_int32),
+        ("residual", c_double),
+        ("ritz_min", c_double),
+        ("ritz_max", c_double),
+    ]
+
+
+# The library reads and writes exactly struct_size bytes: a layout slip here would corrupt
+# fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
+assert ctypes.sizeof(EstimatorOptions) == 104, ctypes.sizeof(EstimatorOptions)
+assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
+assert ctypes.sizeof(StepInfoStruct) == 112, ctypes.sizeof(StepInfoStruct)
+assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
+
+class BilevelOptions(ctypes.Structure):
+    """Mirror of lancbio_bilevel_options_t."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("lr_x", c_double),
+        ("lr_y", c_double),
+        ("lr_x_decay", c_double),
+        ("lr_x_min", c_double),
+        ("lr_y_decay", c_double),
+        ("lr_y_min", c_double),
+        ("inner_steps", c_int64),
+    ]
+
+
+class BilevelInfoStruct(ctypes.Structure):
+    """Mirror of lancbio_bilevel_info_t."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("iteration", c_int64),
+        ("products", c_int64),
+        ("total_products", c_int64),
+        ("gradient_evaluations", c_int64),
+        ("cross_products", c_int64),
+        ("hypergradient_norm", c_double),
+        ("lr_x", c_double),
+        ("lr_y", c_double),
+        ("estimator_status", c_int32),
+        ("reserved", c_int32),
+    ]
+
+
+# int32_t (*)(const T *in, T *out, int64_t n, void *user_data), for both precisions.
+HVP_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64, c_void_p)
+# lancbio_gradient_f64_t: (const double *x, int64_t dx, const double *y, int64_t dy,
+#                          double *out, void *user_data)
+GRADIENT_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_void_p, c_int64, c_void_p, c_void_p)
+# lancbio_product_f64_t: (const double *x, int64_t dx, const double *y, int64_t dy,
+#                         const double *v, double *out, void *user_data)
+PRODUCT_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_void_p, c_int64, c_void_p, c_void_p, c_void_p)
+
+
+class ProblemStruct(ctypes.Structure):
+    """Mirror of lancbio_problem_f64_t: the five callbacks of a bilevel problem."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("user_data", c_void_p),
+        ("grad_y_g", GRADIENT_CALLBACK),
+        ("grad_x_f", GRADIENT_CALLBACK),
+        ("grad_y_f", GRADIENT_CALLBACK),
+        ("hvp_yy_g", PRODUCT_CALLBACK),
+        ("jvp_xy_g", PRODUCT_CALLBACK),
+    ]
+
+
+assert ctypes.sizeof(BilevelOptions) == 64, ctypes.sizeof(BilevelOptions)
+assert ctypes.sizeof(BilevelInfoStruct) == 80, ctypes.sizeof(BilevelInfoStruct)
+assert ctypes.sizeof(ProblemStruct) == 56, ctypes.sizeof(ProblemStruct)
+
+_handle = c_void_p
+#: Pointer types of the float64 / float32 buffer arguments (pass ``arr.ctypes.data_as(F64P)``).
+F64P = POINTER(c_double)
+F32P = POINTER(c_float)
+_f64p, _f32p = F64P, F32P
+
+# -- the table: every function of the header, {name: (restype, argtypes)} ------------
+FUNCTIONS = {
+    "lancbio_abi_version": (c_int32, []),
+    "lancbio_version": (c_char_p, []),
+    "lancbio_status_string": (c_char_p, [c_int32]),
+    "lancbio_estimator_options_init": (c_int32, [POINTER(EstimatorOptions), c_int32]),
+    "lancbio_estimator_create": (c_int32, [c_int64, POINTER(EstimatorOptions), POINTER(_handle)]),
+    "lancbio_estimator_destroy": (None, [_handle]),
+    "lancbio_estimator_reset": (c_int32, [_handle]),
+    "lancbio_estimator_last_error": (c_char_p, [_handle]),
+    "lancbio_estimator_callback_status": (c_int32, [_handle]),
+    "lancbio_estimator_properties": (c_int32, [_handle, POINTER(c_int64), POINTER(c_int32), POINTER(c_int32)]),
+    "lancbio_estimator_info": (c_int32, [_handle, POINTER(StepInfoStruct)]),
+    "lancbio_estimator_step_f64": (c_int32, [_handle, HVP_CALLBACK, c_void_p, _f64p, _f64p, c_int64, POINTER(StepInfoStruct)]),
+    "lancbio_estimator_step_f32": (c_int32, [_handle, HVP_CALLBACK, c_void_p, _f32p, _f32p, c_int64, POINTER(StepInfoStruct)]),
+    "lancbio_estimator_begin_f64": (c_int32, [_handle, _f64p, _f64p, c_int64]),
+    "lancbio_estimator_begin_f32": (c_int32, [_handle, _f32p, _f32p, c_int64]),
+    "lancbio_estimator_resume_f64": (c_int32, [_handle, _f64p, _f64p, c_int64]),
+    "lancbio_estimator_resume_f32": (c_int32, [_handle, _f32p, _f32p, c_int64]),
+    "lancbio_estimator_cancel": (c_int32, [_handle]),
+    "lancbio_estimator_get_v_f64": (c_int32, [_handle, _f64p, c_int64]),
+    "lancbio_estimator_get_v_f32": (c_int32, [_handle, _f32p, c_int64]),
+    "lancbio_estimator_set_v_f64": (c_int32, [_handle, _f64p, c_int64]),
+    "lancbio_estimator_set_v_f32": (c_int32, [_handle, _f32p, c_int64]),
+    "lancbio_bilevel_options_init": (c_int32, [POINTER(BilevelOptions)]),
+    "lancbio_bilevel_create": (c_int32, [c_int64, c_int64, POINTER(BilevelOptions), POINTER(EstimatorOptions), POINTER(_handle)]),
+    "lancbio_bilevel_destroy": (None, [_handle]),
+    "lancbio_bilevel_reset": (c_int32, [_handle]),
+    "lancbio_bilevel_last_error": (c_char_p, [_handle]),
+    "lancbio_bilevel_callback_status": (c_int32, [_handle]),
+    "lancbio_bilevel_step_f64": (c_int32, [_handle, POINTER(ProblemStruct), _f64p, c_int64, _f64p, c_int64, POINTER(BilevelInfoStruct)]),
+    "lancbio_bilevel_info": (c_int32, [_handle, POINTER(BilevelInfoStruct)]),
+    "lancbio_bilevel_estimator_info": (c_int32, [_handle, POINTER(StepInfoStruct)]),
+    "lancbio_bilevel_get_v_f64": (c_int32, [_handle, _f64p, c_int64]),
+    "lancbio_bilevel_set_v_f64": (c_int32, [_handle, _f64p, c_int64]),
+    "lancbio_bilevel_get_hypergradient_f64": (c_int32, [_handle, _f64p, c_int64]),
+}
+
+lib = _library.load(FUNCTIONS)
+
+
+def version() -> str:
+    """The library's package version, e.g. "0.1.0"."""
+    return lib.lancbio_version().decode()
+
+
+def status_string(status: int) -> str:
+    """The library's static description of a status code."""
+    text = lib.lancbio_status_string(status)
+    return text.decode() if text else "unknown status"
+
+
+def _check(status: int, handle, last_error=None) -> int:
+    """Returns a non-negative ``status``; raises the matching LancbioError for a negative one.
+
+    The message is the handle's last error (``lancbio_estimator_last_error``, or
+    ``last_error`` for other handle kinds such as ``lib.lancbio_bilevel_last_error``),
+    read here because it is valid only until the next call on the handle, followed by
+    the status description.
+    """
+    if status >= 0:
+        return status
+    if last_error is None:
+        last_error = lib.lancbio_estimator_last_error
+    detail = last_error(handle) if handle is not None else None
+    detail = detail.decode(errors="replace") if detail else ""
+    summary = status_string(status)
+    message = f"{detail} ({summary})" if detail and detail != summary else summary
+    raise error_class(status)(message, status)
+
+
+def check_bilevel(status: int, handle) -> int:
+    """:func:`_check` for a bilevel handle (its message from lancbio_bilevel_last_error)."""
+    return _check(status, handle, lib.lancbio_bilevel_last_error)
+
+
+def error_for(status: int, message: str) -> LancbioError:
+    """The exception for a negative ``status`` with a caller-written message (for failures
+    that have no handle to ask, such as a rejected create)."""
+    return error_class(status)(f"{message} ({status_string(status)})", status)

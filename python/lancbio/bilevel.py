@@ -1,0 +1,457 @@
+"""Bilevel optimizers: the outer loop of ALGORITHMS.md section 2 around one estimator.
+
+``Bilevel(problem, method, ...)`` owns one native ``lancbio_bilevel_t``. The problem is any
+object with the methods ``grad_y_g(x, y)``, ``grad_x_f(x, y)``, ``grad_y_f(x, y)``,
+``hvp_yy_g(x, y, v)`` and ``jvp_xy_g(x, y, v)`` (float64 numpy arrays in and out), and
+optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _ffi
+from .info import StepInfo
+
+__all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
+
+_COMMON = ("lr_x", "lr_y", "inner_steps", "lr_x_decay", "lr_x_min", "lr_y_decay", "lr_y_min")
+
+# Each method: its estimator, the paper's defaults (ALGORITHMS.md section 6), and the
+# estimator options it accepts. A default of None for eta or theta0 means "lr_y", as in the
+# research code.
+METHODS = {
+    "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, inner_steps=5,
+                    options=dict(m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual", reorthogonalize=False)),
+    "subbio": dict(estimator=_ffi.METHOD_SUBBIO, inner_steps=5, options=dict(theta0=None)),
+    "amigo-cg": dict(estimator=_ffi.METHOD_CG, inner_steps=5, options=dict(v_steps=5)),
+    "amigo-gd": dict(estimator=_ffi.METHOD_GD, inner_steps=5, options=dict(v_steps=5, eta=None)),
+    "soba": dict(estimator=_ffi.METHOD_GD, inner_steps=1, options=dict(v_steps=1, eta=None)),
+    "stocbio": dict(estimator=_ffi.METHOD_NEUMANN, inner_steps=10, options=dict(v_steps=10, eta=None)),
+    "ttsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=1, lr_x_decay=0.4, lr_x_min=0.01,
+                 options=dict(v_steps=10, eta=None, seed=0)),
+    "bsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=10, lr_x_decay=0.5, lr_x_min=0.01,
+                options=dict(v_steps=10, eta=None, seed=0)),
+}
+
+_VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
+_REQUIRED = ("grad_y_g", "grad_x_f", "grad_y_f", "hvp_yy_g", "jvp_xy_g")
+
+
+@dataclass(frozen=True)
+class BilevelInfo:
+    """Diagnostics of one outer iteration (mirrors lancbio_bilevel_info_t).
+
+    ``hypergradient_norm`` is ||grad_x f - J v||, the norm of the estimate the x step used;
+    ``estimator`` is the StepInfo of the v computed in this iteration.
+    """
+
+    iteration: int
+    products: int
+    total_products: int
+    gradient_evaluations: int
+    cross_products: int
+    hypergradient_norm: float
+    lr_x: float
+    lr_y: float
+    estimator: StepInfo
+
+
+class History:
+    """Per-iteration records of ``Bilevel.run``: a list of dicts with at least
+    ``iteration``, ``time`` (seconds of optimizer work since the run started, excluding
+    the user's callback), ``hvps`` and ``gradient_evaluations`` (totals), ``cross_products``,
+    ``hypergradient_norm``, ``residual`` and ``residual_kind`` (the estimator's own report),
+    ``lr_x``, ``lr_y``, plus whatever the callback added."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        return f"History({len(self.records)} records)"
+
+    def column(self, name: str) -> np.ndarray:
+        """One field over all records as a float array (NaN where a record lacks it)."""
+        return np.array([r.get(name, math.nan) for r in self.records], dtype=float)
+
+    def to_dict(self) -> dict:
+        """{field: list of values}, one entry per record (None where a record lacks it)."""
+        names: list[str] = []
+        for r in self.records:
+            names.extend(k for k in r if k not in names)
+        return {name: [r.get(name) for r in self.records] for name in names}
+
+    def to_dataframe(self):
+        """The records as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError("History.to_dataframe needs pandas: pip install pandas") from error
+        return pd.DataFrame.from_records(self.records)
+
+
+def _vector(arr, length: int, name: str) -> np.ndarray:
+    """A private float64 copy of a 1-D array-like of the given length, checked finite."""
+    a = np.array(arr, dtype=np.float64, copy=True)
+    if a.ndim != 1 or a.shape[0] != length:
+        raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return np.ascontiguousarray(a)
+
+
+class Bilevel:
+    """A bilevel optimizer: ``step()`` performs one outer iteration on its own x and y.
+
+    Parameters
+    ----------
+    problem : object
+        Provides ``grad_y_g(x, y)`` (dy), ``grad_x_f(x, y)`` (dx), ``grad_y_f(x, y)`` (dy),
+        ``hvp_yy_g(x, y, v)`` (dy) and ``jvp_xy_g(x, y, v)`` (dx); and ``dx``, ``dy``
+        attributes or x0/y0 to infer them. Arrays passed to it are private copies.
+    method : str
+        One of ``METHODS``: "lancbio", "subbio", "amigo-cg", "amigo-gd", "soba", "stocbio",
+        "ttsa", "bsa".
+    x0, y0 : array-like, optional
+        Starting point (float64 copies are kept). Default: ``problem.initial_point(seed)``
+        when the problem has it, else required.
+    v0 : array-like, optional
+        Warm start of v (dy). Default zero.
+    lr_x, lr_y : float
+        lambda (x step) and theta (inner y step), required.
+    inner_steps : int
+        T, inner steps on y per iteration (method default: the paper's).
+    lr_x_decay, lr_x_min, lr_y_decay, lr_y_min : float
+        lambda_k = max(lr_x_min, lr_x / k^lr_x_decay); likewise theta_k.
+    v_steps : int
+        Q for amigo-cg, amigo-gd, soba, stocbio, ttsa, bsa.
+    eta : float
+        Step of the v iterations (gd, Neumann); default lr_y, as the research code.
+    m0, m_max, growth, grow_every, variant, reorthogonalize
+        LancBiO's restart schedule (see ``DynamicLanczos``).
+    theta0 : float
+        SubBiO's subspace step; default lr_y.
+    seed : int
+        TTSA/BSA's truncation generator; also the seed of ``problem.initial_point``.
+    """
+
+    def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+        missing = [name for name in _REQUIRED if not callable(getattr(problem, name, None))]
+        if missing:
+            raise TypeError(f"the problem lacks the methods {', '.join(missing)}")
+        spec = METHODS[method]
+        allowed = set(_COMMON) | set(spec["options"])
+        unknown = sorted(set(options) - allowed - {"seed"})
+        if unknown:
+            raise TypeError(f"options {unknown} do not apply to method {method!r}; it accepts {sorted(allowed)}")
+        for required in ("lr_x", "lr_y"):
+            if options.get(required) is None:
+                raise ValueError(f"{required} is required (a step size > 0)")
+
+        self._handle = None
+        self._problem = problem
+        self._method = method
+        self._error = None
+        if x0 is None or y0 is None:
+            if not hasattr(problem, "initial_point"):
+                raise ValueError("x0 and y0 are required (the problem has no initial_point)")
+            px, py = problem.initial_point(options.get("seed", 0))
+            x0 = px if x0 is None else x0
+            y0 = py if y0 is None else y0
+        dx = int(getattr(problem, "dx", np.size(x0)))
+        dy = int(getattr(problem, "dy", np.size(y0)))
+        self._x = _vector(x0, dx, "x0")
+        self._y = _vector(y0, dy, "y0")
+        self._dx, self._dy = dx, dy
+
+        outer = _ffi.BilevelOptions()
+        _ffi.lib.lancbio_bilevel_options_init(ctypes.byref(outer))
+        outer.lr_x = float(options["lr_x"])
+        outer.lr_y = float(options["lr_y"])
+        outer.inner_steps = int(options.get("inner_steps", spec["inner_steps"]))
+        outer.lr_x_decay = float(options.get("lr_x_decay", spec.get("lr_x_decay", 0.0)))
+        outer.lr_x_min = float(options.get("lr_x_min", spec.get("lr_x_min", 0.0)))
+        outer.lr_y_decay = float(options.get("lr_y_decay", 0.0))
+        outer.lr_y_min = float(options.get("lr_y_min", 0.0))
+
+        inner = _ffi.EstimatorOptions()
+        _ffi.lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
+        settings = dict(spec["options"])
+        settings.update({k: v for k, v in options.items() if k in spec["options"]})
+        for name in ("eta", "theta0"):
+            if name in settings and settings[name] is None:
+                settings[name] = outer.lr_y
+        for name, value in settings.items():
+            if name == "variant":
+                if value not in _VARIANTS:
+                    raise ValueError(f"variant must be one of {list(_VARIANTS)}, got {value!r}")
+                inner.variant = _VARIANTS[value]
+            elif name == "reorthogonalize":
+                inner.reorthogonalize = 1 if value else 0
+            elif name == "v_steps":
+                inner.max_iterations = inner.steps = int(value)
+            elif name == "eta":
+                inner.step_size = float(value)
+            elif name in ("m0", "m_max", "grow_every"):
+                setattr(inner, name, int(value))
+            elif name == "seed":
+                inner.seed = int(value) & 0xFFFF_FFFF_FFFF_FFFF
+            else:
+                setattr(inner, name, float(value))
+        self._settings = {"lr_x": outer.lr_x, "lr_y": outer.lr_y, "inner_steps": outer.inner_steps,
+                          "lr_x_decay": outer.lr_x_decay, "lr_x_min": outer.lr_x_min,
+                          "lr_y_decay": outer.lr_y_decay, "lr_y_min": outer.lr_y_min, **settings}
+
+        handle = ctypes.c_void_p()
+        status = _ffi.lib.lancbio_bilevel_create(dx, dy, ctypes.byref(outer), ctypes.byref(inner), ctypes.byref(handle))
+        if status != _ffi.OK:
+            raise _ffi.error_for(status, f"invalid options for method {method!r}: {self._settings}")
+        self._handle = handle
+        self._callbacks = self._make_callbacks()
+        self._problem_struct = _ffi.ProblemStruct(
+            ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
+        self._info = None
+        if v0 is not None:
+            v = _vector(v0, dy, "v0")
+            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, v.ctypes.data_as(_ffi.F64P), dy)
+
+    # -- callbacks ---------------------------------------------------------------------
+    def _make_callbacks(self):
+        """The five C callbacks. Each copies its inputs (a view of native memory must not
+        escape into user code), calls the problem, validates and writes the result, and on
+        any exception stores it and returns 1 so the library abandons the iteration."""
+        problem = self._problem
+        views: dict[tuple[int, int], np.ndarray] = {}
+
+        def view(address: int, length: int) -> np.ndarray:
+            key = (address, length)
+            array = views.get(key)
+            if array is None:
+                if len(views) > 512:
+                    views.clear()
+                array = np.ctypeslib.as_array((ctypes.c_double * length).from_address(address))
+                views[key] = array
+            return array
+
+        def deliver(result, out: int, length: int, name: str) -> None:
+            r = np.asarray(result)
+            if r.shape != (length,):
+                raise ValueError(f"problem.{name} returned shape {r.shape}, expected ({length},)")
+            if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
+                raise TypeError(f"problem.{name} returned dtype {r.dtype}, expected a real floating type")
+            view(out, length)[:] = r
+
+        def gradient(name: str, out_is_x: bool):
+            method = getattr(problem, name)
+
+            def callback(px, dx, py, dy, pout, _user):
+                try:
+                    result = method(view(px, dx).copy(), view(py, dy).copy())
+                    deliver(result, pout, dx if out_is_x else dy, name)
+                    return 0
+                except BaseException as error:  # noqa: BLE001 - re-raised after the C call
+                    self._error = error
+                    return 1
+            return _ffi.GRADIENT_CALLBACK(callback)
+
+        def product(name: str, out_is_x: bool):
+            method = getattr(problem, name)
+
+            def callback(px, dx, py, dy, pv, pout, _user):
+                try:
+                    result = method(view(px, dx).copy(), view(py, dy).copy(), view(pv, dy).copy())
+                    deliver(result, pout, dx if out_is_x else dy, name)
+                    return 0
+                except BaseException as error:  # noqa: BLE001
+                    self._error = error
+                    return 1
+            return _ffi.PRODUCT_CALLBACK(callback)
+
+        return (gradient("grad_y_g", False), gradient("grad_x_f", True), gradient("grad_y_f", False),
+                product("hvp_yy_g", False), product("jvp_xy_g", True))
+
+    # -- calls -------------------------------------------------------------------------
+    def _live(self):
+        if self._handle is None:
+            raise _ffi.error_class(_ffi.ERR_INVALID_HANDLE)("this Bilevel optimizer is closed", _ffi.ERR_INVALID_HANDLE)
+        return self._handle
+
+    def _call(self, function, *args) -> int:
+        handle = self._live()
+        return _ffi.check_bilevel(function(handle, *args), handle)
+
+    def step(self) -> BilevelInfo:
+        """One outer iteration. Updates x, y and v; on any error (including an exception
+        raised by the problem, which is re-raised as is) nothing changes."""
+        handle = self._live()
+        raw = _ffi.BilevelInfoStruct()
+        raw.struct_size = ctypes.sizeof(raw)
+        self._error = None
+        status = _ffi.lib.lancbio_bilevel_step_f64(
+            handle, ctypes.byref(self._problem_struct),
+            self._x.ctypes.data_as(_ffi.F64P), self._dx, self._y.ctypes.data_as(_ffi.F64P), self._dy,
+            ctypes.byref(raw))
+        if status == _ffi.ERR_CALLBACK and self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        _ffi.check_bilevel(status, handle)
+        estimator = _ffi.StepInfoStruct()
+        estimator.struct_size = ctypes.sizeof(estimator)
+        _ffi.check_bilevel(_ffi.lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)), handle)
+        self._info = BilevelInfo(
+            iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
+            gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
+            hypergradient_norm=raw.hypergradient_norm, lr_x=raw.lr_x, lr_y=raw.lr_y,
+            estimator=StepInfo._from_struct(estimator))
+        return self._info
+
+    def run(self, iterations: int | None = None, seconds: float | None = None, callback=None,
+            progress: bool = True, progress_every: float = 2.0, label: str | None = None) -> History:
+        """Steps until ``iterations`` more iterations or ``seconds`` of optimizer time have
+        passed (at least one of them is required), recording a History.
+
+        ``callback(optimizer, record)`` runs after each iteration, outside the timed
+        region; it may return a dict of extra fields for the record (e.g. the true
+        hyper-gradient norm), or False to stop. ``progress`` prints a line to stderr about
+        every ``progress_every`` seconds. If a step raises, the exception propagates and the
+        optimizer stays as after the last completed iteration; the history so far is
+        attached to the exception as ``error.history``.
+        """
+        if iterations is None and seconds is None:
+            raise ValueError("give iterations=, seconds=, or both")
+        if iterations is not None and iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        history = History()
+        elapsed = 0.0
+        gradient_evaluations = 0
+        cross_products = 0
+        name = label or self._method
+        last_print = time.perf_counter()
+        done = 0
+        try:
+            while (iterations is None or done < iterations) and (seconds is None or elapsed < seconds):
+                start = time.perf_counter()
+                info = self.step()
+                elapsed += time.perf_counter() - start
+                done += 1
+                gradient_evaluations += info.gradient_evaluations
+                cross_products += info.cross_products
+                record = {
+                    "iteration": info.iteration, "time": elapsed, "hvps": info.total_products,
+                    "gradient_evaluations": gradient_evaluations, "cross_products": cross_products,
+                    "hypergradient_norm": info.hypergradient_norm, "residual": info.estimator.residual,
+                    "residual_kind": info.estimator.residual_kind, "lr_x": info.lr_x, "lr_y": info.lr_y,
+                }
+                if callback is not None:
+                    extra = callback(self, record)
+                    if extra is False:
+                        history.records.append(record)
+                        break
+                    if extra:
+                        record.update(extra)
+                history.records.append(record)
+                now = time.perf_counter()
+                if progress and now - last_print >= progress_every:
+                    last_print = now
+                    total = f"/{iterations}" if iterations is not None else ""
+                    print(f"{name}: iteration {info.iteration}{total}, {elapsed:.1f} s, "
+                          f"{info.total_products} HVPs, ||hypergradient|| {info.hypergradient_norm:.3e}",
+                          file=sys.stderr, flush=True)
+        except BaseException as error:
+            error.history = history
+            raise
+        return history
+
+    def reset(self, x0=None, y0=None) -> None:
+        """Back to the state after creation (v = 0, counters zero); x and y move to x0 and
+        y0 when given."""
+        self._call(_ffi.lib.lancbio_bilevel_reset)
+        if x0 is not None:
+            self._x[:] = _vector(x0, self._dx, "x0")
+        if y0 is not None:
+            self._y[:] = _vector(y0, self._dy, "y0")
+        self._info = None
+
+    # -- read-only state ----------------------------------------------------------------
+    @property
+    def x(self) -> np.ndarray:
+        """Copy of the current x (dx,)."""
+        self._live()
+        return self._x.copy()
+
+    @property
+    def y(self) -> np.ndarray:
+        """Copy of the current y (dy,)."""
+        self._live()
+        return self._y.copy()
+
+    @property
+    def v(self) -> np.ndarray:
+        """Copy of the current v (dy,), the estimate of (grad^2_yy g)^{-1} grad_y f."""
+        out = np.empty(self._dy)
+        self._call(_ffi.lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
+        return out
+
+    @property
+    def hypergradient(self) -> np.ndarray:
+        """Copy of the last hyper-gradient estimate grad_x f - J v (dx,)."""
+        out = np.empty(self._dx)
+        self._call(_ffi.lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
+        return out
+
+    @property
+    def info(self) -> BilevelInfo | None:
+        """Diagnostics of the last iteration (None before the first)."""
+        return self._info
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def settings(self) -> dict:
+        """The options in force, defaults filled in."""
+        return dict(self._settings)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def close(self) -> None:
+        """Releases the native optimizer; further use raises. Idempotent."""
+        handle, self._handle = self._handle, None
+        if handle is not None and _ffi is not None and _ffi.lib is not None:
+            _ffi.lib.lancbio_bilevel_destroy(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down modules
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"iteration {self._info.iteration if self._info else 0}"
+        return f"Bilevel(method={self._method!r}, dx={self._dx}, dy={self._dy}, {state})"

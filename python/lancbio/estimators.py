@@ -1,0 +1,564 @@
+"""The estimators of v = A^{-1} b, one class per method, each owning one native handle.
+
+Every estimator is stateful and warm-started: one ``step(op, b)`` per outer iteration of
+a bilevel method, where ``op`` gives products v -> A v with the current symmetric A
+(n x n) and b is the current right-hand side. ALGORITHMS.md sections 3-5 give the
+mathematics; the algorithms run in the native library, this module only converts,
+calls and checks.
+
+Arrays: b and v0 must be 1-D numpy arrays of length n, C-contiguous, of exactly the
+estimator's dtype (numpy.float64 or numpy.float32). They are passed to the library
+without a copy; anything else raises TypeError or ValueError rather than being
+converted (a silent conversion would change the precision or copy on every step).
+Products returned by the operator (or passed to ``resume``) may have any real floating
+or integer dtype and are cast to the estimator's dtype.
+
+Errors: every failure raises a :mod:`lancbio.errors` exception (or the operator's own
+exception) and leaves the estimator exactly as it was before the call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import numbers
+import operator as _operator
+
+import numpy as np
+
+from . import _ffi
+from ._ffi import lib
+from .errors import InvalidArgumentError, InvalidHandleError, InvalidStateError
+from .info import StepInfo
+from .operators import as_operator
+
+__all__ = ["DynamicLanczos", "SubBiO", "CG", "MINRES", "GD", "Neumann", "RandomNeumann"]
+
+_PRECISIONS = {
+    np.dtype(np.float64): (_ffi.FLOAT64, ctypes.c_double, "_f64"),
+    np.dtype(np.float32): (_ffi.FLOAT32, ctypes.c_float, "_f32"),
+}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Caps the trampoline's cache of buffer views; the library's buffers number at most
+# m_max + 10 per handle, so this only bounds memory if that ever changes.
+_MAX_CACHED_VIEWS = 8192
+
+
+def _precision(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _PRECISIONS:
+        raise TypeError(f"dtype must be numpy.float64 or numpy.float32, got {dtype!r}")
+    return dt
+
+
+def _int_option(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        value = _operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise InvalidArgumentError(f"{name} = {value} does not fit in int64", -1)
+    return value
+
+
+def _float_option(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _result_error(result, n: int) -> Exception | None:
+    """Why an operator result is unusable, or None (then np.asarray(result) is usable)."""
+    try:
+        arr = np.asarray(result)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the operator's fault
+        return TypeError(f"the operator must return an array of shape ({n},); "
+                         f"got {type(result).__name__}, which numpy cannot convert: {exc}")
+    if arr.dtype.kind not in "fiu":
+        return TypeError(f"the operator must return a real floating or integer array of shape ({n},); "
+                         f"got {type(result).__name__} with dtype {arr.dtype}")
+    if arr.shape != (n,):
+        return ValueError(f"the operator must return an array of shape ({n},), got shape {arr.shape}")
+    return None
+
+
+def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
+    """The C product callback of one estimator.
+
+    ``slot`` is the estimator's ``[operator, exception, busy]`` list: the trampoline
+    calls ``slot[0]`` and stores any exception in ``slot[1]`` for ``step`` to re-raise.
+    Buffer views are cached by address, since the library's product buffers live as long
+    as the handle; the operator only ever sees a copy, so no view of library memory
+    outlives the call.
+    """
+    views = {}
+    shape = (n,)
+    ndarray = np.ndarray
+    frombuffer = np.frombuffer
+    array_type = ctype * n
+    accepted = frozenset("fiu")
+
+    def view(address):
+        if len(views) >= _MAX_CACHED_VIEWS:
+            views.clear()
+        v = views[address] = frombuffer(array_type.from_address(address), dtype=dtype)
+        return v
+
+    def trampoline(p_in, p_out, _n, _user_data):
+        source = target = None
+        try:
+            source = views.get(p_in)
+            if source is None:
+                source = view(p_in)
+            result = slot[0](source.copy())
+            if type(result) is not ndarray or result.shape != shape or result.dtype.kind not in accepted:
+                problem = _result_error(result, n)
+                if problem is not None:
+                    raise problem
+                result = np.asarray(result)
+            target = views.get(p_out)
+            if target is None:
+                target = view(p_out)
+            target[:] = result
+            return 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised by step() after C returns
+            # The traceback keeps this frame: drop the views so none escapes with it.
+            source = target = None
+            slot[1] = exc
+            return 1
+
+    return _ffi.HVP_CALLBACK(trampoline)
+
+
+class _Estimator:
+    """Common machinery; use one of the concrete classes."""
+
+    _method = 0
+    _ranges = ""
+
+    def __init__(self, n, fields: dict, settings: dict, v0, dtype):
+        self._handle = None  # first, so that __del__ is safe if __init__ fails
+        self._n = _int_option(n, "n")
+        self._dtype = _precision(dtype)
+        self._settings = settings
+        precision, ctype, suffix = _PRECISIONS[self._dtype]
+        self._pointer = ctypes.POINTER(ctype)
+        self._step_fn = getattr(lib, "lancbio_estimator_step" + suffix)
+        self._begin_fn = getattr(lib, "lancbio_estimator_begin" + suffix)
+        self._resume_fn = getattr(lib, "lancbio_estimator_resume" + suffix)
+        self._get_v_fn = getattr(lib, "lancbio_estimator_get_v" + suffix)
+        self._set_v_fn = getattr(lib, "lancbio_estimator_set_v" + suffix)
+        # Bound now: module globals may already be gone when __del__ runs at shutdown.
+        self._destroy = lib.lancbio_estimator_destroy
+        self._info = None
+        self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
+        self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
+
+        options = _ffi.EstimatorOptions()
+        _ffi._check(lib.lancbio_estimator_options_init(ctypes.byref(options), self._method), None)
+        options.precision = precision
+        for name, value in fields.items():
+            setattr(options, name, value)
+        handle = ctypes.c_void_p()
+        status = lib.lancbio_estimator_create(self._n, ctypes.byref(options), ctypes.byref(handle))
+        if status < 0:
+            # Creation failures carry no message (there is no handle yet): name the call.
+            raise _ffi.error_for(status, f"{type(self).__name__}({self._describe()}) was rejected; "
+                                         f"valid values: {self._ranges}")
+        self._handle = handle
+        # slot = [operator of the running step, its exception, running]
+        self._slot = [None, None, False]
+        self._callback = _make_trampoline(self._n, self._dtype, ctype, self._slot)
+        if self._v0 is not None:
+            self._set_v(self._v0)
+
+    # -- helpers ------------------------------------------------------------------
+    def _describe(self) -> str:
+        parts = [f"n={self._n}"] + [f"{k}={v!r}" for k, v in self._settings.items()]
+        return ", ".join(parts + [f"dtype={self._dtype.name}"])
+
+    def _live(self):
+        handle = self._handle
+        if handle is None:
+            raise InvalidHandleError(f"this {type(self).__name__} is closed; create a new estimator", -9)
+        if self._slot[2]:
+            raise InvalidStateError(
+                f"{type(self).__name__} was used while its step() is running (from inside its own "
+                "operator, or from another thread); an estimator is not re-entrant", -8)
+        return handle
+
+    def _vector(self, arr, name: str) -> np.ndarray:
+        n, dt = self._n, self._dtype
+        fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dt.name})"
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray of shape ({n},) and dtype {dt.name}, "
+                            f"got {type(arr).__name__}; convert it with {fix}")
+        if arr.dtype != dt:
+            raise TypeError(f"{name} has dtype {arr.dtype} but this estimator is {dt.name}; convert it with "
+                            f"{fix} (no conversion is done implicitly), or create the estimator with "
+                            f"dtype=numpy.{arr.dtype.name if arr.dtype in _PRECISIONS else 'float32'}")
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got shape {arr.shape}")
+        if not (arr.flags.c_contiguous and arr.flags.aligned):
+            raise ValueError(f"{name} must be C-contiguous and aligned (a strided view or slice is not); "
+                             f"pass {fix}")
+        return arr
+
+    def _product(self, product) -> np.ndarray:
+        problem = _result_error(product, self._n)
+        if problem is not None:
+            raise problem
+        return np.ascontiguousarray(product, dtype=self._dtype)
+
+    def _as_ptr(self, arr: np.ndarray):
+        return arr.ctypes.data_as(self._pointer)
+
+    def _set_v(self, v: np.ndarray) -> None:
+        handle = self._live()
+        _ffi._check(self._set_v_fn(handle, self._as_ptr(v), self._n), handle)
+
+    def _load_info(self, handle) -> None:
+        _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
+        self._info = StepInfo._from_struct(self._info_struct)
+
+    # -- stepping -------------------------------------------------------------------
+    def step(self, op, b: np.ndarray) -> np.ndarray:
+        """One step: computes the new estimate of A^{-1} b, commits it and returns it.
+
+        Args:
+            op: the product v -> A v with the current A (see :func:`lancbio.as_operator`:
+                a callable, an object with ``.matvec``, a 2-D array or a scipy.sparse
+                matrix). A callable receives a fresh array of shape (n,) and the
+                estimator's dtype, and must return an array-like of shape (n,) with a
+                real floating or integer dtype (cast to the estimator's dtype).
+            b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite.
+
+        Returns:
+            The committed estimate v, a new array of shape (n,) and the estimator's dtype.
+
+        Raises:
+            the operator's own exception (original type and traceback), ValueError or
+            TypeError for an unusable operator result, :mod:`lancbio.errors` exceptions
+            (e.g. NonFiniteProductError for a NaN product). The estimator is then
+            unchanged.
+        """
+        handle = self._live()
+        b = self._vector(b, "b")
+        apply = as_operator(op, self._n, self._dtype)
+        v = np.empty(self._n, dtype=self._dtype)
+        slot = self._slot
+        slot[0], slot[1], slot[2] = apply, None, True
+        try:
+            status = self._step_fn(handle, self._callback, None, self._as_ptr(b), self._as_ptr(v),
+                                   self._n, ctypes.byref(self._info_struct))
+        finally:
+            error = slot[1]
+            slot[0], slot[1], slot[2] = None, None, False
+        if status == _ffi.ERR_CALLBACK and error is not None:
+            raise error
+        _ffi._check(status, handle)
+        self._info = StepInfo._from_struct(self._info_struct)
+        return v
+
+    def begin(self, b: np.ndarray):
+        """Starts a reverse-communication step, for hosts that compute products themselves.
+
+        Args:
+            b: right-hand side, as for :meth:`step`.
+
+        Returns:
+            The vector x (new array, shape (n,), the estimator's dtype) whose product
+            A x must be passed to :meth:`resume`, or None if the step finished without
+            any product (then ``v`` and ``info`` are updated).
+        """
+        handle = self._live()
+        b = self._vector(b, "b")
+        request = np.empty(self._n, dtype=self._dtype)
+        status = _ffi._check(self._begin_fn(handle, self._as_ptr(b), self._as_ptr(request), self._n), handle)
+        if status == _ffi.NEED_PRODUCT:
+            return request
+        self._load_info(handle)
+        return None
+
+    def resume(self, product):
+        """Continues a reverse-communication step with ``product`` = A x for the last x.
+
+        Args:
+            product: array-like of shape (n,), real floating or integer dtype (cast to
+                the estimator's dtype). A ValueError/TypeError about its shape or dtype
+                leaves the step in progress (call resume again, or cancel).
+
+        Returns:
+            The next vector x to multiply, or None when the step is complete (then ``v``
+            and ``info`` hold its result). On a library error the step is abandoned and
+            the estimator is as before :meth:`begin`.
+        """
+        handle = self._live()
+        product = self._product(product)
+        request = np.empty(self._n, dtype=self._dtype)
+        status = _ffi._check(self._resume_fn(handle, self._as_ptr(product), self._as_ptr(request), self._n), handle)
+        if status == _ffi.NEED_PRODUCT:
+            return request
+        self._load_info(handle)
+        return None
+
+    def cancel(self) -> None:
+        """Abandons a reverse-communication step in progress (no effect if none)."""
+        handle = self._live()
+        _ffi._check(lib.lancbio_estimator_cancel(handle), handle)
+
+    def reset(self) -> None:
+        """Back to the state after creation: v = v0 (or 0), counters and schedules restarted."""
+        handle = self._live()
+        _ffi._check(lib.lancbio_estimator_reset(handle), handle)
+        self._info = None
+        if self._v0 is not None:
+            self._set_v(self._v0)
+
+    # -- properties -----------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Dimension of A (n x n), b and v."""
+        return self._n
+
+    @property
+    def dtype(self) -> np.dtype:
+        """numpy.float64 or numpy.float32: the dtype of b, v and the native storage."""
+        return self._dtype
+
+    @property
+    def v(self) -> np.ndarray:
+        """A copy of the committed estimate, shape (n,), the estimator's dtype."""
+        handle = self._live()
+        out = np.empty(self._n, dtype=self._dtype)
+        _ffi._check(self._get_v_fn(handle, self._as_ptr(out), self._n), handle)
+        return out
+
+    @property
+    def info(self) -> StepInfo | None:
+        """Diagnostics of the last completed step; None before any step or after reset."""
+        return self._info
+
+    @property
+    def hvp_count(self) -> int:
+        """Operator products used since creation or the last reset."""
+        return self._info.total_products if self._info is not None else 0
+
+    @property
+    def dim(self) -> int:
+        """Subspace dimension after the last step (Lanczos j, SubBiO 1 or 2; else 0)."""
+        return self._info.dimension if self._info is not None else 0
+
+    @property
+    def period(self) -> int:
+        """Lanczos restart period m in force at the last step (else 0)."""
+        return self._info.period if self._info is not None else 0
+
+    @property
+    def restarts(self) -> int:
+        """Lanczos restarts since creation or reset, as of the last step (else 0)."""
+        return self._info.restarts if self._info is not None else 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handle is None
+
+    # -- lifetime -------------------------------------------------------------------
+    def close(self) -> None:
+        """Destroys the native handle. Idempotent; later calls other than close raise
+        InvalidHandleError."""
+        handle = self._handle
+        if handle is None:
+            return
+        if self._slot[2]:
+            raise InvalidStateError(f"{type(self).__name__}.close() was called from inside its own operator", -8)
+        self._handle = None
+        self._destroy(handle)
+        # The C side can no longer call the trampoline: release it and its views.
+        self._callback = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            try:
+                self._destroy(handle)
+            except Exception:  # noqa: BLE001 - nothing can be reported from __del__
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else f"hvp_count={self.hvp_count}"
+        return f"<lancbio.{type(self).__name__}({self._describe()}) {state}>"
+
+
+class DynamicLanczos(_Estimator):
+    """LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3).
+
+    One Lanczos step per ``step`` with the current operator, plus one product at each
+    restart: 1 + 1/m products per step on average.
+
+    Args:
+        n: dimension, >= 1.
+        m0: initial restart period, 1 <= m0 <= m_max.
+        m_max: largest period, 1..4096; the basis holds m_max + 1 vectors of length n.
+        growth: period growth factor >= 1: m <- min(ceil(m * growth), m_max) ...
+        grow_every: ... every this many steps (>= 1).
+        variant: "residual" (the paper's, anchored at the last estimate) or "plain"
+            (no anchor, q_1 = b / ||b||).
+        reorthogonalize: full re-orthogonalisation of each new basis vector.
+        v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
+            default 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_LANCZOS
+    _ranges = "n >= 1, 1 <= m0 <= m_max <= 4096, finite growth >= 1, grow_every >= 1"
+    _VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
+
+    def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual",
+                 reorthogonalize=False, v0=None, dtype=np.float64):
+        if variant not in self._VARIANTS:
+            raise ValueError(f"variant must be 'residual' or 'plain', got {variant!r}")
+        fields = dict(
+            m0=_int_option(m0, "m0"), m_max=_int_option(m_max, "m_max"),
+            growth=_float_option(growth, "growth"), grow_every=_int_option(grow_every, "grow_every"),
+            variant=self._VARIANTS[variant], reorthogonalize=1 if reorthogonalize else 0,
+        )
+        settings = dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
+                        reorthogonalize=bool(reorthogonalize))
+        super().__init__(n, fields, settings, v0, dtype)
+
+
+class SubBiO(_Estimator):
+    """SubBiO: Galerkin solve on span{b, v - theta0 A v}, 3 products per step
+    (ALGORITHMS.md section 4).
+
+    Args:
+        n: dimension, >= 1.
+        theta0: > 0, in units of 1 / eigenvalue of A (the paper uses 1 / kappa).
+        v0: initial estimate, re-applied by reset; default 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_SUBBIO
+    _ranges = "n >= 1, finite theta0 > 0"
+
+    def __init__(self, n, theta0, v0=None, dtype=np.float64):
+        super().__init__(n, dict(theta0=_float_option(theta0, "theta0")), dict(theta0=theta0), v0, dtype)
+
+
+class CG(_Estimator):
+    """Conjugate gradients warm-started from the last estimate (AmIGO-CG).
+
+    Each step runs at most ``maxiter`` iterations (maxiter + 1 products) and stops early
+    when ||A v - b|| <= tol ||b||. Non-positive curvature ends the step with the last
+    iterate and outcome "indefinite" (use MINRES for indefinite A).
+
+    Args:
+        n: dimension, >= 1.
+        maxiter: iterations per step, >= 0 (the paper's Q).
+        tol: relative tolerance >= 0 (0: always run maxiter iterations).
+        v0: initial estimate, re-applied by reset; default 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_CG
+    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
+
+    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
+        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
+        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+
+
+class MINRES(_Estimator):
+    """MINRES warm-started from the last estimate, for symmetric indefinite A.
+
+    Args:
+        n: dimension, >= 1.
+        maxiter: iterations per step, >= 0 (at most maxiter + 1 products).
+        tol: relative tolerance >= 0 on ||A v - b|| / ||b||.
+        v0: initial estimate, re-applied by reset; default 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_MINRES
+    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
+
+    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
+        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
+        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+
+
+class GD(_Estimator):
+    """Gradient steps v <- v - eta (A v - b), ``steps`` per step from the last estimate
+    (AmIGO-GD; SOBA is steps=1). One product per gradient step.
+
+    Args:
+        n: dimension, >= 1.
+        eta: step size > 0, below 2 / lambda_max(A) to converge (units 1 / eigenvalue).
+        steps: gradient steps per step, >= 1.
+        v0: initial estimate, re-applied by reset; default 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_GD
+    _ranges = "n >= 1, finite eta > 0, steps >= 1"
+
+    def __init__(self, n, eta, steps=1, v0=None, dtype=np.float64):
+        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(steps, "steps"))
+        super().__init__(n, fields, dict(eta=eta, steps=steps), v0, dtype)
+
+
+class Neumann(_Estimator):
+    """Truncated Neumann series from zero, v = eta sum_{i=0..terms} (I - eta A)^i b
+    (stocBiO); ``terms`` products per step, no warm start.
+
+    Args:
+        n: dimension, >= 1.
+        eta: step size > 0, below 2 / lambda_max(A) to converge.
+        terms: number of products, >= 0.
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_NEUMANN
+    _ranges = "n >= 1, finite eta > 0, terms >= 0"
+
+    def __init__(self, n, eta, terms, dtype=np.float64):
+        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(terms, "terms"))
+        super().__init__(n, fields, dict(eta=eta, terms=terms), None, dtype)
+
+
+class RandomNeumann(_Estimator):
+    """Random truncation then gradient steps (TTSA / BSA): with p uniform in
+    {0 .. max_terms - 1}, v = eta (I - eta A)^p b, then max_terms gradient steps
+    v <- v - eta (A v - b); p + max_terms products per step.
+
+    Args:
+        n: dimension, >= 1.
+        eta: step size > 0, below 2 / lambda_max(A) to converge.
+        max_terms: >= 1.
+        seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds).
+        dtype: numpy.float64 or numpy.float32.
+    """
+
+    _method = _ffi.METHOD_RANDOM_NEUMANN
+    _ranges = "n >= 1, finite eta > 0, max_terms >= 1, 0 <= seed < 2**64"
+
+    def __init__(self, n, eta, max_terms, seed=0, dtype=np.float64):
+        seed_value = _operator.index(seed) if not isinstance(seed, (bool, np.bool_)) else None
+        if seed_value is None or not 0 <= seed_value < 2**64:
+            raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}", -1)
+        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(max_terms, "max_terms"),
+                      seed=seed_value)
+        super().__init__(n, fields, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)

@@ -1,0 +1,119 @@
+"""Builds liblancbio.so with SwiftPM and ships it inside the lancbio package.
+
+`pip install ./python` runs `swift build -c release --product lancbio` in the repository
+(the parent of this directory, or $LANCBIO_SOURCE_DIR) and copies the library to
+lancbio/liblancbio.so in the wheel; `pip install -e ./python` copies it next to the
+sources in python/lancbio/ (gitignored). Metadata lives in pyproject.toml.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
+from setuptools.dist import Distribution
+
+HERE = Path(__file__).resolve().parent
+LIBRARY = "liblancbio.so"
+
+
+def repository_root() -> Path:
+    """The Swift package to build: the parent of this directory, else $LANCBIO_SOURCE_DIR."""
+    candidates = [HERE.parent]
+    override = os.environ.get("LANCBIO_SOURCE_DIR")
+    if override:
+        candidates.append(Path(override).resolve())
+    for root in candidates:
+        if (root / "Package.swift").is_file():
+            return root
+    raise SystemExit(
+        "lancbio: cannot find the Swift package to build liblancbio.so: no Package.swift in "
+        + " or ".join(str(c) for c in candidates)
+        + ". Install from a checkout of the repository (pip install ./python), or set "
+        "LANCBIO_SOURCE_DIR to the repository root."
+    )
+
+
+def build_library() -> Path:
+    """Runs the release build and returns the path of the built liblancbio.so."""
+    root = repository_root()
+    swift = os.environ.get("SWIFT", "swift")
+    command = [swift, "build", "-c", "release", "--product", "lancbio", "--package-path", str(root)]
+    print("lancbio: " + " ".join(command), flush=True)
+    try:
+        subprocess.run(command, check=True)
+    except FileNotFoundError:
+        raise SystemExit(
+            f"lancbio: `{swift}` was not found; a Swift 6 toolchain is needed to build liblancbio.so "
+            "(set SWIFT to its swift executable)."
+        ) from None
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"lancbio: the Swift build failed (exit status {exc.returncode}); see its output above.") from None
+    # --show-bin-path gives the build directory SwiftPM really used (it may be relocated).
+    shown = subprocess.run([swift, "build", "-c", "release", "--show-bin-path", "--package-path", str(root)],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    built = Path(shown) / LIBRARY
+    if not built.is_file():
+        raise SystemExit(f"lancbio: the Swift build succeeded but {built} does not exist.")
+    return built
+
+
+def install_library(destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / LIBRARY
+    shutil.copy2(build_library(), target)
+    print(f"lancbio: copied {LIBRARY} to {target}", flush=True)
+
+
+class BuildPyWithLibrary(build_py):
+    """build_py that also builds liblancbio.so and puts it in the package."""
+
+    def run(self):
+        if getattr(self, "editable_mode", False):
+            # Editable installs import from the source tree.
+            install_library(HERE / "lancbio")
+        else:
+            install_library(Path(self.build_lib) / "lancbio")
+        super().run()
+
+
+class DevelopWithLibrary(develop):
+    """Legacy `setup.py develop` / old pip editable installs."""
+
+    def run(self):
+        install_library(HERE / "lancbio")
+        super().run()
+
+
+class BinaryDistribution(Distribution):
+    """The wheel holds a native library, so it is platform-specific."""
+
+    def has_ext_modules(self):
+        return True
+
+
+cmdclass = {"build_py": BuildPyWithLibrary, "develop": DevelopWithLibrary}
+
+try:  # tag wheels py3-none-<platform>: the library does not depend on the Python ABI
+    try:
+        from setuptools.command.bdist_wheel import bdist_wheel
+    except ImportError:
+        from wheel.bdist_wheel import bdist_wheel
+
+    class PlatformWheel(bdist_wheel):
+        def finalize_options(self):
+            super().finalize_options()
+            self.root_is_pure = False
+
+        def get_tag(self):
+            _, _, platform = super().get_tag()
+            return "py3", "none", platform
+
+    cmdclass["bdist_wheel"] = PlatformWheel
+except ImportError:
+    pass
+
+setup(cmdclass=cmdclass, distclass=BinaryDistribution)
