@@ -182,9 +182,15 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         if pendingRestart {
             s[0] = pendingStartNorm
         } else {
-            let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
-            Kernels.projectColumns(basis, n: n, columns: j, onto: ws.rhs, minus: w,
-                                   coefficients: s, scratch: ws.blockScratch)
+            // r = b - w into the product buffer, which the step no longer needs.
+            let r: UnsafePointer<T>
+            if options.variant == .residual {
+                Kernels.subtract(ws.rhs, anchorProduct, into: ws.productOutput, n)
+                r = UnsafePointer(ws.productOutput)
+            } else {
+                r = UnsafePointer(ws.rhs)
+            }
+            Kernels.projectColumns(basis, n: n, columns: j, onto: r, coefficients: s)
         }
         let report = projected.solve(dimension: j)
         guard report.solved else {
@@ -220,8 +226,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 let c = Kernels.dot(q, UnsafePointer(next), n)
                 Kernels.axpy(-c, q, next, n)
             } else {
-                Kernels.projectColumns(basis, n: n, columns: column + 1, onto: next, minus: nil,
-                                       coefficients: reorthogonalization, scratch: ws.blockScratch)
+                Kernels.projectColumns(basis, n: n, columns: column + 1, onto: next,
+                                       coefficients: reorthogonalization)
                 for i in 0...column { reorthogonalization[i] = -reorthogonalization[i] }
                 _ = Kernels.combineColumns(basis, n: n, columns: column + 1, coefficients: reorthogonalization,
                                            base: next, into: next, scratch: ws.blockScratch)

@@ -138,37 +138,56 @@ enum Kernels {
         for i in 0..<n { z[i] = x[i] - y[i] }
     }
 
-    /// coefficients[i] = q_i . (r - s) for the first `columns` columns of the column-major
-    /// n x columns matrix at `basis` (column stride n); `s` may be nil (taken as zero).
+    /// coefficients[c] = q_c . r for the first `columns` columns of the column-major
+    /// n x columns matrix at `basis` (column stride n).
     ///
-    /// Blocked by rows so r - s is formed once per block in `scratch` (Double, count
-    /// >= kernelBlockRows) and each column is read from memory exactly once.
+    /// Streams four columns at a time over their whole length with two accumulators per
+    /// column, as BLAS gemv does: five sequential streams keep the prefetchers busy, the
+    /// independent sums keep the FP units busy, and r (re-read columns / 4 times) mostly
+    /// comes from cache. Each coefficient is one fixed sum, whatever the caller.
     @inlinable
     static func projectColumns<T: BinaryFloatingPoint>(
-        _ basis: UnsafePointer<T>, n: Int, columns: Int,
-        onto r: UnsafePointer<T>, minus s: UnsafePointer<T>?,
-        coefficients: UnsafeMutablePointer<Double>, scratch: UnsafeMutablePointer<Double>
+        _ basis: UnsafePointer<T>, n: Int, columns: Int, onto r: UnsafePointer<T>,
+        coefficients: UnsafeMutablePointer<Double>
     ) {
-        coefficients.update(repeating: 0, count: columns)
-        var start = 0
-        while start < n {
-            let rows = min(kernelBlockRows, n &- start)
-            if let s {
-                for t in 0..<rows { scratch[t] = Double(r[start &+ t]) - Double(s[start &+ t]) }
-            } else {
-                for t in 0..<rows { scratch[t] = Double(r[start &+ t]) }
+        var c = 0
+        while c &+ 4 <= columns {
+            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+            var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+            var b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0
+            var i = 0
+            while i &+ 2 <= n {
+                let x0 = Double(r[i]), x1 = Double(r[i &+ 1])
+                a0 += Double(q0[i]) * x0; b0 += Double(q0[i &+ 1]) * x1
+                a1 += Double(q1[i]) * x0; b1 += Double(q1[i &+ 1]) * x1
+                a2 += Double(q2[i]) * x0; b2 += Double(q2[i &+ 1]) * x1
+                a3 += Double(q3[i]) * x0; b3 += Double(q3[i &+ 1]) * x1
+                i &+= 2
             }
-            for c in 0..<columns {
-                coefficients[c] += dot(basis + (c &* n &+ start), UnsafePointer(scratch), rows)
+            if i < n {
+                let x0 = Double(r[i])
+                a0 += Double(q0[i]) * x0; a1 += Double(q1[i]) * x0
+                a2 += Double(q2[i]) * x0; a3 += Double(q3[i]) * x0
             }
-            start &+= rows
+            coefficients[c] = a0 + b0
+            coefficients[c &+ 1] = a1 + b1
+            coefficients[c &+ 2] = a2 + b2
+            coefficients[c &+ 3] = a3 + b3
+            c &+= 4
+        }
+        while c < columns {
+            coefficients[c] = dot(basis + c &* n, r, n)
+            c &+= 1
         }
     }
 
     /// out = base + sum_c coefficients[c] * q_c over the first `columns` columns of `basis`
-    /// (base nil means zero). Blocked by rows like `projectColumns`, accumulating in Double.
-    /// Returns false when any output entry is not finite (overflow), so callers need no
-    /// second pass to check.
+    /// (base nil means zero), accumulating in Double.
+    ///
+    /// Blocked by rows so the partial sums of a block stay in `scratch` (Double, count >=
+    /// kernelBlockRows, in L1) while the columns are swept four at a time; each matrix
+    /// element is read once. Returns false when any output entry is not finite (overflow),
+    /// so callers need no second pass to check. `out` may be `base`.
     @inlinable
     static func combineColumns<T: BinaryFloatingPoint>(
         _ basis: UnsafePointer<T>, n: Int, columns: Int, coefficients: UnsafePointer<Double>,
@@ -183,10 +202,20 @@ enum Kernels {
             } else {
                 scratch.update(repeating: 0, count: rows)
             }
-            for c in 0..<columns {
+            var c = 0
+            while c &+ 4 <= columns {
+                let a0 = coefficients[c], a1 = coefficients[c &+ 1], a2 = coefficients[c &+ 2], a3 = coefficients[c &+ 3]
+                let q0 = basis + (c &* n &+ start), q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+                for t in 0..<rows {
+                    scratch[t] += a0 * Double(q0[t]) + a1 * Double(q1[t]) + a2 * Double(q2[t]) + a3 * Double(q3[t])
+                }
+                c &+= 4
+            }
+            while c < columns {
                 let a = coefficients[c]
                 let q = basis + (c &* n &+ start)
                 for t in 0..<rows { scratch[t] += a * Double(q[t]) }
+                c &+= 1
             }
             let o = out + start
             for t in 0..<rows {
