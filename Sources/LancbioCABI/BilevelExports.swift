@@ -23,7 +23,7 @@ public func lancbio_bilevel_create(
     }
     do throws(CFailure) {
         var outer = lancbio_bilevel_options_t()
-        try readVersionedStruct(UnsafeRawPointer(options), as: lancbio_bilevel_options_t.self, into: &outer, name: "options")
+        try readVersionedStruct(UnsafeRawPointer(options), into: &outer, name: "options")
         let inner = try lancbio_estimator_options_t.read(estimator)
         guard inner.precision == LANCBIO_FLOAT64 else {
             throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "bilevel optimizers are float64: estimator.precision must be LANCBIO_FLOAT64")
@@ -78,14 +78,14 @@ public func lancbio_bilevel_step_f64(
         let optimizer = handle.optimizer
         guard let problem else { throw CFailure.null("problem") }
         var callbacks = lancbio_problem_f64_t()
-        try readVersionedStruct(UnsafeRawPointer(problem), as: lancbio_problem_f64_t.self, into: &callbacks, name: "problem")
+        try readVersionedStruct(UnsafeRawPointer(problem), into: &callbacks, name: "problem")
         guard let x else { throw CFailure.null("x") }
         guard let y else { throw CFailure.null("y") }
         guard dx == Int64(optimizer.dx), dy == Int64(optimizer.dy) else {
             throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
                            "dx = \(dx), dy = \(dy) do not match the optimizer's \(optimizer.dx), \(optimizer.dy)")
         }
-        if let info { try lancbio_bilevel_info_t.checkWritable(info) }
+        if let info { try checkWritableStruct(info, name: "info") }
         let coreProblem = try callbacks.core(dx: optimizer.dx, dy: optimizer.dy)
         let result: BilevelStepInfo
         do {
@@ -100,7 +100,7 @@ public func lancbio_bilevel_step_f64(
         } catch {
             throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
         }
-        if let info { lancbio_bilevel_info_t.write(result, to: info) }
+        if let info { writeVersionedStruct(lancbio_bilevel_info_t(result), to: info) }
         return result.estimator.outcome.status
     }
 }
@@ -109,8 +109,8 @@ public func lancbio_bilevel_step_f64(
 public func lancbio_bilevel_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_bilevel_info_t>?) -> Int32 {
     withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
         guard let info else { throw CFailure.null("info") }
-        try lancbio_bilevel_info_t.checkWritable(info)
-        lancbio_bilevel_info_t.write(handle.optimizer.lastInfo, to: info)
+        try checkWritableStruct(info, name: "info")
+        writeVersionedStruct(lancbio_bilevel_info_t(handle.optimizer.lastInfo), to: info)
         return LANCBIO_OK
     }
 }
@@ -119,8 +119,8 @@ public func lancbio_bilevel_info(_ h: OpaquePointer?, _ info: UnsafeMutablePoint
 public func lancbio_bilevel_estimator_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_step_info_t>?) -> Int32 {
     withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
         guard let info else { throw CFailure.null("info") }
-        try lancbio_step_info_t.checkWritable(info)
-        lancbio_step_info_t.write(handle.optimizer.estimator.lastInfo, to: info)
+        try checkWritableStruct(info, name: "info")
+        writeVersionedStruct(lancbio_step_info_t(handle.optimizer.estimator.lastInfo), to: info)
         return LANCBIO_OK
     }
 }

@@ -10,30 +10,10 @@ final class BilevelHandle: HandleState {
     }
 }
 
-let bilevelOptionsStructSize = MemoryLayout<lancbio_bilevel_options_t>.size
-let bilevelInfoStructSize = MemoryLayout<lancbio_bilevel_info_t>.size
-let problemStructSize = MemoryLayout<lancbio_problem_f64_t>.size
-
-/// Reads the first `known` bytes of a caller's struct that starts with an int64 struct_size,
-/// into a value of type S; rejects a struct_size below `known`, and non-zero bytes beyond
-/// it (fields of a newer header this library cannot honour).
-func readVersionedStruct<S>(_ pointer: UnsafeRawPointer, as type: S.Type, into value: inout S, name: String) throws(CFailure) {
-    let known = MemoryLayout<S>.size
-    let size = pointer.loadUnaligned(as: Int64.self)
-    guard size >= Int64(known), size <= 1 << 20 else {
-        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "\(name).struct_size is \(size), expected at least \(known) (sizeof the struct)")
-    }
-    for offset in known..<Int(size) where pointer.load(fromByteOffset: offset, as: UInt8.self) != 0 {
-        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
-                       "\(name) has non-zero fields this library version does not know (byte \(offset)); it supports \(known) bytes")
-    }
-    withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: known)) }
-}
-
 extension lancbio_bilevel_options_t {
     static var defaults: lancbio_bilevel_options_t {
         var o = lancbio_bilevel_options_t()
-        o.struct_size = Int64(bilevelOptionsStructSize)
+        o.struct_size = Int64(MemoryLayout<lancbio_bilevel_options_t>.size)
         o.inner_steps = 5
         return o
     }
@@ -53,7 +33,7 @@ extension lancbio_bilevel_options_t {
 extension lancbio_bilevel_info_t {
     init(_ info: BilevelStepInfo) {
         self.init()
-        struct_size = Int64(bilevelInfoStructSize)
+        struct_size = Int64(MemoryLayout<lancbio_bilevel_info_t>.size)
         iteration = Int64(info.iteration)
         products = Int64(info.products)
         total_products = Int64(info.totalProducts)
@@ -63,21 +43,6 @@ extension lancbio_bilevel_info_t {
         lr_x = info.lrX
         lr_y = info.lrY
         estimator_status = info.estimator.outcome.status
-    }
-
-    static func checkWritable(_ pointer: UnsafeMutablePointer<lancbio_bilevel_info_t>) throws(CFailure) {
-        let size = UnsafeRawPointer(pointer).loadUnaligned(as: Int64.self)
-        guard size >= Int64(bilevelInfoStructSize) else {
-            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
-                           "info.struct_size is \(size), expected at least \(bilevelInfoStructSize): set it to sizeof(lancbio_bilevel_info_t)")
-        }
-    }
-
-    static func write(_ info: BilevelStepInfo, to pointer: UnsafeMutablePointer<lancbio_bilevel_info_t>) {
-        let callerSize = pointer.pointee.struct_size
-        var value = lancbio_bilevel_info_t(info)
-        value.struct_size = callerSize
-        withUnsafeBytes(of: &value) { UnsafeMutableRawPointer(pointer).copyMemory(from: $0.baseAddress!, byteCount: bilevelInfoStructSize) }
     }
 }
 

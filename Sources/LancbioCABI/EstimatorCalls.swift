@@ -45,7 +45,7 @@ func step<T: HandleScalar>(
     let estimator = try T.estimator(in: handle)
     let rhs = try callerBuffer(b, n, of: handle, "b")
     let destination = try callerBuffer(v, n, of: handle, "v")
-    if let info { try lancbio_step_info_t.checkWritable(info) }
+    if let info { try checkWritableStruct(info, name: "info") }
     let result: StepInfo
     do {
         result = try estimator.step(rhs: rhs, into: destination) { input, output in
@@ -61,7 +61,7 @@ func step<T: HandleScalar>(
     } catch {
         throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
     }
-    if let info { lancbio_step_info_t.write(result, to: info) }
+    if let info { writeVersionedStruct(lancbio_step_info_t(result), to: info) }
     return result.outcome.status
 }
 

@@ -86,8 +86,8 @@ public func lancbio_estimator_properties(
 public func lancbio_estimator_info(_ h: OpaquePointer?, _ info: UnsafeMutablePointer<lancbio_step_info_t>?) -> Int32 {
     withHandle(h) { handle throws(CFailure) in
         guard let info else { throw CFailure.null("info") }
-        try lancbio_step_info_t.checkWritable(info)
-        lancbio_step_info_t.write(handle.lastInfo, to: info)
+        try checkWritableStruct(info, name: "info")
+        writeVersionedStruct(lancbio_step_info_t(handle.lastInfo), to: info)
         return LANCBIO_OK
     }
 }

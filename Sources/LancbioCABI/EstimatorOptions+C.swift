@@ -1,17 +1,13 @@
 import CLancbio
 import LancbioCore
 
-/// Sizes of the structs this library knows; callers' structs may be larger (a newer
-/// header) as long as the fields this library does not know are zero.
-let optionsStructSize = MemoryLayout<lancbio_estimator_options_t>.size
-let infoStructSize = MemoryLayout<lancbio_step_info_t>.size
 
 extension lancbio_estimator_options_t {
     /// The defaults of `method`: the paper's settings where it has them; the step sizes
     /// (theta0, step_size) are 0 because they depend on A's spectrum and must be set.
     static func defaults(method: Int32) -> lancbio_estimator_options_t {
         var o = lancbio_estimator_options_t()
-        o.struct_size = Int64(optionsStructSize)
+        o.struct_size = Int64(MemoryLayout<lancbio_estimator_options_t>.size)
         o.method = method
         o.precision = LANCBIO_FLOAT64
         o.m0 = 1
@@ -31,18 +27,8 @@ extension lancbio_estimator_options_t {
 
     /// Reads a caller's options struct, honouring its struct_size.
     static func read(_ pointer: UnsafePointer<lancbio_estimator_options_t>) throws(CFailure) -> lancbio_estimator_options_t {
-        let raw = UnsafeRawPointer(pointer)
-        let size = raw.loadUnaligned(as: Int64.self)
-        guard size >= Int64(optionsStructSize), size <= 1 << 20 else {
-            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
-                           "options.struct_size is \(size), expected at least \(optionsStructSize): initialise the struct with lancbio_estimator_options_init")
-        }
-        for offset in optionsStructSize..<Int(size) where raw.load(fromByteOffset: offset, as: UInt8.self) != 0 {
-            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
-                           "options has non-zero fields this library version does not know (byte \(offset)); it supports \(optionsStructSize) bytes")
-        }
         var options = lancbio_estimator_options_t()
-        withUnsafeMutableBytes(of: &options) { $0.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: optionsStructSize)) }
+        try readVersionedStruct(UnsafeRawPointer(pointer), into: &options, name: "options")
         return options
     }
 
@@ -93,7 +79,7 @@ extension lancbio_estimator_options_t {
 extension lancbio_step_info_t {
     init(_ info: StepInfo) {
         self.init()
-        struct_size = Int64(infoStructSize)
+        struct_size = Int64(MemoryLayout<lancbio_step_info_t>.size)
         status = info.outcome.status
         residual_kind = info.residualKind.rawValue
         products = Int64(info.products)
@@ -110,23 +96,5 @@ extension lancbio_step_info_t {
         residual = info.residual
         ritz_min = info.ritzMin
         ritz_max = info.ritzMax
-    }
-
-    /// Checks a caller's info struct before a call writes into it.
-    static func checkWritable(_ pointer: UnsafeMutablePointer<lancbio_step_info_t>) throws(CFailure) {
-        let size = UnsafeRawPointer(pointer).loadUnaligned(as: Int64.self)
-        guard size >= Int64(infoStructSize) else {
-            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT,
-                           "info.struct_size is \(size), expected at least \(infoStructSize): set it to sizeof(lancbio_step_info_t)")
-        }
-    }
-
-    /// Writes `info` into the caller's struct, leaving bytes beyond this library's
-    /// layout (a newer header's fields) untouched. The caller's struct_size is kept.
-    static func write(_ info: StepInfo, to pointer: UnsafeMutablePointer<lancbio_step_info_t>) {
-        let callerSize = pointer.pointee.struct_size
-        var value = lancbio_step_info_t(info)
-        value.struct_size = callerSize
-        withUnsafeBytes(of: &value) { UnsafeMutableRawPointer(pointer).copyMemory(from: $0.baseAddress!, byteCount: infoStructSize) }
     }
 }
