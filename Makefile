@@ -32,6 +32,8 @@ test-c: lib | $(C_OUT)
 	$(CC) $(CFLAGS_STRICT) -fsyntax-only -x c include/lancbio.h
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_abi.c -o $(C_OUT)/test_abi $(C_LINK)
 	$(C_OUT)/test_abi
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_no_alloc.c -o $(C_OUT)/test_no_alloc $(C_LINK) -ldl
+	$(C_OUT)/test_no_alloc
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \

@@ -86,11 +86,19 @@ public func lancbio_bilevel_step_f64(
                            "dx = \(dx), dy = \(dy) do not match the optimizer's \(optimizer.dx), \(optimizer.dy)")
         }
         if let info { try checkWritableStruct(info, name: "info") }
-        let coreProblem = try callbacks.core(dx: optimizer.dx, dy: optimizer.dy)
+        let c = try ProblemCallbacks(callbacks)
         let result: BilevelStepInfo
         do {
-            result = try optimizer.step(x: UnsafeMutableBufferPointer(start: x, count: optimizer.dx),
-                                        y: UnsafeMutableBufferPointer(start: y, count: optimizer.dy), problem: coreProblem)
+            // The closures are built here, at the call, so they do not escape and the
+            // iteration allocates nothing.
+            result = try optimizer.step(
+                x: UnsafeMutableBufferPointer(start: x, count: optimizer.dx),
+                y: UnsafeMutableBufferPointer(start: y, count: optimizer.dy),
+                gradYG: { x, y, out in try c.call(c.gradYG, "grad_y_g", x, y, out) },
+                gradXF: { x, y, out in try c.call(c.gradXF, "grad_x_f", x, y, out) },
+                gradYF: { x, y, out in try c.call(c.gradYF, "grad_y_f", x, y, out) },
+                hvpYY: { x, y, v, out in try c.call(c.hvp, "hvp_yy_g", x, y, v, out) },
+                jvpXY: { x, y, v, out in try c.call(c.jvp, "jvp_xy_g", x, y, v, out) })
         } catch let error as EstimatorError {
             throw CFailure(error)
         } catch let abort as ProblemCallbackAbort {

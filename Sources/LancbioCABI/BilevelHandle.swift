@@ -48,35 +48,42 @@ extension lancbio_bilevel_info_t {
 
 /// A callback of the problem returned non-zero.
 struct ProblemCallbackAbort: Error {
-    let callback: String
+    let callback: StaticString
     let code: Int32
 }
 
-extension lancbio_problem_f64_t {
-    /// The core's view of the problem: closures that call the C callbacks with the
-    /// dimensions and user_data, and throw on a non-zero return.
-    func core(dx: Int, dy: Int) throws(CFailure) -> BilevelProblem<Double> {
-        guard let gradYG = grad_y_g else { throw CFailure.null("problem.grad_y_g") }
-        guard let gradXF = grad_x_f else { throw CFailure.null("problem.grad_x_f") }
-        guard let gradYF = grad_y_f else { throw CFailure.null("problem.grad_y_f") }
-        guard let hvp = hvp_yy_g else { throw CFailure.null("problem.hvp_yy_g") }
-        guard let jvp = jvp_xy_g else { throw CFailure.null("problem.jvp_xy_g") }
-        let userData = user_data
-        let (nx, ny) = (Int64(dx), Int64(dy))
-        func gradient(_ f: @escaping lancbio_gradient_f64_t, _ name: String) -> BilevelProblem<Double>.Gradient {
-            { x, y, out in
-                let code = f(x.baseAddress, nx, y.baseAddress, ny, out.baseAddress, userData)
-                if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
-            }
-        }
-        func product(_ f: @escaping lancbio_product_f64_t, _ name: String) -> BilevelProblem<Double>.Product {
-            { x, y, v, out in
-                let code = f(x.baseAddress, nx, y.baseAddress, ny, v.baseAddress, out.baseAddress, userData)
-                if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
-            }
-        }
-        return BilevelProblem(gradYG: gradient(gradYG, "grad_y_g"), gradXF: gradient(gradXF, "grad_x_f"),
-                              gradYF: gradient(gradYF, "grad_y_f"), hvpYY: product(hvp, "hvp_yy_g"),
-                              jvpXY: product(jvp, "jvp_xy_g"))
+/// The callbacks of a caller's problem, checked non-NULL.
+struct ProblemCallbacks {
+    let gradYG: lancbio_gradient_f64_t
+    let gradXF: lancbio_gradient_f64_t
+    let gradYF: lancbio_gradient_f64_t
+    let hvp: lancbio_product_f64_t
+    let jvp: lancbio_product_f64_t
+    let userData: UnsafeMutableRawPointer?
+
+    init(_ p: lancbio_problem_f64_t) throws(CFailure) {
+        guard let gradYG = p.grad_y_g else { throw CFailure.null("problem.grad_y_g") }
+        guard let gradXF = p.grad_x_f else { throw CFailure.null("problem.grad_x_f") }
+        guard let gradYF = p.grad_y_f else { throw CFailure.null("problem.grad_y_f") }
+        guard let hvp = p.hvp_yy_g else { throw CFailure.null("problem.hvp_yy_g") }
+        guard let jvp = p.jvp_xy_g else { throw CFailure.null("problem.jvp_xy_g") }
+        (self.gradYG, self.gradXF, self.gradYF, self.hvp, self.jvp, userData) = (gradYG, gradXF, gradYF, hvp, jvp, p.user_data)
+    }
+
+    /// Calls a gradient callback; a non-zero return aborts the iteration.
+    @inline(__always)
+    func call(_ f: lancbio_gradient_f64_t, _ name: StaticString, _ x: UnsafeBufferPointer<Double>,
+              _ y: UnsafeBufferPointer<Double>, _ out: UnsafeMutableBufferPointer<Double>) throws {
+        let code = f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), out.baseAddress, userData)
+        if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
+    }
+
+    /// Calls a product callback; a non-zero return aborts the iteration.
+    @inline(__always)
+    func call(_ f: lancbio_product_f64_t, _ name: StaticString, _ x: UnsafeBufferPointer<Double>,
+              _ y: UnsafeBufferPointer<Double>, _ v: UnsafeBufferPointer<Double>,
+              _ out: UnsafeMutableBufferPointer<Double>) throws {
+        let code = f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), v.baseAddress, out.baseAddress, userData)
+        if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
     }
 }

@@ -27,7 +27,7 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     private let yNew: UnsafeMutablePointer<T>
     private let gradient: UnsafeMutablePointer<T>
     private let rhs: UnsafeMutablePointer<T>
-    private let gradXF: UnsafeMutablePointer<T>
+    private let xGradient: UnsafeMutablePointer<T>
     private let crossProduct: UnsafeMutablePointer<T>
     private let hypergradientBuffer: UnsafeMutablePointer<T>
 
@@ -45,14 +45,14 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         yNew = .allocate(zeroed: dy)
         gradient = .allocate(zeroed: dy)
         rhs = .allocate(zeroed: dy)
-        gradXF = .allocate(zeroed: dx)
+        xGradient = .allocate(zeroed: dx)
         crossProduct = .allocate(zeroed: dx)
         hypergradientBuffer = .allocate(zeroed: dx)
     }
 
     deinit {
         yNew.deallocate(); gradient.deallocate(); rhs.deallocate()
-        gradXF.deallocate(); crossProduct.deallocate(); hypergradientBuffer.deallocate()
+        xGradient.deallocate(); crossProduct.deallocate(); hypergradientBuffer.deallocate()
     }
 
     /// The hyper-gradient estimate grad_x f - J v of the last iteration (dx values).
@@ -84,6 +84,20 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func step(x: UnsafeMutableBufferPointer<T>, y: UnsafeMutableBufferPointer<T>,
                      problem: BilevelProblem<T>) throws -> BilevelStepInfo {
+        try step(x: x, y: y, gradYG: problem.gradYG, gradXF: problem.gradXF, gradYF: problem.gradYF,
+                 hvpYY: problem.hvpYY, jvpXY: problem.jvpXY)
+    }
+
+    /// One outer iteration with the derivatives passed directly (see `BilevelProblem` for
+    /// their meaning). The closures do not escape, so a caller that builds them at the call
+    /// site allocates nothing per iteration.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
+    public func step(
+        x: UnsafeMutableBufferPointer<T>, y: UnsafeMutableBufferPointer<T>,
+        gradYG: BilevelProblem<T>.Gradient, gradXF: BilevelProblem<T>.Gradient, gradYF: BilevelProblem<T>.Gradient,
+        hvpYY: BilevelProblem<T>.Product, jvpXY: BilevelProblem<T>.Product
+    ) throws -> BilevelStepInfo {
         guard x.count == dx, y.count == dy, let xp = x.baseAddress, let yp = y.baseAddress else {
             throw EstimatorError.invalidArgument("x must hold dx = \(dx) and y dy = \(dy) values (got \(x.count) and \(y.count))")
         }
@@ -97,24 +111,24 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         // 1. Inner steps on y, into the candidate.
         Kernels.copy(yp, to: yNew, dy)
         for _ in 0..<options.innerSteps {
-            try evaluate("grad_y g", gradient, dy) { try problem.gradYG(xBuffer, yCandidate, $0) }
+            try evaluate("grad_y g", gradient, dy) { try gradYG(xBuffer, yCandidate, $0) }
             Kernels.axpy(-theta, gradient, yNew, dy)
         }
         guard Kernels.allFinite(yNew, dy) else { throw EstimatorError.nonFiniteResult("the inner y steps overflowed") }
 
         // 2. b and grad_x f at the new y.
-        try evaluate("grad_y f", rhs, dy) { try problem.gradYF(xBuffer, yCandidate, $0) }
-        try evaluate("grad_x f", gradXF, dx) { try problem.gradXF(xBuffer, yCandidate, $0) }
+        try evaluate("grad_y f", rhs, dy) { try gradYF(xBuffer, yCandidate, $0) }
+        try evaluate("grad_x f", xGradient, dx) { try gradXF(xBuffer, yCandidate, $0) }
 
         // 3. v, held uncommitted until the whole iteration has succeeded.
         var progress = try estimator.beginDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy))
         do {
             while progress == .needsProduct {
-                try problem.hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
+                try hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
                 progress = try estimator.resume()
             }
             let v = UnsafeBufferPointer(start: estimator.pendingEstimate, count: dy)
-            try evaluate("grad_xy g v", crossProduct, dx) { try problem.jvpXY(xBuffer, yCandidate, v, $0) }
+            try evaluate("grad_xy g v", crossProduct, dx) { try jvpXY(xBuffer, yCandidate, v, $0) }
         } catch {
             estimator.cancel()
             throw error
@@ -122,7 +136,7 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         guard case .finished(let estimatorInfo) = progress else { preconditionFailure("estimator did not finish") }
 
         // 4. The hyper-gradient and the x step; check before touching the caller's buffers.
-        Kernels.subtract(gradXF, crossProduct, into: hypergradientBuffer, dx)
+        Kernels.subtract(xGradient, crossProduct, into: hypergradientBuffer, dx)
         let hypergradientNorm = Kernels.norm(hypergradientBuffer, dx)
         var overflow = !hypergradientNorm.isFinite
         if !overflow {
