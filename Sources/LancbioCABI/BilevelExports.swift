@@ -53,7 +53,7 @@ public func lancbio_bilevel_destroy(_ h: OpaquePointer?) {
 @c @implementation
 public func lancbio_bilevel_reset(_ h: OpaquePointer?) -> Int32 {
     withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
-        handle.optimizer.reset()
+        try checked { () throws(EstimatorError) in try handle.optimizer.reset() }
         return LANCBIO_OK
     }
 }
@@ -146,7 +146,7 @@ public func lancbio_bilevel_get_v_f64(_ h: OpaquePointer?, _ v: UnsafeMutablePoi
 public func lancbio_bilevel_set_v_f64(_ h: OpaquePointer?, _ v: UnsafePointer<Double>?, _ dy: Int64) -> Int32 {
     withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
         let source = try dimensionChecked(UnsafeMutablePointer(mutating: v), dy, expected: handle.optimizer.dy, "v")
-        try checked { () throws(EstimatorError) in try handle.optimizer.estimator.setEstimate(UnsafeBufferPointer(source)) }
+        try checked { () throws(EstimatorError) in try handle.optimizer.setEstimate(UnsafeBufferPointer(source)) }
         return LANCBIO_OK
     }
 }

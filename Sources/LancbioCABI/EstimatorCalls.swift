@@ -8,7 +8,11 @@ import LancbioCore
 func withHandle<H: HandleState>(_ h: OpaquePointer?, as type: H.Type,
                                 _ body: (H) throws(CFailure) -> Int32) -> Int32 {
     guard let handle = lookUp(h, as: H.self) else { return LANCBIO_ERR_INVALID_HANDLE }
-    return handle.call { () throws(CFailure) -> Int32 in try body(handle) }
+    // Held for the whole call: a callback that destroys its own handle must not free it
+    // while the step still runs (destroy only unregisters; this reference is the last).
+    return withExtendedLifetime(handle) {
+        handle.call { () throws(CFailure) -> Int32 in try body(handle) }
+    }
 }
 
 /// Runs a call on the live estimator handle at `h`.

@@ -51,9 +51,11 @@ public func lancbio_estimator_destroy(_ h: OpaquePointer?) {
 @c @implementation
 public func lancbio_estimator_reset(_ h: OpaquePointer?) -> Int32 {
     withHandle(h) { handle throws(CFailure) in
-        switch handle.storage {
-        case .float64(let e): e.reset()
-        case .float32(let e): e.reset()
+        try checked { () throws(EstimatorError) in
+            switch handle.storage {
+            case .float64(let e): try e.reset()
+            case .float32(let e): try e.reset()
+            }
         }
         return LANCBIO_OK
     }

@@ -22,6 +22,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     public private(set) var iterations = 0
     public private(set) var lastInfo = BilevelStepInfo()
     private var totalProducts = 0
+    /// Set during `step`: a derivative closure that calls back into this optimizer must
+    /// not change the state under the step.
+    private var stepping = false
 
     // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient.
     private let yNew: UnsafeMutablePointer<T>
@@ -68,8 +71,10 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     }
 
     /// Back to the state after creation: v = 0, counters zero, the estimator reset.
-    public func reset() {
-        estimator.reset()
+    /// - Throws: `.invalidState` when called from inside one of this optimizer's closures.
+    public func reset() throws(EstimatorError) {
+        try rejectReentry("reset")
+        try estimator.reset()
         iterations = 0
         totalProducts = 0
         lastInfo = BilevelStepInfo()
@@ -98,6 +103,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         gradYG: BilevelProblem<T>.Gradient, gradXF: BilevelProblem<T>.Gradient, gradYF: BilevelProblem<T>.Gradient,
         hvpYY: BilevelProblem<T>.Product, jvpXY: BilevelProblem<T>.Product
     ) throws -> BilevelStepInfo {
+        try rejectReentry("step")
+        stepping = true
+        defer { stepping = false }
         guard x.count == dx, y.count == dy, let xp = x.baseAddress, let yp = y.baseAddress else {
             throw EstimatorError.invalidArgument("x must hold dx = \(dx) and y dy = \(dy) values (got \(x.count) and \(y.count))")
         }
@@ -165,6 +173,19 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         info.estimator = estimator.lastInfo
         lastInfo = info
         return info
+    }
+
+    private func rejectReentry(_ call: String) throws(EstimatorError) {
+        guard !stepping else {
+            throw .invalidState("\(call) was called from inside this optimizer's own step (a problem callback)")
+        }
+    }
+
+    /// Replaces v (a warm start for the next iteration).
+    /// - Throws: as `Estimator.setEstimate`, and `.invalidState` from inside a step.
+    public func setEstimate(_ v: UnsafeBufferPointer<T>) throws(EstimatorError) {
+        try rejectReentry("setEstimate")
+        try estimator.setEstimate(v)
     }
 
     /// Runs `body` to fill `out` and rejects non-finite values, naming the derivative.

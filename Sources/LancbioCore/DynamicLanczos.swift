@@ -85,7 +85,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             m = min(Int((Double(m) * options.growth).rounded(.up)), options.maxPeriod)
         }
         pendingPeriod = m
-        pendingRestart = mustRestart || dimension >= m
+        // A Krylov space of A (n x n) has at most n dimensions: past that, without
+        // re-orthogonalisation, the basis only gathers rounding errors. Cycles end at n.
+        pendingRestart = mustRestart || dimension >= min(m, n)
         pendingZeroResidual = false
         info.period = m
         info.restarted = pendingRestart

@@ -25,6 +25,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// Set by `beginDeferred`: a finished step waits for `commitDeferred` or `cancel`.
     private var deferringCommit = false
     private var awaitingCommit = false
+    /// Set while `step` waits for its product closure: a closure that calls back into this
+    /// estimator (reset, begin, setEstimate, step) must not change the state under it.
+    private var insideProductCallback = false
     /// Diagnostics of the last completed step.
     public private(set) var lastInfo = StepInfo()
     /// Products used since creation or the last reset.
@@ -118,6 +121,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func setEstimate(_ v: UnsafeBufferPointer<T>) throws(EstimatorError) {
+        try rejectReentry("setEstimate")
         guard !inProgress else { throw .invalidState("a step is in progress: finish or cancel it first") }
         guard v.count == n, let p = v.baseAddress else {
             throw .invalidArgument("the estimate must hold n = \(n) values (got \(v.count))")
@@ -133,7 +137,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
 
     /// Back to the state right after creation: v = 0, counters zero, the Lanczos schedule
     /// and the random generator restarted. Cancels a step in progress.
-    public func reset() {
+    /// - Throws: `.invalidState` when called from inside a product closure of `step`.
+    public func reset() throws(EstimatorError) {
+        try rejectReentry("reset")
         cancel()
         Kernels.fill(ws.estimate, n, with: 0)
         lastInfo = StepInfo()
@@ -164,7 +170,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func begin(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
-        try start(rhs: b, deferred: false)
+        try rejectReentry("begin")
+        return try start(rhs: b, deferred: false)
+    }
+
+    private func rejectReentry(_ call: String) throws(EstimatorError) {
+        guard !insideProductCallback else {
+            throw .invalidState("\(call) was called from inside this estimator's own product callback")
+        }
     }
 
     private func start(rhs b: UnsafeBufferPointer<T>, deferred: Bool) throws(EstimatorError) -> Progress {
@@ -200,6 +213,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func resume() throws(EstimatorError) -> Progress {
+        try rejectReentry("resume")
         guard inProgress, !awaitingCommit else { throw .invalidState("no step is in progress: call begin first") }
         return try advance { (ws, info) throws(EstimatorError) in
             switch engine {
@@ -216,7 +230,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
 
     /// Abandons a step in progress; the estimator is as before `begin`. No effect otherwise.
     public func cancel() {
-        guard inProgress else { return }
+        guard inProgress, !insideProductCallback else { return }
         inProgress = false
         deferringCommit = false
         awaitingCommit = false
@@ -310,12 +324,15 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
         var progress = try begin(rhs: b)
         while progress == .needsProduct {
+            insideProductCallback = true
             do {
                 try product(productInput, productOutput)
             } catch {
+                insideProductCallback = false
                 cancel()
                 throw error
             }
+            insideProductCallback = false
             progress = try resume()
         }
         Kernels.copy(ws.estimate, to: destination.baseAddress!, n)

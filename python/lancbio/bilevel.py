@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _ffi
+from .estimators import _float_option, _int_option
 from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
@@ -106,8 +107,11 @@ class History:
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:
-    """A private float64 copy of a 1-D array-like of the given length, checked finite."""
-    a = np.array(arr, dtype=np.float64, copy=True)
+    """A private float64 copy of a 1-D real array-like of the given length, checked finite."""
+    raw = np.asarray(arr)
+    if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {raw.dtype}")
+    a = np.array(raw, dtype=np.float64, copy=True)
     if a.ndim != 1 or a.shape[0] != length:
         raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -183,13 +187,13 @@ class Bilevel:
 
         outer = _ffi.BilevelOptions()
         _ffi.lib.lancbio_bilevel_options_init(ctypes.byref(outer))
-        outer.lr_x = float(options["lr_x"])
-        outer.lr_y = float(options["lr_y"])
-        outer.inner_steps = int(options.get("inner_steps", spec["inner_steps"]))
-        outer.lr_x_decay = float(options.get("lr_x_decay", spec.get("lr_x_decay", 0.0)))
-        outer.lr_x_min = float(options.get("lr_x_min", spec.get("lr_x_min", 0.0)))
-        outer.lr_y_decay = float(options.get("lr_y_decay", 0.0))
-        outer.lr_y_min = float(options.get("lr_y_min", 0.0))
+        outer.lr_x = _float_option(options["lr_x"], "lr_x")
+        outer.lr_y = _float_option(options["lr_y"], "lr_y")
+        outer.inner_steps = _int_option(options.get("inner_steps", spec["inner_steps"]), "inner_steps")
+        outer.lr_x_decay = _float_option(options.get("lr_x_decay", spec.get("lr_x_decay", 0.0)), "lr_x_decay")
+        outer.lr_x_min = _float_option(options.get("lr_x_min", spec.get("lr_x_min", 0.0)), "lr_x_min")
+        outer.lr_y_decay = _float_option(options.get("lr_y_decay", 0.0), "lr_y_decay")
+        outer.lr_y_min = _float_option(options.get("lr_y_min", 0.0), "lr_y_min")
 
         inner = _ffi.EstimatorOptions()
         _ffi.lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
@@ -206,15 +210,18 @@ class Bilevel:
             elif name == "reorthogonalize":
                 inner.reorthogonalize = 1 if value else 0
             elif name == "v_steps":
-                inner.max_iterations = inner.steps = int(value)
+                inner.max_iterations = inner.steps = _int_option(value, "v_steps")
             elif name == "eta":
-                inner.step_size = float(value)
+                inner.step_size = _float_option(value, "eta")
             elif name in ("m0", "m_max", "grow_every"):
-                setattr(inner, name, int(value))
+                setattr(inner, name, _int_option(value, name))
             elif name == "seed":
-                inner.seed = int(value) & 0xFFFF_FFFF_FFFF_FFFF
+                seed = _int_option(value, "seed")
+                if not 0 <= seed < 2**64:
+                    raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+                inner.seed = seed
             else:
-                setattr(inner, name, float(value))
+                setattr(inner, name, _float_option(value, name))
         self._settings = {"lr_x": outer.lr_x, "lr_y": outer.lr_y, "inner_steps": outer.inner_steps,
                           "lr_x_decay": outer.lr_x_decay, "lr_x_min": outer.lr_x_min,
                           "lr_y_decay": outer.lr_y_decay, "lr_y_min": outer.lr_y_min, **settings}
@@ -228,9 +235,9 @@ class Bilevel:
         self._problem_struct = _ffi.ProblemStruct(
             ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
         self._info = None
-        if v0 is not None:
-            v = _vector(v0, dy, "v0")
-            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, v.ctypes.data_as(_ffi.F64P), dy)
+        self._v0 = None if v0 is None else _vector(v0, dy, "v0")
+        if self._v0 is not None:
+            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
@@ -334,10 +341,17 @@ class Bilevel:
         optimizer stays as after the last completed iteration; the history so far is
         attached to the exception as ``error.history``.
         """
+        self._live()
         if iterations is None and seconds is None:
             raise ValueError("give iterations=, seconds=, or both")
-        if iterations is not None and iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        if iterations is not None:
+            iterations = _int_option(iterations, "iterations")
+            if iterations < 0:
+                raise ValueError(f"iterations must be >= 0, got {iterations}")
+        if seconds is not None:
+            seconds = _float_option(seconds, "seconds")
+            if not seconds >= 0:
+                raise ValueError(f"seconds must be >= 0, got {seconds}")
         history = History()
         elapsed = 0.0
         gradient_evaluations = 0
@@ -359,14 +373,15 @@ class Bilevel:
                     "hypergradient_norm": info.hypergradient_norm, "residual": info.estimator.residual,
                     "residual_kind": info.estimator.residual_kind, "lr_x": info.lr_x, "lr_y": info.lr_y,
                 }
+                # Recorded before the callback runs: if it raises, the history still
+                # matches the iterations x, y and v reflect.
+                history.records.append(record)
                 if callback is not None:
                     extra = callback(self, record)
                     if extra is False:
-                        history.records.append(record)
                         break
                     if extra:
                         record.update(extra)
-                history.records.append(record)
                 now = time.perf_counter()
                 if progress and now - last_print >= progress_every:
                     last_print = now
@@ -380,13 +395,18 @@ class Bilevel:
         return history
 
     def reset(self, x0=None, y0=None) -> None:
-        """Back to the state after creation (v = 0, counters zero); x and y move to x0 and
-        y0 when given."""
+        """Back to the state after creation: v = v0 (zero if none was given), counters
+        zero; x and y move to x0 and y0 when given (otherwise they stay where they are).
+        Arguments are checked first: a failed reset changes nothing."""
+        x = None if x0 is None else _vector(x0, self._dx, "x0")
+        y = None if y0 is None else _vector(y0, self._dy, "y0")
         self._call(_ffi.lib.lancbio_bilevel_reset)
-        if x0 is not None:
-            self._x[:] = _vector(x0, self._dx, "x0")
-        if y0 is not None:
-            self._y[:] = _vector(y0, self._dy, "y0")
+        if self._v0 is not None:
+            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
+        if x is not None:
+            self._x[:] = x
+        if y is not None:
+            self._y[:] = y
         self._info = None
 
     # -- read-only state ----------------------------------------------------------------
