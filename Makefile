@@ -55,5 +55,91 @@ hyperclean: lib
 bench: lib
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio bench
 
+# ---------------------------------------------------------------------------------------
+# Reliability checks: `make check` runs every step below (each timed, all of them even when
+# one fails) and fails if any failed. Scratch builds: .build-asan (AddressSanitizer),
+# .build-ubsan (UndefinedBehaviorSanitizer), .build-fuzz (AddressSanitizer + libFuzzer
+# coverage); the C programs under valgrind use the release library.
+CLANG        ?= /opt/swift/usr/bin/clang
+FUZZ_SECONDS ?= 60
+# Steps of test_long_run under valgrind (about 50 times slower there); natively it runs 10^5.
+VALGRIND_LONG_STEPS ?= 5000
+CHECK_STEPS  := sanitize-swift sanitize-c valgrind test-threads test-long fuzz
+SAN_ENV      := SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$(abspath Tests/sanitizers/lsan.supp) \
+                ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+SAN_CFLAGS   := -std=c99 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -Iinclude
+VALGRIND     := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
+                --error-exitcode=1 --suppressions=Tests/c/valgrind.supp
+FUZZ_BIN     := .build-fuzz/c/fuzz_abi
+
+.PHONY: fuzz test-threads test-long sanitize-swift sanitize-c valgrind
+
+check:
+	@failed=""; summary=""; begin=$$(date +%s); \
+	for step in $(CHECK_STEPS); do \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$step; then result=ok; else result=FAILED; failed="$$failed $$step"; fi; \
+	  summary="$$summary$$(printf '  %-15s %-6s %4d s' $$step $$result $$(( $$(date +%s) - start )))\n"; \
+	done; \
+	printf "check:\n$$summary  %-22s %4d s\n" total $$(( $$(date +%s) - begin )); \
+	if [ -n "$$failed" ]; then echo "check FAILED:$$failed"; exit 1; fi
+
+## Threads: independent handles stepped concurrently equal the sequential run bitwise.
+test-threads: lib | $(C_OUT)
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_threads.c -o $(C_OUT)/test_threads $(C_LINK) -pthread
+	$(C_OUT)/test_threads
+
+## 10^5 LancBiO steps (memory flat, no NaN) and extreme input scales for every method.
+test-long: lib | $(C_OUT)
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_long_run.c -o $(C_OUT)/test_long_run $(C_LINK)
+	$(C_OUT)/test_long_run
+
+## Swift tests under AddressSanitizer (+ LeakSanitizer), then UndefinedBehaviorSanitizer
+## where the toolchain has it: Swift 6.3's swiftc rejects -sanitize=undefined for
+## x86_64-unknown-linux-gnu ("unsupported option"), so there the step says so and goes on
+## (Swift's own overflow, bounds and exclusivity checks are on in these debug builds, and the
+## C side of the ABI runs under UBSan in sanitize-c and fuzz).
+sanitize-swift:
+	$(SAN_ENV) $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	@if echo 'let x = 1' | $(SWIFT)c -sanitize=undefined -parse - >/dev/null 2>&1; then \
+	  echo "$(SAN_ENV) $(SWIFT) test --sanitize=undefined --scratch-path .build-ubsan"; \
+	  $(SAN_ENV) $(SWIFT) test --sanitize=undefined --scratch-path .build-ubsan; \
+	else echo "sanitize-swift: swiftc has no -sanitize=undefined for this target; UBSan covers the C side only"; fi
+
+## The C programs with -fsanitize=address,undefined against the AddressSanitizer library.
+sanitize-c:
+	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
+	mkdir -p .build-asan/c
+	for prog in Tests/c/test_abi.c Tests/c/test_threads.c examples/synthetic_lancbio.c; do \
+	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
+	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
+	done
+	$(SAN_ENV) .build-asan/c/test_abi
+	$(SAN_ENV) .build-asan/c/test_threads
+	$(SAN_ENV) .build-asan/c/synthetic_lancbio --check
+
+## The C programs under valgrind memcheck against the release library (leaks are errors).
+valgrind: lib | $(C_OUT)
+	for prog in Tests/c/test_abi.c Tests/c/test_threads.c Tests/c/test_long_run.c examples/synthetic_lancbio.c; do \
+	  $(CC) $(CFLAGS_STRICT) -g $$prog -o $(C_OUT)/$$(basename $$prog .c) $(C_LINK) -pthread || exit 1; \
+	done
+	$(VALGRIND) $(C_OUT)/test_abi
+	$(VALGRIND) $(C_OUT)/test_threads
+	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) $(C_OUT)/test_long_run
+	$(VALGRIND) $(C_OUT)/synthetic_lancbio --check
+
+## libFuzzer on the C ABI for FUZZ_SECONDS (default 60); seeds in Tests/fuzz/corpus, new
+## inputs in .build-fuzz/corpus, crashes in .build-fuzz/artifacts. The library is built with
+## AddressSanitizer and libFuzzer's coverage instrumentation (-sanitize=fuzzer).
+fuzz:
+	$(SWIFT) build -c debug --product lancbio --scratch-path .build-fuzz --sanitize=address -Xswiftc -sanitize=fuzzer
+	mkdir -p .build-fuzz/c .build-fuzz/corpus .build-fuzz/artifacts
+	$(CLANG) $(SAN_CFLAGS) -D_POSIX_C_SOURCE=200809L -fuse-ld=lld -fsanitize=fuzzer Tests/fuzz/fuzz_abi.c -o $(FUZZ_BIN) \
+	  -L.build-fuzz/debug -llancbio -Wl,-rpath,$(abspath .build-fuzz/debug) -lm
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+	  -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ .build-fuzz/corpus Tests/fuzz/corpus
+
 clean:
 	rm -rf .build $(C_OUT)

@@ -47,7 +47,7 @@ public func lancbio_bilevel_create(
 
 @c @implementation
 public func lancbio_bilevel_destroy(_ h: OpaquePointer?) {
-    unregister(h)
+    unregister(h, as: BilevelHandle.self)
 }
 
 @c @implementation

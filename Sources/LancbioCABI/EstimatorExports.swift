@@ -45,7 +45,7 @@ public func lancbio_estimator_create(
 
 @c @implementation
 public func lancbio_estimator_destroy(_ h: OpaquePointer?) {
-    unregister(h)
+    unregister(h, as: EstimatorHandle.self)
 }
 
 @c @implementation

@@ -13,7 +13,11 @@ class HandleState {
         message.clear()
         callbackStatus = 0
         do {
-            return try body()
+            let status = try body()
+            // A callback may have called back into this handle and failed there; the
+            // message describes this call, which succeeded.
+            message.clear()
+            return status
         } catch {
             message.set(error.message)
             return error.status

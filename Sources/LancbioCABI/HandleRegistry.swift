@@ -19,9 +19,10 @@ func lookUp<H: AnyObject>(_ pointer: OpaquePointer?, as type: H.Type) -> H? {
     return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? H
 }
 
-/// Forgets and releases the live handle at `pointer`; unknown pointers are ignored.
-func unregister(_ pointer: OpaquePointer?) {
-    guard let pointer else { return }
+/// Forgets and releases the live handle of type H at `pointer`; unknown pointers and
+/// handles of another kind (an estimator passed to the bilevel destroy) are ignored.
+func unregister<H: AnyObject>(_ pointer: OpaquePointer?, as type: H.Type) {
+    guard let pointer, lookUp(pointer, as: H.self) != nil else { return }
     let raw = UnsafeMutableRawPointer(pointer)
     guard liveHandles.withLock({ $0.remove(UInt(bitPattern: raw)) != nil }) else { return }
     Unmanaged<AnyObject>.fromOpaque(raw).release()

@@ -144,11 +144,13 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         guard case .finished(let estimatorInfo) = progress else { preconditionFailure("estimator did not finish") }
 
         // 4. The hyper-gradient and the x step; check before touching the caller's buffers.
-        Kernels.subtract(xGradient, crossProduct, into: hypergradientBuffer, dx)
-        let hypergradientNorm = Kernels.norm(hypergradientBuffer, dx)
+        // The candidate hyper-gradient overwrites grad_x f; it is published only on commit.
+        let candidate = xGradient
+        Kernels.subtract(xGradient, crossProduct, into: candidate, dx)
+        let hypergradientNorm = Kernels.norm(candidate, dx)
         var overflow = !hypergradientNorm.isFinite
         if !overflow {
-            for i in 0..<dx where !(Double(xp[i]) - lambda * Double(hypergradientBuffer[i])).isFinite { overflow = true; break }
+            for i in 0..<dx where !(Double(xp[i]) - lambda * Double(candidate[i])).isFinite { overflow = true; break }
         }
         guard !overflow else {
             estimator.cancel()
@@ -157,6 +159,7 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
 
         // Commit: nothing below can fail.
         estimator.commitDeferred()
+        Kernels.copy(candidate, to: hypergradientBuffer, dx)
         Kernels.axpy(-lambda, hypergradientBuffer, xp, dx)
         Kernels.copy(yNew, to: yp, dy)
         iterations = k

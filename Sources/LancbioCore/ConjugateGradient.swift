@@ -44,9 +44,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             started = true
             Kernels.subtract(ws.rhs, ap, into: residual, n)
             let initialNorm = Kernels.norm(residual, n)
-            guard initialNorm.isFinite else {
-                throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)")
-            }
+            guard initialNorm.isFinite else { throw ws.productFailure("the initial residual b - A v") }
             if initialNorm == 0 {
                 residualNormSquared = 0
                 sigma = 1
@@ -60,7 +58,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         } else {
             // ap = A (sigma p): the step along sigma p is rr / (p^T A p) in scaled terms.
             let curvature = Kernels.dot(direction, ap, n)
-            guard curvature.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (A p)") }
+            guard curvature.isFinite else { throw ws.productFailure("p^T A p") }
             guard curvature > 0 else {
                 info.indefinite = true
                 return finish(&info, converged: false)
@@ -77,7 +75,12 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             if !isConverged(ws) && iterations < maxIterations {
                 // p <- r + (rr_new / rr_old) p
                 let ratio = residualNormSquared / previous
-                for i in 0..<n { direction[i] = T(Double(residual[i]) + ratio * Double(direction[i])) }
+                var poison: T = 0
+                for i in 0..<n {
+                    direction[i] = T(Double(residual[i]) + ratio * Double(direction[i]))
+                    poison += direction[i] * 0
+                }
+                guard poison == 0 else { throw .nonFiniteResult("the CG search direction overflowed") }
                 ws.productInput = UnsafePointer(direction)
                 return true
             }

@@ -131,7 +131,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private func anchorProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         Kernels.copy(ws.productOutput, to: restartAnchorProduct, n)
         let productNorm = Kernels.norm(restartAnchorProduct, n)
-        guard productNorm.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (anchor product A v)") }
+        guard productNorm.isFinite else { throw ws.productFailure("the anchor product A v") }
         Kernels.subtract(ws.rhs, restartAnchorProduct, into: restartFirst, n)
         let rho = Kernels.norm(restartFirst, n)
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
@@ -158,9 +158,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
         let a = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
         // Any NaN or infinity in y makes alpha non-finite (inf * 0 and inf - inf are NaN).
-        guard a.isFinite else {
-            throw .nonFiniteProduct("the operator returned NaN or infinity (Lanczos product A q)")
-        }
+        guard a.isFinite else { throw ws.productFailure("the Lanczos coefficient q^T A q") }
         Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious, into: next, n)
         if options.reorthogonalize {
             reorthogonalize(next, column: column, q: q, ws)

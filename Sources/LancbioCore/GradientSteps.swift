@@ -36,16 +36,18 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     static func gradientStep(_ ws: StepWorkspace<T>, stepSize eta: Double) throws(EstimatorError) -> Double {
         let v = ws.pending, r = ws.productOutput, b = ws.rhs
         // r = A v - b in place (the product buffer is scratch once read), then v -= eta r.
-        var poison = 0.0
+        // Two poisons tell the operator's NaN or infinity from our own overflow.
+        var productPoison = 0.0, residualPoison = 0.0
         for i in 0..<ws.n {
-            let ri = Double(r[i]) - Double(b[i])
-            poison += ri * 0
+            let a = Double(r[i])
+            let ri = a - Double(b[i])
+            productPoison += a * 0
+            residualPoison += ri * 0
             r[i] = T(ri)
             v[i] = T(Double(v[i]) - eta * ri)
         }
-        guard poison == 0 else {
-            throw .nonFiniteProduct("the operator returned NaN or infinity, or A v - b overflowed")
-        }
+        guard productPoison == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
+        guard residualPoison == 0 else { throw .nonFiniteResult("A v - b overflowed") }
         guard Kernels.allFinite(v, ws.n) else { throw .nonFiniteResult("the gradient step overflowed") }
         return Kernels.norm(r, ws.n)
     }

@@ -59,7 +59,7 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
             started = true
             Kernels.subtract(ws.rhs, y, into: r1, n)
             beta = Kernels.norm(r1, n)
-            guard beta.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (initial residual b - A v)") }
+            guard beta.isFinite else { throw ws.productFailure("the initial residual b - A v") }
             residualScale = beta == 0 ? 1 : beta
             phibar = 1
             if beta <= target || beta == 0 {
@@ -80,7 +80,7 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         // Lanczos: y <- A v - (beta / oldbeta) r1 - (alpha / beta) r2.
         if iterations >= 2 { Kernels.axpy(-beta / oldBeta, r1, y, n) }
         let alpha = Kernels.dot(lanczosVector, y, n)
-        guard alpha.isFinite else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
+        guard alpha.isFinite else { throw ws.productFailure("the Lanczos coefficient v^T A v") }
         if alpha < 0 { sawNegativeCurvature = true }
         Kernels.axpy(-alpha / beta, r2, y, n)
         swap(&r1, &r2)

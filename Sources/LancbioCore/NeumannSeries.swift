@@ -27,7 +27,7 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
 
     func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         info.products += 1
-        try Self.applyTerm(power: power, sum: ws.pending, product: ws.productOutput, stepSize: stepSize, n)
+        try Self.applyTerm(power: power, sum: ws.pending, ws, stepSize: stepSize, n)
         taken += 1
         return try nextTerm(ws, &info)
     }
@@ -46,17 +46,23 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     }
 
     /// power <- power - eta * A power; sum += power (sum nil: no sum).
-    static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, product: UnsafePointer<T>,
+    static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ ws: StepWorkspace<T>,
                           stepSize eta: Double, _ n: Int) throws(EstimatorError) {
+        let product = ws.productOutput
         var poison = 0.0
         for i in 0..<n {
             let p = Double(power[i]) - eta * Double(product[i])
             poison += p * 0
             power[i] = T(p)
         }
-        guard poison == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity, or the series overflowed") }
+        guard poison == 0 else { throw ws.productFailure("the Neumann term (I - eta A)^i b") }
         if let sum {
-            for i in 0..<n { sum[i] += power[i] }
+            var sumPoison: T = 0
+            for i in 0..<n {
+                sum[i] += power[i]
+                sumPoison += sum[i] * 0
+            }
+            guard sumPoison == 0 else { throw .nonFiniteResult("the Neumann series overflowed") }
         }
     }
 

@@ -38,19 +38,19 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
         Kernels.copy(ws.rhs, to: power, n)
         powersTaken = 0
         gradientStepsTaken = 0
-        return advance(ws)
+        return try advance(ws)
     }
 
     func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         info.products += 1
         if powersTaken < truncation {
-            try NeumannSeries<T>.applyTerm(power: power, sum: nil, product: ws.productOutput, stepSize: stepSize, n)
+            try NeumannSeries<T>.applyTerm(power: power, sum: nil, ws, stepSize: stepSize, n)
             powersTaken += 1
         } else {
             lastResidual = try GradientSteps<T>.gradientStep(ws, stepSize: stepSize)
             gradientStepsTaken += 1
         }
-        guard !advance(ws) else { return true }
+        guard try !advance(ws) else { return true }
         info.iterations = powersTaken + gradientStepsTaken
         info.residual = lastResidual
         info.residualKind = .previousIterate
@@ -59,7 +59,7 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     }
 
     /// Requests the next product, or returns false when all are done.
-    private func advance(_ ws: StepWorkspace<T>) -> Bool {
+    private func advance(_ ws: StepWorkspace<T>) throws(EstimatorError) -> Bool {
         if powersTaken < truncation {
             ws.productInput = UnsafePointer(power)
             return true
@@ -67,6 +67,7 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
         if gradientStepsTaken == 0 {
             // The series is done: the gradient steps start from eta (I - eta A)^p b.
             Kernels.scaledCopy(power, by: stepSize, into: ws.pending, n)
+            guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("eta (I - eta A)^p b overflowed") }
         }
         if gradientStepsTaken < maxTerms {
             ws.productInput = UnsafePointer(ws.pending)

@@ -36,6 +36,15 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     }
 
     func commitEstimate() { swap(&estimate, &pending) }
+
+    /// The error for a non-finite value derived from the last product: the operator's
+    /// fault if the product itself holds NaN or infinity, else an overflow of our own
+    /// arithmetic. Only called on that failure path, so the extra pass costs nothing.
+    func productFailure(_ what: String) -> EstimatorError {
+        Kernels.allFinite(productOutput, n)
+            ? .nonFiniteResult("\(what) overflowed")
+            : .nonFiniteProduct("the operator returned NaN or infinity (\(what))")
+    }
 }
 
 extension UnsafeMutablePointer where Pointee: BinaryFloatingPoint {

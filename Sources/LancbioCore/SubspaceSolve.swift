@@ -110,8 +110,11 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
         guard Kernels.allFinite(v, n) else { throw .nonFiniteResult("the SubBiO estimate overflowed") }
         info.iterations = 1
         info.dimension = j
-        info.residual = Kernels.norm(r, n)
-        info.residualKind = .exact
+        // Products near the overflow threshold can make A v - b overflow even though v is
+        // finite: the residual is then not available, rather than NaN or infinity.
+        let residual = Kernels.norm(r, n)
+        info.residual = residual.isFinite ? residual : 0
+        info.residualKind = residual.isFinite ? .exact : .unavailable
         info.ritzMin = report.ritzMin
         info.ritzMax = report.ritzMax
         info.indefinite = report.indefinite
