@@ -21,8 +21,9 @@
  *   elements, never bytes.
  * - Options and info structs start with a struct_size field: set it to sizeof(the struct)
  *   (the *_init functions do). Later versions only append fields, and the library reads
- *   or writes only the first struct_size bytes, so code compiled against an older header
- *   keeps working.
+ *   or writes only the first struct_size bytes (fields a caller's struct does not reach
+ *   take their defaults), so code compiled against an older header keeps working; a
+ *   struct_size below the first published layout is rejected.
  * - Precision: a handle is created for float64 or float32; *_f64 functions take double
  *   buffers, *_f32 functions float buffers. Calling the other precision's function on a
  *   handle is an error (LANCBIO_ERR_WRONG_PRECISION). Float32 handles store vectors in
@@ -146,6 +147,11 @@ typedef struct lancbio_estimator_options {
     int64_t steps;            /**< GD: steps >= 1 (default 5); Neumann: terms >= 0 (default 10);
                                    random Neumann: maximal truncation and gradient steps >= 1 (default 10). */
     uint64_t seed;            /**< Random Neumann's generator seed (default 0). */
+    /* Appended fields: a caller whose struct_size ends before one gets its default. */
+    double orthogonality_tolerance; /**< Lanczos: restart a cycle early when the newest basis vector has lost
+                                         orthogonality, max_i |q_i . q_{j+1}| > this; in (0, 1], or INFINITY to
+                                         disable (default 1e-2). A drifting A erodes orthogonality; without this
+                                         check (or reorthogonalize) long cycles can make the estimate diverge. */
 } lancbio_estimator_options_t;
 
 /** Diagnostics of one step. Set struct_size before passing it in. */
@@ -168,6 +174,10 @@ typedef struct lancbio_step_info {
     double residual;          /**< See residual_kind (units of b). */
     double ritz_min;          /**< Smallest / largest eigenvalue of the projected matrix: */
     double ritz_max;          /**< estimates of A's extreme eigenvalues; 0 when dimension == 0. */
+    /* Appended fields: written only when struct_size covers them. */
+    double orthogonality_loss;     /**< Lanczos: max_i |q_i . q_{j+1}| measured this step (0 if not measured). */
+    int32_t orthogonality_restart; /**< Lanczos: 1 if that loss exceeded the tolerance: the next step restarts. */
+    int32_t reserved2;             /**< Zero. */
 } lancbio_step_info_t;
 
 /* ---------------------------------------------------------------------------------

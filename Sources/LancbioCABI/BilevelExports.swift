@@ -22,7 +22,7 @@ public func lancbio_bilevel_create(
         return LANCBIO_ERR_INVALID_ARGUMENT
     }
     do throws(CFailure) {
-        var outer = lancbio_bilevel_options_t()
+        var outer = lancbio_bilevel_options_t.defaults
         try readVersionedStruct(UnsafeRawPointer(options), into: &outer, name: "options")
         let inner = try lancbio_estimator_options_t.read(estimator)
         guard inner.precision == LANCBIO_FLOAT64 else {

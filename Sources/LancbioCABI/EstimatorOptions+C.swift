@@ -22,12 +22,15 @@ extension lancbio_estimator_options_t {
         o.step_size = 0
         o.steps = method == LANCBIO_METHOD_GD ? 5 : 10
         o.seed = 0
+        o.orthogonality_tolerance = 1e-2
         return o
     }
 
     /// Reads a caller's options struct, honouring its struct_size.
     static func read(_ pointer: UnsafePointer<lancbio_estimator_options_t>) throws(CFailure) -> lancbio_estimator_options_t {
-        var options = lancbio_estimator_options_t()
+        // Defaults first, for the fields an older caller's struct does not reach.
+        let method = UnsafeRawPointer(pointer).loadUnaligned(fromByteOffset: 8, as: Int32.self)
+        var options = lancbio_estimator_options_t.defaults(method: method)
         try readVersionedStruct(UnsafeRawPointer(pointer), into: &options, name: "options")
         return options
     }
@@ -57,7 +60,8 @@ extension lancbio_estimator_options_t {
             }
             return .dynamicLanczos(LanczosOptions(
                 initialPeriod: try count(m0, "m0"), maxPeriod: try count(m_max, "m_max"), growth: growth,
-                growEvery: try count(grow_every, "grow_every"), variant: variant, reorthogonalize: reorthogonalize != 0))
+                growEvery: try count(grow_every, "grow_every"), variant: variant, reorthogonalize: reorthogonalize != 0,
+                orthogonalityTolerance: orthogonality_tolerance))
         case LANCBIO_METHOD_SUBBIO:
             return .subspace(theta0: try stepSize(theta0, "theta0"))
         case LANCBIO_METHOD_CG:
@@ -96,5 +100,7 @@ extension lancbio_step_info_t {
         residual = info.residual
         ritz_min = info.ritzMin
         ritz_max = info.ritzMax
+        orthogonality_loss = info.orthogonalityLoss
+        orthogonality_restart = info.orthogonalityRestart ? 1 : 0
     }
 }

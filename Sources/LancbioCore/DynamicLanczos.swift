@@ -49,6 +49,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private var pendingAlpha = 0.0
     private var pendingBeta = 0.0
     private var pendingBreakdown = false
+    private var pendingOrthogonalityLoss = false
 
     init(n: Int, options: LanczosOptions) {
         self.n = n
@@ -89,6 +90,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         // re-orthogonalisation, the basis only gathers rounding errors. Cycles end at n.
         pendingRestart = mustRestart || dimension >= min(m, n)
         pendingZeroResidual = false
+        pendingOrthogonalityLoss = false
         info.period = m
         info.restarted = pendingRestart
         guard pendingRestart else {
@@ -190,7 +192,18 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             } else {
                 r = UnsafePointer(ws.rhs)
             }
-            Kernels.projectColumns(basis, n: n, columns: j, onto: r, coefficients: s)
+            if !breakdown && !options.reorthogonalize && options.orthogonalityTolerance.isFinite {
+                // Q^T r and Q^T q_{j+1} in one pass over the basis.
+                Kernels.projectColumns(basis, n: n, columns: j, onto: r, and: UnsafePointer(next),
+                                       coefficients: s, zCoefficients: reorthogonalization)
+                var loss = 0.0
+                for i in 0..<j { loss = max(loss, reorthogonalization[i].magnitude) }
+                info.orthogonalityLoss = loss
+                pendingOrthogonalityLoss = !(loss <= options.orthogonalityTolerance)
+                info.orthogonalityRestart = pendingOrthogonalityLoss
+            } else {
+                Kernels.projectColumns(basis, n: n, columns: j, onto: r, coefficients: s)
+            }
         }
         let report = projected.solve(dimension: j)
         guard report.solved else {
@@ -271,7 +284,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
         alpha[dimension - 1] = pendingAlpha
         beta[dimension - 1] = pendingBeta
-        mustRestart = pendingBreakdown
+        mustRestart = pendingBreakdown || pendingOrthogonalityLoss
     }
 
     func abandon() { phase = .idle }

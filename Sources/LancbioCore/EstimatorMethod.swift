@@ -80,15 +80,24 @@ public struct LanczosOptions: Equatable, Sendable {
     /// Re-orthogonalise each new basis vector against the stored basis (twice, classical
     /// Gram-Schmidt): costs two more passes over the basis per step.
     public var reorthogonalize = false
+    /// Restart the cycle early when the newest basis vector has lost orthogonality:
+    /// max_i |q_i . q_{j+1}| above this (in (0, 1]; infinity disables the check). While A
+    /// drifts between steps the three-term recurrence no longer keeps the basis
+    /// orthogonal, and a long cycle on a badly non-orthogonal basis can make the estimate
+    /// diverge. Checked in the same pass over the basis as the projection of b, so it costs
+    /// compute, not memory traffic. Ignored with `reorthogonalize`.
+    public var orthogonalityTolerance = 1e-2
 
     public init(initialPeriod: Int = 1, maxPeriod: Int = 80, growth: Double = 1.1, growEvery: Int = 20,
-                variant: LanczosVariant = .residual, reorthogonalize: Bool = false) {
+                variant: LanczosVariant = .residual, reorthogonalize: Bool = false,
+                orthogonalityTolerance: Double = 1e-2) {
         self.initialPeriod = initialPeriod
         self.maxPeriod = maxPeriod
         self.growth = growth
         self.growEvery = growEvery
         self.variant = variant
         self.reorthogonalize = reorthogonalize
+        self.orthogonalityTolerance = orthogonalityTolerance
     }
 
     func validate() throws(EstimatorError) {
@@ -102,5 +111,8 @@ public struct LanczosOptions: Equatable, Sendable {
             throw .invalidArgument("growth must be finite and in [1, 1e6] (got \(growth))")
         }
         guard growEvery >= 1 else { throw .invalidArgument("grow_every must be >= 1 (got \(growEvery))") }
+        guard orthogonalityTolerance > 0, !orthogonalityTolerance.isNaN else {
+            throw .invalidArgument("orthogonality_tolerance must be > 0, or infinity to disable the check (got \(orthogonalityTolerance))")
+        }
     }
 }

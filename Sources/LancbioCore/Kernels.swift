@@ -181,6 +181,36 @@ enum Kernels {
         }
     }
 
+    /// coefficients[c] = q_c . r and zCoefficients[c] = q_c . z in one pass over the
+    /// basis: the second projection (an orthogonality check) then costs compute, not
+    /// memory traffic. Each coefficient is the same fixed sum as in `projectColumns`.
+    @inlinable
+    static func projectColumns<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, n: Int, columns: Int, onto r: UnsafePointer<T>, and z: UnsafePointer<T>,
+        coefficients: UnsafeMutablePointer<Double>, zCoefficients: UnsafeMutablePointer<Double>
+    ) {
+        var c = 0
+        while c &+ 4 <= columns {
+            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+            var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+            var b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0
+            for i in 0..<n {
+                let x = Double(r[i]), y = Double(z[i])
+                let p0 = Double(q0[i]), p1 = Double(q1[i]), p2 = Double(q2[i]), p3 = Double(q3[i])
+                a0 += p0 * x; a1 += p1 * x; a2 += p2 * x; a3 += p3 * x
+                b0 += p0 * y; b1 += p1 * y; b2 += p2 * y; b3 += p3 * y
+            }
+            coefficients[c] = a0; coefficients[c &+ 1] = a1; coefficients[c &+ 2] = a2; coefficients[c &+ 3] = a3
+            zCoefficients[c] = b0; zCoefficients[c &+ 1] = b1; zCoefficients[c &+ 2] = b2; zCoefficients[c &+ 3] = b3
+            c &+= 4
+        }
+        while c < columns {
+            coefficients[c] = dot(basis + c &* n, r, n)
+            zCoefficients[c] = dot(basis + c &* n, z, n)
+            c &+= 1
+        }
+    }
+
     /// out = base + sum_c coefficients[c] * q_c over the first `columns` columns of `basis`
     /// (base nil means zero), accumulating in Double.
     ///

@@ -69,6 +69,11 @@ public struct StepInfo: Equatable, Sendable {
     public var singularFallback = false
     /// The right-hand side, or the residual at restart, was exactly zero.
     public var zeroResidual = false
+    /// Lanczos: max_i |q_i . q_{j+1}| measured this step (0 when not measured: restarts,
+    /// re-orthogonalisation, or a disabled check).
+    public var orthogonalityLoss = 0.0
+    /// Lanczos: the loss exceeded the tolerance, so the next step restarts early.
+    public var orthogonalityRestart = false
 
     public init() {}
 

@@ -20,6 +20,13 @@
 
 #include "lancbio.h"
 
+/* Sizes of the first published (ABI version 1) layouts: structs of an older header. The
+ * library must accept them, giving appended fields their defaults, and reject anything
+ * smaller. */
+#define OPTIONS_V1_SIZE ((int64_t)offsetof(lancbio_estimator_options_t, orthogonality_tolerance))
+#define INFO_V1_SIZE ((int64_t)offsetof(lancbio_step_info_t, orthogonality_loss))
+
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1164,8 +1171,8 @@ static void test_bad_input(void)
         expect_create_fails(N, &bad, LANCBIO_ERR_INVALID_ARGUMENT, "precision = 3");
         bad = o; bad.precision = 0;
         expect_create_fails(N, &bad, LANCBIO_ERR_INVALID_ARGUMENT, "precision = 0");
-        bad = o; bad.struct_size = (int64_t)sizeof o - 8;
-        expect_create_fails(N, &bad, LANCBIO_ERR_INVALID_ARGUMENT, "struct_size = sizeof - 8");
+        bad = o; bad.struct_size = OPTIONS_V1_SIZE - 8;
+        expect_create_fails(N, &bad, LANCBIO_ERR_INVALID_ARGUMENT, "struct_size below the first published layout");
         bad = o; bad.struct_size = 0;
         expect_create_fails(N, &bad, LANCBIO_ERR_INVALID_ARGUMENT, "struct_size = 0");
         options_for(&bad, LANCBIO_METHOD_CG, LANCBIO_FLOAT64, CFG_RESULTS);
@@ -1329,15 +1336,43 @@ static void test_forward(void)
     big.bytes[sizeof(lancbio_estimator_options_t) + EXTRA - 1] = 0x80;
     expect_create_fails(N, &big.o, LANCBIO_ERR_INVALID_ARGUMENT, "a non-zero last trailing byte");
 
+    /* An older caller: options and info of the first published size. The appended option
+     * takes its default (the bytes after struct_size are garbage and must not be read),
+     * and info is written only up to the caller's struct_size. */
+    {
+        lancbio_estimator_options_t full, old;
+        lancbio_estimator_t *a = NULL, *b = NULL;
+        lancbio_step_info_t oi;
+        double va[N], vb[N];
+        int32_t sa, sb;
+        lancbio_estimator_options_init(&full, LANCBIO_METHOD_LANCZOS);
+        old = full;
+        old.struct_size = OPTIONS_V1_SIZE;
+        memset((char *)&old + OPTIONS_V1_SIZE, 0xFF, sizeof old - (size_t)OPTIONS_V1_SIZE);
+        CHECK(lancbio_estimator_create(N, &full, &a) == LANCBIO_OK, "create with the full options");
+        CHECK(lancbio_estimator_create(N, &old, &b) == LANCBIO_OK, "create with options of the first published size");
+        memset(&oi, 0xA5, sizeof oi);
+        oi.struct_size = INFO_V1_SIZE;
+        for (i = 0; i < 30 && a && b; i++) {
+            sa = lancbio_estimator_step_f64(a, hvp_f64, &OP, B0, va, N, NULL);
+            sb = lancbio_estimator_step_f64(b, hvp_f64, &OP, B0, vb, N, &oi);
+            CHECK(sa == sb && memcmp(va, vb, sizeof va) == 0, "step %d: old-size options differ from the defaults", (int)i);
+        }
+        CHECK(oi.struct_size == INFO_V1_SIZE && ((unsigned char *)&oi)[INFO_V1_SIZE] == 0xA5,
+              "info of the first published size: written past its struct_size");
+        lancbio_estimator_destroy(a);
+        lancbio_estimator_destroy(b);
+    }
+
     /* Info: too small is rejected, nothing written and no step taken. */
     h = create_for(LANCBIO_METHOD_CG, LANCBIO_FLOAT64, CFG_RESULTS);
     info_init(&small);
-    small.struct_size = (int64_t)sizeof small - 8;
+    small.struct_size = INFO_V1_SIZE - 8;
     small.status = 99;
     EXPECT_ERR(h, lancbio_estimator_info(h, &small), LANCBIO_ERR_INVALID_ARGUMENT);
     small.struct_size = 0;
     EXPECT_ERR(h, lancbio_estimator_info(h, &small), LANCBIO_ERR_INVALID_ARGUMENT);
-    small.struct_size = (int64_t)sizeof small - 8;
+    small.struct_size = INFO_V1_SIZE - 8;
     op_clear();
     for (i = 0; i < N; i++) v[i] = 9.0;
     EXPECT_ERR(h, lancbio_estimator_step_f64(h, hvp_f64, &OP, B0, v, N, &small), LANCBIO_ERR_INVALID_ARGUMENT);

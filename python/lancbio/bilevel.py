@@ -29,7 +29,8 @@ _COMMON = ("lr_x", "lr_y", "inner_steps", "lr_x_decay", "lr_x_min", "lr_y_decay"
 # research code.
 METHODS = {
     "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, inner_steps=5,
-                    options=dict(m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual", reorthogonalize=False)),
+                    options=dict(m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual", reorthogonalize=False,
+                                 orthogonality_tol=1e-2)),
     "subbio": dict(estimator=_ffi.METHOD_SUBBIO, inner_steps=5, options=dict(theta0=None)),
     "amigo-cg": dict(estimator=_ffi.METHOD_CG, inner_steps=5, options=dict(v_steps=5)),
     "amigo-gd": dict(estimator=_ffi.METHOD_GD, inner_steps=5, options=dict(v_steps=5, eta=None)),
@@ -146,8 +147,8 @@ class Bilevel:
         Q for amigo-cg, amigo-gd, soba, stocbio, ttsa, bsa.
     eta : float
         Step of the v iterations (gd, Neumann); default lr_y, as the research code.
-    m0, m_max, growth, grow_every, variant, reorthogonalize
-        LancBiO's restart schedule (see ``DynamicLanczos``).
+    m0, m_max, growth, grow_every, variant, reorthogonalize, orthogonality_tol
+        LancBiO's restart schedule and safeguards (see ``DynamicLanczos``).
     theta0 : float
         SubBiO's subspace step; default lr_y.
     seed : int
@@ -209,6 +210,8 @@ class Bilevel:
                 inner.variant = _VARIANTS[value]
             elif name == "reorthogonalize":
                 inner.reorthogonalize = 1 if value else 0
+            elif name == "orthogonality_tol":
+                inner.orthogonality_tolerance = _float_option(value, name)
             elif name == "v_steps":
                 inner.max_iterations = inner.steps = _int_option(value, "v_steps")
             elif name == "eta":

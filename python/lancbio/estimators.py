@@ -417,26 +417,32 @@ class DynamicLanczos(_Estimator):
         variant: "residual" (the paper's, anchored at the last estimate) or "plain"
             (no anchor, q_1 = b / ||b||).
         reorthogonalize: full re-orthogonalisation of each new basis vector.
+        orthogonality_tol: restart a cycle early when the newest basis vector has lost
+            orthogonality (max_i |q_i . q_{j+1}| above this; in (0, 1], or math.inf to
+            disable). A drifting operator erodes orthogonality; long cycles on a badly
+            non-orthogonal basis can make the estimate diverge.
         v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
             default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_LANCZOS
-    _ranges = "n >= 1, 1 <= m0 <= m_max <= 4096, finite growth >= 1, grow_every >= 1"
+    _ranges = ("n >= 1, 1 <= m0 <= m_max <= 4096, finite growth >= 1, grow_every >= 1, "
+               "orthogonality_tol > 0")
     _VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
 
     def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual",
-                 reorthogonalize=False, v0=None, dtype=np.float64):
+                 reorthogonalize=False, orthogonality_tol=1e-2, v0=None, dtype=np.float64):
         if variant not in self._VARIANTS:
             raise ValueError(f"variant must be 'residual' or 'plain', got {variant!r}")
         fields = dict(
             m0=_int_option(m0, "m0"), m_max=_int_option(m_max, "m_max"),
             growth=_float_option(growth, "growth"), grow_every=_int_option(grow_every, "grow_every"),
             variant=self._VARIANTS[variant], reorthogonalize=1 if reorthogonalize else 0,
+            orthogonality_tolerance=_float_option(orthogonality_tol, "orthogonality_tol"),
         )
         settings = dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
-                        reorthogonalize=bool(reorthogonalize))
+                        reorthogonalize=bool(reorthogonalize), orthogonality_tol=orthogonality_tol)
         super().__init__(n, fields, settings, v0, dtype)
 
 

@@ -39,6 +39,10 @@ class StepInfo:
             (||A v - b|| before the last gradient step).
         ritz_min, ritz_max: extreme eigenvalues of the projected matrix, in the units of
             A's eigenvalues (0 when ``dimension`` is 0).
+        orthogonality_loss: Lanczos: max_i |q_i . q_{j+1}| measured this step (0 when not
+            measured).
+        orthogonality_restart: Lanczos: that loss exceeded the tolerance, so the next step
+            restarts early.
     """
 
     status: int
@@ -58,6 +62,8 @@ class StepInfo:
     residual_kind: str
     ritz_min: float
     ritz_max: float
+    orthogonality_loss: float = 0.0
+    orthogonality_restart: bool = False
 
     @classmethod
     def _from_struct(cls, s) -> "StepInfo":
@@ -80,4 +86,6 @@ class StepInfo:
             residual_kind=RESIDUAL_KINDS.get(s.residual_kind, f"unknown({s.residual_kind})"),
             ritz_min=s.ritz_min,
             ritz_max=s.ritz_max,
+            orthogonality_loss=s.orthogonality_loss,
+            orthogonality_restart=bool(s.orthogonality_restart),
         )

@@ -1,0 +1,96 @@
+"""``python -m lancbio bench``: lancbio against numpy references, side by side in one run.
+
+Sections (``--sections 1,2,...``):
+
+1. One LancBiO step excluding the HVP at n in {1e3..1e6}, j in {10, 40, 80}, against
+   (a) numpy written like research code, (b) careful numpy, (c) the bandwidth bound from
+   a stream measurement taken in the same run.
+2. CG and MINRES against scipy.sparse.linalg.cg / minres at equal iteration counts.
+3. The Python callback overhead per HVP and the reverse-communication round trip.
+4. The synthetic problem end to end: lancbio.Bilevel against a numpy outer loop.
+5. Float32 against Float64 at a memory-bound size.
+6. Peak memory against the basis size, and whether it stays flat over 10^4 steps.
+
+Every comparison checks that the implementations compute the same numbers (relative
+agreement ~1e-8) and reports medians with [min, max]; the targets of the performance
+issue are printed as PASS / FAIL / SKIP with the measured number. Options: ``--quick``
+(small sizes, for tests), ``--sections``, ``--repeats``, ``--output FILE`` (Markdown).
+
+For a fair comparison with numpy, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
+in that command only (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -m lancbio
+bench``); the machine header says which BLAS kernel numpy actually runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+__all__ = ["main", "run"]
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m lancbio bench",
+                                     description="lancbio performance against numpy/scipy references.")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, < 20 s)")
+    parser.add_argument("--sections", default="1,2,3,4,5,6",
+                        help="comma-separated sections to run (default: all of 1,2,3,4,5,6)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repetitions per measurement (default 5, quick 3)")
+    parser.add_argument("--output", metavar="FILE", help="also write the report as Markdown to FILE")
+    args = parser.parse_args(argv)
+    try:
+        sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
+    except ValueError:
+        parser.error(f"--sections must be a comma-separated list of 1..6, got {args.sections!r}")
+    bad = [s for s in sections if s not in range(1, 7)]
+    if bad or not sections:
+        parser.error(f"--sections must list numbers from 1 to 6, got {args.sections!r}")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    args.sections = sections
+    return args
+
+
+def run(argv=None, echo: bool = True):
+    """Runs the benchmark; returns the :class:`~lancbio.bench.report.Report`."""
+    from .measure import load_note, machine_info
+    from .report import Report
+    from .sections import SECTIONS, Config
+
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    cfg = Config.make(args.quick, args.repeats)
+    report = Report(echo=echo)
+    started = time.perf_counter()
+    report.add("# lancbio benchmark" + (" (--quick)" if cfg.quick else ""))
+    report.add("")
+    report.add("Command: `" + " ".join(["python3 -m lancbio bench"] + [shlex.quote(a) for a in
+                                                                     (argv if argv is not None else sys.argv[1:])])
+               + "`; started " + time.strftime("%Y-%m-%d %H:%M:%S") + ".")
+    report.heading("Machine")
+    report.table(["", ""], machine_info())
+    results: dict = {}
+    for number in args.sections:
+        t = time.perf_counter()
+        SECTIONS[number](report, cfg, results)
+        report.add(f"(section {number}: {time.perf_counter() - t:.0f} s; load average {load_note()})")
+    report.heading("Targets")
+    if report.targets:
+        report.table(["target", "verdict", "measured"],
+                     [[t.name, t.verdict, t.measured + (f" ({t.note})" if t.note else "")] for t in report.targets])
+    else:
+        report.add("No target belongs to the sections run.")
+    report.add(f"Total time: {time.perf_counter() - started:.0f} s; load average at the end: {load_note()}.")
+    report.results = results
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(report.markdown())
+    return report
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m lancbio bench``; returns the exit status (0)."""
+    run(argv)
+    return 0

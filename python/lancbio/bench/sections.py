@@ -1,0 +1,761 @@
+"""The six sections of ``python -m lancbio bench`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import lancbio
+from lancbio import _ffi
+
+from .measure import clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
+from .reference import CarefulLanczos, ReferenceBilevel, ResearchLanczos
+
+AGREE = 1e-8  # relative agreement required between implementations of the same mathematics
+
+
+@dataclass
+class Config:
+    """Sizes of one run (full or --quick)."""
+
+    quick: bool
+    repeats: int
+    # 1. LancBiO step
+    step_sizes: list = field(default_factory=list)   # n values
+    step_dims: list = field(default_factory=list)    # j values
+    # 2. CG / MINRES
+    krylov_sizes: list = field(default_factory=list)
+    krylov_iterations: int = 50
+    # 3. callback overhead
+    callback_products: int = 20000
+    # 4. synthetic end to end: [(n, iterations)]
+    synthetic: list = field(default_factory=list)
+    # 5. float32 vs float64
+    precision_n: int = 10**6
+    precision_j: int = 40
+    # 6. memory
+    memory_n: int = 10**5
+    memory_m_max: int = 80
+    memory_steps: int = 10**4
+
+    @classmethod
+    def make(cls, quick: bool, repeats: int | None):
+        if quick:
+            return cls(quick=True, repeats=repeats or 3, step_sizes=[10**3, 10**4], step_dims=[10, 40],
+                       krylov_sizes=[10**4], krylov_iterations=20, callback_products=3000,
+                       synthetic=[(150, 40)], precision_n=10**5, precision_j=10,
+                       memory_n=10**4, memory_m_max=20, memory_steps=500)
+        return cls(quick=False, repeats=repeats or 5, step_sizes=[10**3, 10**4, 10**5, 10**6],
+                   step_dims=[10, 40, 80], krylov_sizes=[10**4, 10**5, 10**6], krylov_iterations=50,
+                   callback_products=20000, synthetic=[(1000, 500), (5000, 40)],
+                   precision_n=10**6, precision_j=40, memory_n=10**5, memory_m_max=80, memory_steps=10**4)
+
+
+def _progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _n_label(n: int) -> str:
+    e = int(round(math.log10(n)))
+    return f"1e{e}" if 10**e == n else str(n)
+
+
+# ---------------------------------------------------------------------------------------
+# Section 1 (and 5): one LancBiO step at dimension exactly j, the product excluded.
+# ---------------------------------------------------------------------------------------
+
+class _Impl:
+    """Common driver interface: begin(b) / resume(product) -> request or None, v, product()."""
+
+    name = "?"
+    single_thread = False
+
+    def product(self, request, d):
+        return request * d
+
+    def dimension(self) -> int:
+        raise NotImplementedError
+
+
+class _LancbioAPI(_Impl):
+    """lancbio.DynamicLanczos through its public reverse-communication API."""
+
+    def __init__(self, n, j, dtype=np.float64, name="lancbio"):
+        self.name = name
+        self.est = lancbio.DynamicLanczos(n, m0=j, m_max=j, growth=1.0, grow_every=1, dtype=dtype)
+        self.begin = self.est.begin
+        self.resume = self.est.resume
+
+    @property
+    def v(self):
+        return self.est.v
+
+    def dimension(self):
+        return self.est.dim
+
+    def close(self):
+        self.est.close()
+
+
+class _LancbioRaw(_Impl):
+    """The same library calls through ctypes with preallocated buffers (no wrapper checks,
+    no per-call allocation): shows what the Python wrapper costs."""
+
+    def __init__(self, n, j, dtype=np.float64):
+        self.name = "lancbio raw ctypes"
+        self.est = lancbio.DynamicLanczos(n, m0=j, m_max=j, growth=1.0, grow_every=1, dtype=dtype)
+        self._handle = self.est._handle
+        self._n = n
+        self._begin_fn = self.est._begin_fn
+        self._resume_fn = self.est._resume_fn
+        self._request = np.empty(n, dtype=dtype)
+        self._request_p = self.est._as_ptr(self._request)
+        self._product = np.empty(n, dtype=dtype)
+        self._product_p = self.est._as_ptr(self._product)
+        self._pointers = {}
+
+    def product(self, request, d):
+        np.multiply(request, d, out=self._product)
+        return self._product
+
+    def begin(self, b):
+        p = self._pointers.get(id(b))
+        if p is None or p[0] is not b:
+            p = self._pointers[id(b)] = (b, self.est._as_ptr(b))
+        status = self._begin_fn(self._handle, p[1], self._request_p, self._n)
+        if status < 0:
+            _ffi._check(status, self._handle)
+        return self._request if status == _ffi.NEED_PRODUCT else None
+
+    def resume(self, product):
+        status = self._resume_fn(self._handle, self._product_p, self._request_p, self._n)
+        if status < 0:
+            _ffi._check(status, self._handle)
+        return self._request if status == _ffi.NEED_PRODUCT else None
+
+    @property
+    def v(self):
+        return self.est.v
+
+    def dimension(self):
+        info = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
+        _ffi._check(_ffi.lib.lancbio_estimator_info(self._handle, ctypes.byref(info)), self._handle)
+        return info.dimension
+
+    def close(self):
+        self.est.close()
+
+
+class _Research(_Impl):
+    def __init__(self, n, j):
+        self.name = "(a) research numpy"
+        self.ref = ResearchLanczos(n, m0=j, m_max=j, growth=1.0, grow_every=1)
+        self.begin, self.resume = self.ref.begin, self.ref.resume
+
+    @property
+    def v(self):
+        return self.ref.v
+
+    def dimension(self):
+        return len(self.ref.alphas)
+
+    def close(self):
+        self.ref = None
+
+
+class _Careful(_Impl):
+    def __init__(self, n, j, dtype=np.float64, single_thread=False, name=None):
+        self.single_thread = single_thread
+        self.name = name or ("(b) careful numpy, 1 BLAS thread" if single_thread else "(b) careful numpy")
+        self.ref = CarefulLanczos(n, m0=j, m_max=j, growth=1.0, grow_every=1, dtype=dtype)
+        self.begin, self.resume = self.ref.begin, self.ref.resume
+
+    @property
+    def v(self):
+        return self.ref.v
+
+    def dimension(self):
+        return self.ref.j
+
+    def close(self):
+        self.ref = None
+
+
+class _RightHandSides:
+    """b_k = b0 + 0.1 sin(k) b1, written into one reused buffer outside the timed region:
+    every implementation sees the same sequence, and the residual at a restart never
+    vanishes (so every cycle really builds j basis vectors)."""
+
+    def __init__(self, n, dtype, rng):
+        self.b0 = rng.standard_normal(n).astype(dtype)
+        self.b1 = rng.standard_normal(n).astype(dtype)
+        self.buffer = np.empty(n, dtype=dtype)
+
+    def fill(self, k):
+        np.multiply(self.b1, 0.1 * math.sin(k), out=self.buffer)
+        self.buffer += self.b0
+        return self.buffer
+
+
+def _cycle(impl, j, d, rhs, counter):
+    """Runs one full cycle (j steps: a restart, then up to dimension j); returns the
+    library/step time of the last step (dimension exactly j), products excluded."""
+    elapsed = 0.0
+    for _ in range(j):
+        counter[impl.name] = k = counter.get(impl.name, 0) + 1
+        b = rhs.fill(k)
+        elapsed = 0.0
+        t = clock()
+        request = impl.begin(b)
+        elapsed += clock() - t
+        while request is not None:
+            product = impl.product(request, d)
+            t = clock()
+            request = impl.resume(product)
+            elapsed += clock() - t
+    return elapsed
+
+
+def _run_cycle(impl, j, d, rhs, counter):
+    if impl.single_thread:
+        limiter = single_thread_blas()
+        if limiter is not None:
+            with limiter:
+                return _cycle(impl, j, d, rhs, counter)
+    return _cycle(impl, j, d, rhs, counter)
+
+
+def measure_steps(impls, n, j, dtype, repeats, stream_buffer=None, seed=0):
+    """Times the j-th step of ``repeats`` cycles per implementation, interleaved round by
+    round (one cycle of each per round, the order rotating) with one stream measurement
+    per round. Returns (times {name: [s]}, bound times [s], rates, agreement, dimensions
+    {name: [dimension after each cycle]}, which must all be j)."""
+    rng = np.random.default_rng(seed)
+    d = np.linspace(1.0, 10.0, n).astype(dtype)
+    rhs = _RightHandSides(n, dtype, rng)
+    counter: dict = {}
+    times = {impl.name: [] for impl in impls}
+    bounds, read_rates, copy_rates = [], [], []
+    # Warm-up cycle: page faults of fresh buffers, BLAS thread start-up, caches.
+    for impl in impls:
+        _run_cycle(impl, j, d, rhs, counter)
+    dims = {impl.name: [impl.dimension()] for impl in impls}
+    for r in range(repeats):
+        if stream_buffer is not None:
+            read, copy = stream_rate(stream_buffer)
+            read_rates.append(read)
+            copy_rates.append(copy)
+            bounds.append(2 * n * j * np.dtype(dtype).itemsize / max(read, copy))
+        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        for impl in order:
+            times[impl.name].append(_run_cycle(impl, j, d, rhs, counter))
+            dims[impl.name].append(impl.dimension())
+    reference = impls[-1].v if impls else None
+    agreement = {impl.name: rel_diff(impl.v, reference) for impl in impls}
+    return times, bounds, (read_rates, copy_rates), agreement, dims
+
+
+def _cycles(repeats: int, n: int) -> int:
+    """Timed cycles per implementation: more where cycles are cheap (n <= 1e5), fewer
+    (but at least 3) at n >= 1e6, where one cycle at j = 80 streams ~50 GB."""
+    if n <= 10**4:
+        return 4 * repeats
+    if n <= 10**5:
+        return 2 * repeats
+    return max(3, repeats - 2)
+
+
+def section_steps(report, cfg: Config, results: dict) -> None:
+    report.heading("1. LancBiO step excluding the HVP")
+    report.add("Time of the j-th step of a restart cycle (m0 = m_max = j: the step at dimension exactly j), "
+               "the product A q computed outside the timed region: for lancbio only the library calls "
+               "`est.begin(b)` + `est.resume(Aq)` are timed (Python API: argument checks, result arrays; "
+               "\"raw ctypes\" calls the same C functions with preallocated buffers). Operator diag(linspace(1, 10, n)), "
+               "b_k = b0 + 0.1 sin(k) b1. One warm-up cycle, then "
+               "cycles per implementation interleaved round by round (4x --repeats at n <= 1e4, 2x at 1e5, "
+               f"max(3, repeats - 2) at 1e6; --repeats = {cfg.repeats}); median [min, max]. "
+               "(c) is the time to read 2 n j 8 bytes (Q^T r and Q s) at the streaming rate measured in the "
+               "same round on a buffer of the basis' size (best of numpy sum / copyto, one thread). "
+               "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included).")
+    report.add("")
+    have_limiter = single_thread_blas() is not None
+    rows, ratio_rows = [], []
+    for n in cfg.step_sizes:
+        for j in cfg.step_dims:
+            _progress(f"section 1: n = {n}, j = {j}")
+            impls = [_LancbioAPI(n, j), _LancbioRaw(n, j), _Research(n, j)]
+            if have_limiter:
+                impls.append(_Careful(n, j, single_thread=True))
+            impls.append(_Careful(n, j))
+            stream_buffer = np.ones(n * j)
+            cycles = _cycles(cfg.repeats, n)
+            started = clock()
+            times, bounds, rates, agreement, dims = measure_steps(impls, n, j, np.float64, cycles,
+                                                                  stream_buffer)
+            _progress(f"section 1: n = {n}, j = {j} took {clock() - started:.1f} s")
+            for impl in impls:
+                impl.close()
+            del impls, stream_buffer
+            gc.collect()
+            st = {k: stats(v) for k, v in times.items()}
+            bound = stats(bounds)
+            lanc = st["lancbio"].median
+            key = (n, j)
+            results.setdefault("steps", {})[key] = dict(
+                lancbio=lanc, raw=st["lancbio raw ctypes"].median, research=st["(a) research numpy"].median,
+                careful=st["(b) careful numpy"].median,
+                careful1=st["(b) careful numpy, 1 BLAS thread"].median if have_limiter else float("nan"),
+                bound=bound.median, agreement=max(agreement.values()), dims=dims,
+                read=stats(rates[0]).median, copy=stats(rates[1]).median)
+            r = results["steps"][key]
+            dim_ok = all(x == j for v in dims.values() for x in v)
+            rows.append([_n_label(n), j, cycles, st["lancbio"].fmt(), st["lancbio raw ctypes"].fmt(),
+                         st["(a) research numpy"].fmt(), st["(b) careful numpy"].fmt(),
+                         st["(b) careful numpy, 1 BLAS thread"].fmt() if have_limiter else "n/a",
+                         bound.fmt(), f"{r['read'] / 1e9:.1f} / {r['copy'] / 1e9:.1f}"])
+            ratio_rows.append([_n_label(n), j, fmt_ratio(r["research"] / lanc), fmt_ratio(r["careful"] / lanc),
+                               fmt_ratio(r["careful1"] / lanc), fmt_ratio(r["careful"] / r["raw"]),
+                               f"{100 * r['bound'] / lanc:.0f}%", f"{100 * r['bound'] / r['raw']:.0f}%",
+                               fmt_ratio(r["research"] / r["bound"]), fmt_ratio(r["careful"] / r["bound"]),
+                               f"{r['agreement']:.1e} {'ok' if r['agreement'] < AGREE else 'DIFFERENT'}"
+                               + ("" if dim_ok else " (a cycle ended below dimension j)")])
+    report.table(["n", "j", "cycles", "lancbio", "lancbio raw ctypes", "(a) research numpy", "(b) careful numpy",
+                  "(b) 1 BLAS thread", "(c) bound", "stream GB/s read/copy"], rows)
+    report.add("Ratios of medians (> 1: lancbio faster); \"% of bound\" = (c) / lancbio time; (a)/(c) and "
+               "(b)/(c) are the largest speed-ups over (a) and (b) that an implementation running at the "
+               "bound (c) could show.")
+    report.add("")
+    report.table(["n", "j", "(a)/lancbio", "(b)/lancbio", "(b 1 thread)/lancbio", "(b)/raw", "% of bound",
+                  "raw % of bound", "(a)/(c)", "(b)/(c)", "agreement (max over impls)"], ratio_rows)
+    _step_targets(report, results.get("steps", {}))
+
+
+def _step_targets(report, steps) -> None:
+    report.add("Targets (lancbio = the Python API, begin + resume):")
+    report.add("")
+    key = (10**5, 40)
+    if key in steps:
+        s = steps[key]
+        ratio = s["research"] / s["lancbio"]
+        ceiling = s["research"] / s["bound"]
+        note = (f"unreachable on this machine: (a) takes only {ceiling:.2f}x the bandwidth bound (c), so "
+                f"even a step at the bound is {ceiling:.2f}x faster" if ceiling < 5 else "")
+        report.target("step >= 5x faster than (a) at n = 1e5, j = 40", f"{ratio:.2f}x", ratio >= 5, note)
+    else:
+        report.target("step >= 5x faster than (a) at n = 1e5, j = 40", "not measured", None)
+    if steps:
+        worst = min(steps, key=lambda k: steps[k]["careful"] / steps[k]["lancbio"])
+        ratio = steps[worst]["careful"] / steps[worst]["lancbio"]
+        report.target("never slower than (b) at any measured size",
+                      f"worst (b)/lancbio = {ratio:.2f}x at n = {_n_label(worst[0])}, j = {worst[1]}", ratio >= 1)
+        small = {k: v for k, v in steps.items() if k[0] <= 10**4}
+        if small:
+            worst = min(small, key=lambda k: small[k]["careful"] / small[k]["lancbio"])
+            ratio = small[worst]["careful"] / small[worst]["lancbio"]
+            tight = {k: v["careful"] / v["bound"] for k, v in small.items() if v["careful"] / v["bound"] < 3}
+            note = ""
+            if tight:
+                k = min(tight, key=tight.get)
+                note = (f"unreachable at {len(tight)} of {len(small)} sizes: there (b) already runs within 3x of "
+                        f"the bound (c), e.g. (b)/(c) = {tight[k]:.2f}x at n = {_n_label(k[0])}, j = {k[1]}")
+            report.target("step >= 3x faster than (b) for n <= 1e4",
+                          f"worst {ratio:.2f}x at n = {_n_label(worst[0])}, j = {worst[1]}", ratio >= 3, note)
+    else:
+        report.target("never slower than (b) at any measured size", "not measured", None)
+        report.target("step >= 3x faster than (b) for n <= 1e4", "not measured", None)
+    key = (10**6, 40)
+    if key in steps:
+        s = steps[key]
+        frac = s["bound"] / s["lancbio"]
+        # The least traffic of any implementation besides the 2 j basis passes: read the
+        # product, q_j, q_(j-1), b, w, vbar and write q_(j+1), v: 8 n-vectors.
+        ideal = 2 * 40 / (2 * 40 + 8)
+        report.target("step >= 70% of the bandwidth bound (c) at n = 1e6, j = 40",
+                      f"{100 * frac:.0f}% (raw ctypes {100 * s['bound'] / s['raw']:.0f}%; an implementation "
+                      f"that also streams the 8 unavoidable n-vectors at the same rate reaches at most "
+                      f"{100 * ideal:.0f}%)", frac >= 0.7)
+    else:
+        report.target("step >= 70% of the bandwidth bound (c) at n = 1e6, j = 40", "not measured", None)
+
+
+# ---------------------------------------------------------------------------------------
+# Section 2: CG and MINRES against scipy.
+# ---------------------------------------------------------------------------------------
+
+def _krylov_lancbio(cls, n, iterations, d, b, x0):
+    est = cls(n, maxiter=iterations, tol=0.0, v0=x0)
+    t_lib = 0.0
+    t = clock()
+    request = est.begin(b)
+    t_lib += clock() - t
+    products = 0
+    while request is not None:
+        product = request * d
+        products += 1
+        t = clock()
+        request = est.resume(product)
+        t_lib += clock() - t
+    v = est.v
+    # The callback path, operator included (for the "with operator" column).
+    est.reset()
+    op = d.__mul__
+    t = clock()
+    est.step(op, b)
+    t_callback = clock() - t
+    est.close()
+    return t_lib, t_callback, products, v
+
+
+def _krylov_scipy(fn, n, iterations, d, b, x0):
+    from scipy.sparse.linalg import LinearOperator
+
+    spent = [0.0, 0]
+
+    def matvec(x):
+        t = clock()
+        y = d * x.reshape(-1)
+        spent[0] += clock() - t
+        spent[1] += 1
+        return y
+
+    A = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    t = clock()
+    x, _ = fn(A, b, x0=x0.copy(), rtol=0.0, maxiter=iterations) if fn.__name__ == "minres" else \
+        fn(A, b, x0=x0.copy(), rtol=0.0, atol=0.0, maxiter=iterations)
+    total = clock() - t
+    return total - spent[0], total, spent[1], x
+
+
+def section_krylov(report, cfg: Config, results: dict) -> None:
+    report.heading("2. CG and MINRES against scipy.sparse.linalg")
+    try:
+        from scipy.sparse.linalg import cg, minres
+    except ImportError:
+        report.add("scipy is not installed: section skipped.")
+        return
+    K = cfg.krylov_iterations
+    report.add(f"{K} iterations from the same x0 on A = diag(linspace(1, 100, n)) (tol 0: no early stop). "
+               "Time per iteration excluding the operator: lancbio through reverse communication (only "
+               "begin/resume timed); scipy with a LinearOperator whose matvec time is measured and "
+               "subtracted (scipy's own LinearOperator dispatch stays in its time). \"with operator\": "
+               "lancbio `est.step(callback)` against scipy's total, the product d*x included. "
+               f"{cfg.repeats} runs, median [min, max]; agreement ||x_lancbio - x_scipy|| / ||x_scipy||.")
+    report.add("")
+    rows = []
+    for n in cfg.krylov_sizes:
+        rng = np.random.default_rng(1)
+        d = np.linspace(1.0, 100.0, n)
+        b = rng.standard_normal(n)
+        x0 = 0.1 * rng.standard_normal(n)
+        for label, cls, fn in (("CG", lancbio.CG, cg), ("MINRES", lancbio.MINRES, minres)):
+            _progress(f"section 2: {label}, n = {n}")
+            lib, lib_cb, sci, sci_tot = [], [], [], []
+            agreement = 0.0
+            counts = None
+            for r in range(cfg.repeats + 1):
+                t_lib, t_cb, p_lib, v = _krylov_lancbio(cls, n, K, d, b, x0)
+                t_sci, t_sci_total, p_sci, x = _krylov_scipy(fn, n, K, d, b, x0)
+                if r == 0:  # warm-up run
+                    agreement = rel_diff(v, x)
+                    counts = (p_lib, p_sci)
+                    continue
+                lib.append(t_lib / K)
+                lib_cb.append(t_cb / K)
+                sci.append(t_sci / K)
+                sci_tot.append(t_sci_total / K)
+            sl, ss, slc, sst = stats(lib), stats(sci), stats(lib_cb), stats(sci_tot)
+            results.setdefault("krylov", {})[(label, n)] = dict(lancbio=sl.median, scipy=ss.median,
+                                                                agreement=agreement)
+            rows.append([label, _n_label(n), sl.fmt(), ss.fmt(), fmt_ratio(ss.median / sl.median),
+                         slc.fmt(), sst.fmt(), fmt_ratio(sst.median / slc.median),
+                         f"{counts[0]} / {counts[1]}",
+                         f"{agreement:.1e} {'ok' if agreement < AGREE else 'DIFFERENT'}"])
+    report.table(["method", "n", "lancbio / iter", "scipy / iter", "scipy/lancbio", "lancbio incl. op",
+                  "scipy incl. op", "ratio incl. op", "products lancbio / scipy", "agreement"], rows)
+
+
+# ---------------------------------------------------------------------------------------
+# Section 3: callback overhead.
+# ---------------------------------------------------------------------------------------
+
+def section_callback(report, cfg: Config, results: dict) -> None:
+    report.heading("3. Python callback overhead per HVP")
+    S = cfg.callback_products
+    n = 4
+    b = np.ones(n)
+
+    def op(v):
+        return v
+
+    report.add(f"n = {n}, A = I (the operator returns its argument), lancbio.GD with steps = {S} per call, "
+               f"so one `step` makes {S} products through the ctypes callback. Per-HVP time = step time / {S}; "
+               "overhead = that minus the operator's own cost (the same function called in a Python "
+               "loop); the native GD work per product (a few ns at n = 4) is left in the overhead. Reverse communication: one "
+               "`est.resume(product)` call per product (Python API), and the same C call through raw ctypes "
+               f"with preallocated buffers. {cfg.repeats} runs, median [min, max].")
+    report.add("")
+    per_hvp, op_cost, rt_api, rt_raw = [], [], [], []
+    est = lancbio.GD(n, eta=0.1, steps=S)
+    est.step(op, b)  # warm-up
+    for _ in range(cfg.repeats):
+        t = clock()
+        est.step(op, b)
+        per_hvp.append((clock() - t) / S)
+        x = np.ones(n)
+        t = clock()
+        for _ in range(S):
+            op(x)
+        op_cost.append((clock() - t) / S)
+        # reverse communication, Python API
+        request = est.begin(b)
+        count = 0
+        t = clock()
+        while request is not None:
+            request = est.resume(request)
+            count += 1
+        rt_api.append((clock() - t) / count)
+        # raw ctypes
+        request = np.empty(n)
+        rp = est._as_ptr(request)
+        bp = est._as_ptr(b)
+        handle, begin_fn, resume_fn = est._handle, est._begin_fn, est._resume_fn
+        status = begin_fn(handle, bp, rp, n)
+        count = 0
+        t = clock()
+        while status == _ffi.NEED_PRODUCT:
+            status = resume_fn(handle, rp, rp, n)
+            count += 1
+        rt_raw.append((clock() - t) / count)
+        _ffi._check(status, handle)
+    est.close()
+    s_hvp, s_op, s_api, s_raw = stats(per_hvp), stats(op_cost), stats(rt_api), stats(rt_raw)
+    overhead = s_hvp.median - s_op.median
+    results["callback"] = dict(per_hvp=s_hvp.median, overhead=overhead, roundtrip=s_api.median, raw=s_raw.median)
+    report.table(["measure", "time"], [
+        ["per HVP through the callback (GD step / products)", s_hvp.fmt()],
+        ["operator's own cost (called in a Python loop)", s_op.fmt()],
+        ["callback overhead per HVP (difference of medians)", fmt_time(overhead)],
+        ["reverse-communication round trip, Python API (est.resume)", s_api.fmt()],
+        ["reverse-communication round trip, raw ctypes", s_raw.fmt()],
+    ])
+    report.target("Python callback overhead < 5 us per HVP", f"{overhead * 1e6:.2f} us", overhead < 5e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Section 4: the synthetic problem end to end.
+# ---------------------------------------------------------------------------------------
+
+class _TimedProblem:
+    """Forwards the five derivatives to the problem and accumulates their time."""
+
+    def __init__(self, problem):
+        self.p = problem
+        self.dx, self.dy = problem.dx, problem.dy
+        self.time = 0.0
+
+    def grad_y_g(self, x, y):
+        t = clock(); r = self.p.grad_y_g(x, y); self.time += clock() - t; return r  # noqa: E702
+
+    def grad_x_f(self, x, y):
+        t = clock(); r = self.p.grad_x_f(x, y); self.time += clock() - t; return r  # noqa: E702
+
+    def grad_y_f(self, x, y):
+        t = clock(); r = self.p.grad_y_f(x, y); self.time += clock() - t; return r  # noqa: E702
+
+    def hvp_yy_g(self, x, y, v):
+        t = clock(); r = self.p.hvp_yy_g(x, y, v); self.time += clock() - t; return r  # noqa: E702
+
+    def jvp_xy_g(self, x, y, v):
+        t = clock(); r = self.p.jvp_xy_g(x, y, v); self.time += clock() - t; return r  # noqa: E702
+
+
+ANCHOR_OUTSIDE_1000 = 0.68e-3   # ANCHORS.md: research code, n = 1000, outside the problem's functions
+ANCHOR_TOTAL = {1000: 3.20e-3, 5000: 66e-3, 10000: 263e-3}
+
+
+def section_synthetic(report, cfg: Config, results: dict) -> None:
+    from lancbio.problems import Synthetic
+
+    report.heading("4. Synthetic problem end to end (LancBiO outer loop)")
+    report.add("lancbio.problems.Synthetic(n, kappa = 1e5, seed = 0), x0, y0 = initial_point(1), lr_x = 1, "
+               "lr_y = 1e-5, T = 5, m0 = 1, growth 1.1 every 20, m_max = 80: lancbio.Bilevel(method=\"lancbio\") "
+               "against the numpy outer loop `lancbio.bench.reference.ReferenceBilevel` (careful numpy "
+               "Lanczos (b)). Both call the same problem object through a timing proxy; \"outside\" = "
+               "iteration time minus the time spent inside the problem's five functions. Iterations are "
+               "run in interleaved chunks; median over iterations [min, max] (the step cost grows with j). "
+               "Agreement: ||x_lancbio - x_numpy|| / ||x_numpy|| after all iterations.")
+    report.add("")
+    rows = []
+    for n, K in cfg.synthetic:
+        _progress(f"section 4: building Synthetic({n})")
+        t = clock()
+        problem = Synthetic(n, kappa=1e5, seed=0)
+        build = clock() - t
+        x0, y0 = problem.initial_point(1)
+        timed = _TimedProblem(problem)
+        bil = lancbio.Bilevel(timed, "lancbio", x0=x0, y0=y0, lr_x=1.0, lr_y=1e-5)
+        ref = ReferenceBilevel(timed, x0, y0, lr_x=1.0, lr_y=1e-5)
+        total = {"lancbio": [], "numpy": []}
+        outside = {"lancbio": [], "numpy": []}
+        chunk = max(1, min(50, K // 4))
+        done = 0
+        _progress(f"section 4: n = {n}, {K} iterations each (built in {build:.1f} s)")
+        while done < K:
+            steps = min(chunk, K - done)
+            for name, fn in (("lancbio", bil.step), ("numpy", ref.step)):
+                for _ in range(steps):
+                    p0 = timed.time
+                    t = clock()
+                    fn()
+                    dt = clock() - t
+                    total[name].append(dt)
+                    outside[name].append(dt - (timed.time - p0))
+            done += steps
+        agreement = rel_diff(bil.x, ref.x)
+        bil.close()
+        del problem, timed, bil, ref
+        gc.collect()
+        st = {k: stats(v) for k, v in total.items()}
+        so = {k: stats(v) for k, v in outside.items()}
+        results.setdefault("synthetic", {})[n] = dict(total=st["lancbio"].median, outside=so["lancbio"].median,
+                                                      numpy_total=st["numpy"].median,
+                                                      numpy_outside=so["numpy"].median, agreement=agreement)
+        anchor_total = ANCHOR_TOTAL.get(n)
+        rows.append([n, K, st["lancbio"].fmt(), st["numpy"].fmt(), fmt_ratio(st["numpy"].median / st["lancbio"].median),
+                     so["lancbio"].fmt(), so["numpy"].fmt(), fmt_ratio(so["numpy"].median / so["lancbio"].median),
+                     fmt_time(anchor_total) if anchor_total else "-",
+                     f"{agreement:.1e} {'ok' if agreement < AGREE else 'DIFFERENT'}"])
+    report.table(["n", "iterations", "lancbio / iter", "numpy / iter", "numpy/lancbio", "lancbio outside",
+                  "numpy outside", "outside numpy/lancbio", "research code / iter (ANCHORS)", "agreement x"], rows)
+    if 1000 in results.get("synthetic", {}):
+        s = results["synthetic"][1000]
+        report.add(f"Outside the problem's functions at n = 1000: research code 0.68 ms (ANCHORS.md) / lancbio "
+                   f"{fmt_time(s['outside'])} = **{ANCHOR_OUTSIDE_1000 / s['outside']:.1f}x** "
+                   f"(numpy reference: {ANCHOR_OUTSIDE_1000 / s['numpy_outside']:.1f}x). The research-code "
+                   "figures come from another run on other random data (ANCHORS.md): ratios, not a side-by-side.")
+        report.add("")
+
+
+# ---------------------------------------------------------------------------------------
+# Section 5: float32 against float64.
+# ---------------------------------------------------------------------------------------
+
+def section_precision(report, cfg: Config, results: dict) -> None:
+    n, j = cfg.precision_n, cfg.precision_j
+    report.heading(f"5. Float32 against Float64 (n = {_n_label(n)}, j = {j})")
+    report.add("The step of section 1 (lancbio Python API) in both precisions, same right-hand sides "
+               "(rounded to float32), interleaved; the careful numpy reference (b) in both precisions for "
+               f"comparison. {cfg.repeats} cycles, median [min, max]. Agreement of the float32 v with the "
+               "float64 v is reported, not required (float32 rounding).")
+    report.add("")
+    _progress(f"section 5: n = {n}, j = {j}")
+    impls64 = [_LancbioAPI(n, j, np.float64, name="lancbio f64"), _Careful(n, j, np.float64, name="(b) f64")]
+    impls32 = [_LancbioAPI(n, j, np.float32, name="lancbio f32"), _Careful(n, j, np.float32, name="(b) f32")]
+    t64, _, _, a64, _ = measure_steps(impls64, n, j, np.float64, cfg.repeats)
+    v64 = impls64[0].v
+    for impl in impls64:
+        impl.close()
+    gc.collect()
+    t32, _, _, a32, _ = measure_steps(impls32, n, j, np.float32, cfg.repeats)
+    v32 = impls32[0].v
+    for impl in impls32:
+        impl.close()
+    gc.collect()
+    s = {k: stats(v) for k, v in {**t64, **t32}.items()}
+    ratio = s["lancbio f64"].median / s["lancbio f32"].median
+    ratio_b = s["(b) f64"].median / s["(b) f32"].median
+    results["precision"] = dict(ratio=ratio, ratio_numpy=ratio_b)
+    report.table(["implementation", "float64", "float32", "f64 / f32"], [
+        ["lancbio", s["lancbio f64"].fmt(), s["lancbio f32"].fmt(), fmt_ratio(ratio)],
+        ["(b) careful numpy", s["(b) f64"].fmt(), s["(b) f32"].fmt(), fmt_ratio(ratio_b)],
+    ])
+    report.add(f"lancbio float32 v against float64 v: {rel_diff(v32, v64):.1e} relative; within a precision "
+               f"lancbio agrees with (b) to {a64['lancbio f64']:.1e} (f64) and {a32['lancbio f32']:.1e} (f32).")
+    report.add("")
+    report.target(f"float32 >= 1.6x faster than float64 at n = {_n_label(n)}, j = {j}", f"{ratio:.2f}x",
+                  ratio >= 1.6 if (n, j) == (10**6, 40) else None,
+                  "" if (n, j) == (10**6, 40) else "quick sizes: not the target's size")
+
+
+# ---------------------------------------------------------------------------------------
+# Section 6: memory.
+# ---------------------------------------------------------------------------------------
+
+def section_memory(report, cfg: Config, results: dict) -> None:
+    n, m_max, steps = cfg.memory_n, cfg.memory_m_max, cfg.memory_steps
+    report.heading(f"6. Peak memory (n = {_n_label(n)}, m_max = {m_max}, {steps} steps)")
+    report.add("Measured in a fresh subprocess (so earlier sections do not inflate the high-water mark): "
+               "resident set from /proc/self/statm, peak from VmHWM (/proc/self/status, reset to the baseline "
+               "with clear_refs; ru_maxrss would carry the pre-exec image), baseline after imports and the data; "
+               "then DynamicLanczos(n, m0 = 1, m_max, growth 1.1 every 20) and `steps` calls of "
+               "`est.step(op, b)` with an in-place diagonal operator (the operator allocates nothing). "
+               "Basis size = (m_max + 1) n 8 bytes.")
+    report.add("")
+    _progress(f"section 6: memory, n = {n}, m_max = {m_max}, {steps} steps (subprocess)")
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    code = ("import sys, json; from lancbio.bench.memory_probe import probe; "
+            f"print(json.dumps(probe({n}, {m_max}, {steps})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        report.add(f"memory probe failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        report.target("peak memory within basis + 10 n-vectors", "probe failed", False)
+        report.target("memory flat over the steps", "probe failed", False)
+        return
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    vec = n * 8
+    basis = (m_max + 1) * vec
+    limit = basis + 10 * vec
+    peak = m["peak_extra"]
+    created = m["after_create"] - m["base"]
+    samples = m["samples"]
+    # Flatness: from the first sample where the period has reached m_max to the end.
+    full = [s for s in samples if s["period"] >= m_max] or samples
+    drift = full[-1]["rss"] - full[0]["rss"]
+    peak_drift = full[-1]["hwm"] - full[0]["hwm"]
+    results["memory"] = dict(peak=peak, basis=basis, created=created, drift=drift)
+    report.table(["quantity", "bytes", "/ basis", "n-vectors"], [
+        ["basis (m_max + 1) n 8", f"{basis:,}", "1.000", f"{basis / vec:.1f}"],
+        ["RSS growth at creation", f"{created:,}", f"{created / basis:.3f}", f"{created / vec:.1f}"],
+        [f"peak extra RSS over {steps} steps", f"{peak:,}", f"{peak / basis:.3f}", f"{peak / vec:.1f}"],
+        ["limit: basis + 10 n-vectors", f"{limit:,}", f"{limit / basis:.3f}", f"{limit / vec:.1f}"],
+        [f"RSS change from step {full[0]['step']} (period = m_max) to {full[-1]['step']}", f"{drift:,}",
+         f"{drift / basis:.4f}", f"{drift / vec:.2f}"],
+        ["peak RSS (VmHWM) change over the same steps", f"{peak_drift:,}", f"{peak_drift / basis:.4f}",
+         f"{peak_drift / vec:.2f}"],
+    ])
+    report.add("RSS samples (step: extra MB): " + ", ".join(
+        f"{s['step']}: {(s['rss'] - m['base']) / 1e6:.1f}" for s in samples[:: max(1, len(samples) // 10)]))
+    if not m.get("peak_reset", False):
+        report.add("(The peak could not be reset at the baseline: it may include import-time memory.)")
+    report.add(f"At creation the library allocates (and touches) m_max + 1 + 9 n-vectors: the basis, 5 Lanczos "
+               f"vectors and 4 workspace vectors (measured: {created / vec:.1f}). The peak exceeds that by "
+               f"{(peak - created) / vec:.1f} n-vectors: the per-step arrays of the Python wrapper (the copy of q "
+               f"handed to the operator, the new v returned while the previous v is still referenced).")
+    report.add("")
+    report.target("peak memory within basis + 10 n-vectors",
+                  f"peak extra {peak / 1e6:.1f} MB = basis + {(peak - basis) / vec:.1f} n-vectors "
+                  f"(limit {limit / 1e6:.1f} MB)", peak <= limit)
+    flat = drift <= vec and peak_drift <= vec
+    report.target(f"memory flat over {steps} steps",
+                  f"RSS {drift / 1e3:+.0f} kB, peak RSS {peak_drift / 1e3:+.0f} kB between steps "
+                  f"{full[0]['step']} and {full[-1]['step']} (one n-vector = {vec / 1e3:.0f} kB)", flat)
+
+
+SECTIONS = {
+    1: section_steps,
+    2: section_krylov,
+    3: section_callback,
+    4: section_synthetic,
+    5: section_precision,
+    6: section_memory,
+}

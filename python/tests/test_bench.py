@@ -1,0 +1,161 @@
+"""The benchmark (python -m lancbio bench): --quick runs end to end and reports every
+section, and its numpy reference implementations compute what the library computes
+(which is what makes them valid references)."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from conftest import spd_matrix
+
+
+def _drive(est, op, b):
+    """One reverse-communication step of any implementation; returns its v."""
+    request = est.begin(b)
+    while request is not None:
+        request = est.resume(np.array(op(request), dtype=b.dtype))
+    return est.v
+
+
+def test_quick_run_reports_every_section(tmp_path, capsys):
+    from lancbio import bench
+
+    out = tmp_path / "report.md"
+    started = time.perf_counter()
+    assert bench.main(["--quick", "--output", str(out)]) == 0
+    elapsed = time.perf_counter() - started
+    text = capsys.readouterr().out
+    for heading in ("## Machine", "## 1. LancBiO step", "## 2. CG and MINRES", "## 3. Python callback",
+                    "## 4. Synthetic problem", "## 5. Float32 against Float64", "## 6. Peak memory",
+                    "## Targets"):
+        assert heading in text, heading
+    # Every comparison computed the same numbers.
+    assert "DIFFERENT" not in text
+    assert "probe failed" not in text
+    assert text.count(" ok") >= 4 + 2 + 1
+    # Every target of the issue appears in the summary with a verdict.
+    summary = text.split("## Targets", 1)[1]
+    for target in ("5x faster than (a)", "never slower than (b)", "3x faster than (b)", "bandwidth bound",
+                   "callback overhead", "float32", "peak memory", "memory flat"):
+        line = next((l for l in summary.splitlines() if target in l), None)
+        assert line is not None, target
+        assert any(v in line for v in ("PASS", "FAIL", "SKIP")), line
+    assert out.read_text() == text
+    assert elapsed < 60  # the option promises < 20 s; generous for loaded CI machines
+
+
+def test_sections_option_runs_only_those(capsys):
+    from lancbio import bench
+
+    assert bench.main(["--quick", "--sections", "3", "--repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "## 3. Python callback" in text
+    assert "## 1. LancBiO step" not in text and "## 6. Peak memory" not in text
+
+
+@pytest.mark.parametrize("argv", [["--sections", "7"], ["--sections", "x"], ["--repeats", "0"]])
+def test_bad_options_are_rejected(argv):
+    from lancbio import bench
+
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+
+
+def test_thomas_solve_matches_dense_solve(rng):
+    from lancbio.bench.reference import thomas_solve, tridiagonal_solver
+
+    n = 9
+    d = rng.uniform(3, 4, n)
+    e = rng.uniform(-1, 1, n - 1)
+    r = rng.standard_normal(n)
+    T = np.diag(d) + np.diag(e, 1) + np.diag(e, -1)
+    expected = np.linalg.solve(T, r)
+    np.testing.assert_allclose(thomas_solve(e, d, e, r), expected, rtol=1e-12)
+    solve, _ = tridiagonal_solver()
+    np.testing.assert_allclose(solve(e.copy(), d.copy(), r.copy()), expected, rtol=1e-12)
+    np.testing.assert_allclose(solve(e[:0], d[:1], r[:1].copy()), r[:1] / d[0], rtol=1e-15)
+
+
+@pytest.mark.parametrize("schedule", [dict(m0=1, m_max=6, growth=1.5, grow_every=2),
+                                      dict(m0=5, m_max=5, growth=1.0, grow_every=1)])
+def test_lanczos_references_agree_with_the_library(rng, schedule):
+    import lancbio
+    from lancbio.bench.reference import CarefulLanczos, ResearchLanczos
+
+    n = 60
+    A0 = spd_matrix(rng, n, cond=20.0)
+    drift = np.diag(rng.uniform(0, 1, n))
+    b0, b1 = rng.standard_normal(n), rng.standard_normal(n)
+    lib = lancbio.DynamicLanczos(n, **schedule)
+    careful = CarefulLanczos(n, **schedule)
+    research = ResearchLanczos(n, **schedule)
+    for k in range(1, 41):
+        A = A0 + 0.01 * math.sin(k) * drift  # a moving operator, as in a bilevel run
+        b = b0 + 0.1 * math.cos(k) * b1
+        v_lib = _drive(lib, A.__matmul__, b)
+        v_careful = _drive(careful, A.__matmul__, b)
+        v_research = _drive(research, A.__matmul__, b)
+        assert careful.j == lib.dim and careful.period == lib.period
+        np.testing.assert_allclose(v_careful, v_lib, rtol=0, atol=1e-10 * np.linalg.norm(v_lib))
+        np.testing.assert_allclose(v_research, v_lib, rtol=0, atol=1e-10 * np.linalg.norm(v_lib))
+    assert lib.restarts == careful.restarts > 1
+
+
+def test_careful_reference_agrees_in_float32(rng):
+    import lancbio
+    from lancbio.bench.reference import CarefulLanczos
+
+    n = 200
+    d = np.linspace(1.0, 10.0, n).astype(np.float32)
+    b0 = rng.standard_normal(n).astype(np.float32)
+    lib = lancbio.DynamicLanczos(n, m0=8, m_max=8, growth=1.0, dtype=np.float32)
+    careful = CarefulLanczos(n, m0=8, m_max=8, growth=1.0, grow_every=1, dtype=np.float32)
+    for k in range(1, 25):
+        b = (b0 * np.float32(1 + 0.1 * math.sin(k))).astype(np.float32)
+        v_lib = _drive(lib, d.__mul__, b)
+        v_careful = _drive(careful, d.__mul__, b)
+        assert v_careful.dtype == np.float32
+        np.testing.assert_allclose(v_careful, v_lib, rtol=0, atol=1e-5 * np.linalg.norm(v_lib))
+
+
+def test_careful_reference_handles_breakdown_like_the_library(rng):
+    import lancbio
+    from lancbio.bench.reference import CarefulLanczos
+
+    # Two distinct eigenvalues: the Krylov space is invariant after two steps.
+    n = 30
+    d = np.where(np.arange(n) % 2 == 0, 1.0, 3.0)
+    lib = lancbio.DynamicLanczos(n, m0=5, m_max=5, growth=1.0)
+    careful = CarefulLanczos(n, m0=5, m_max=5, growth=1.0, grow_every=1)
+    b0 = rng.standard_normal(n)
+    saw_breakdown = False
+    for k in range(1, 16):
+        b = b0 * (1 + 0.1 * math.sin(k))
+        v_lib = _drive(lib, d.__mul__, b)
+        v_careful = _drive(careful, d.__mul__, b)
+        saw_breakdown |= lib.info.breakdown
+        assert careful.j == lib.dim
+        np.testing.assert_allclose(v_careful, v_lib, rtol=0, atol=1e-10 * np.linalg.norm(v_lib))
+    assert saw_breakdown
+
+
+def test_reference_outer_loop_agrees_with_bilevel():
+    import lancbio
+    from lancbio.bench.reference import ReferenceBilevel
+    from lancbio.problems import Synthetic
+
+    problem = Synthetic(40, kappa=1e3, seed=3)
+    x0, y0 = problem.initial_point(2)
+    options = dict(lr_x=0.5, lr_y=1e-3, m0=1, m_max=8, growth=1.5, grow_every=3)
+    bil = lancbio.Bilevel(problem, "lancbio", x0=x0, y0=y0, **options)
+    ref = ReferenceBilevel(problem, x0, y0, **options)
+    for _ in range(60):
+        bil.step()
+        ref.step()
+    assert ref.est.restarts > 3
+    np.testing.assert_allclose(ref.x, bil.x, rtol=0, atol=1e-10 * np.linalg.norm(bil.x))
+    np.testing.assert_allclose(ref.y, bil.y, rtol=0, atol=1e-10 * np.linalg.norm(bil.y))
+    np.testing.assert_allclose(ref.est.v, bil.v, rtol=0, atol=1e-10 * np.linalg.norm(bil.v))
+    assert np.linalg.norm(bil.x - x0) > 1e-3  # the iterates really moved
