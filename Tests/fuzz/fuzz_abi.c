@@ -39,6 +39,11 @@
  */
 #include "lancbio.h"
 
+/* The first published size of the options struct (ABI version 1). */
+#define OPTIONS_V1_SIZE ((size_t)offsetof(lancbio_estimator_options_t, orthogonality_tolerance))
+/* ... and of the step info struct: anything smaller is rejected. */
+#define INFO_V1_SIZE ((size_t)offsetof(lancbio_step_info_t, orthogonality_loss))
+
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -633,6 +638,7 @@ static int options_verdict(const lancbio_estimator_options_t *o)
         INVALID_IF(o->m_max < 1 || o->m_max > 4096 || o->m0 < 1 || o->m0 > o->m_max || o->grow_every < 1);
         INVALID_IF(isnan(o->growth) || o->growth < 1);
         INVALID_IF(o->variant != LANCBIO_VARIANT_RESIDUAL && o->variant != LANCBIO_VARIANT_PLAIN);
+        INVALID_IF(!(o->orthogonality_tolerance > 0));
         UNSPECIFIED_IF(o->growth > 1e6 || o->grow_every > INT32_MAX); /* the header sets no upper bounds */
         break;
     case LANCBIO_METHOD_SUBBIO:
@@ -686,7 +692,7 @@ static void gen_options(reader_t *r, lancbio_estimator_options_t *o, int32_t met
         uint8_t field = u8(r), val = u8(r);
         int64_t iv = ints[val % 12];
         double dv = dbls[val % 12];
-        switch (field % 14) {
+        switch (field % 15) {
         case 0: o->m0 = iv; break;
         case 1: o->m_max = iv; break;
         case 2: o->growth = dv; break;
@@ -700,13 +706,15 @@ static void gen_options(reader_t *r, lancbio_estimator_options_t *o, int32_t met
         case 10: o->steps = iv; break;
         case 11: o->seed = (uint64_t)iv; break;
         case 12: o->method = (int32_t)(val % 10) - 1; break;
+        case 13: o->orthogonality_tolerance = dv; break;
         default: o->precision = (int32_t)(val % 4); break;
         }
     }
 }
 
-/* struct_size variants: returns 1 if the struct is as sizeof says (or larger with zeros). */
-static int apply_struct_size(uint8_t sel, unsigned char *bytes, size_t known, size_t cap)
+/* struct_size variants: returns 1 if the library must accept the size: from `minimum` (the
+ * first published layout) up to sizeof, or larger with zeros. */
+static int apply_struct_size(uint8_t sel, unsigned char *bytes, size_t known, size_t minimum, size_t cap)
 {
     int64_t size;
     memset(bytes + known, 0, cap - known);
@@ -721,7 +729,7 @@ static int apply_struct_size(uint8_t sel, unsigned char *bytes, size_t known, si
     default: size = (int64_t)known; break;
     }
     memcpy(bytes, &size, sizeof size);
-    return size == (int64_t)known || (((sel % 16) == 9 || (sel % 16) == 10) ? 1 : 0);
+    return (size >= (int64_t)minimum && size <= (int64_t)known) || (((sel % 16) == 9 || (sel % 16) == 10) ? 1 : 0);
 }
 
 static int64_t gen_n(reader_t *r)
@@ -753,8 +761,14 @@ static void op_create(reader_t *r)
     memset(&buf, 0, sizeof buf);
     gen_options(r, &buf.o, method, precision);
     gen_operator(r, &e->op);
-    verdict = options_verdict(&buf.o);
-    well_sized = apply_struct_size(ssel, buf.bytes, sizeof buf.o, sizeof buf.bytes);
+    well_sized = apply_struct_size(ssel, buf.bytes, sizeof buf.o, OPTIONS_V1_SIZE, sizeof buf.bytes);
+    {
+        /* Fields beyond a shorter struct_size are not read: they take their defaults. */
+        lancbio_estimator_options_t seen = buf.o;
+        if (buf.o.struct_size >= (int64_t)OPTIONS_V1_SIZE && buf.o.struct_size < (int64_t)sizeof buf.o)
+            seen.orthogonality_tolerance = 1e-2;
+        verdict = options_verdict(&seen);
+    }
     trace("create n=%lld method=%d precision=%d verdict=%d struct_ok=%d m0=%lld m_max=%lld growth=%g every=%lld "
           "var=%d reorth=%d theta0=%g maxit=%lld tol=%g eta=%g steps=%lld",
           (long long)n, buf.o.method, buf.o.precision, verdict, well_sized, (long long)buf.o.m0, (long long)buf.o.m_max,
@@ -860,7 +874,7 @@ static int prepare_info(uint8_t sel, big_info_t *bi)
     memset(bi, 0x5A, sizeof *bi);
     switch (sel % 8) {
     case 0: case 1: return 0;
-    case 2: bi->i.struct_size = (int64_t)sizeof bi->i - 8; return 2;
+    case 2: bi->i.struct_size = (int64_t)INFO_V1_SIZE - 8; return 2;
     case 3: bi->i.struct_size = sel & 0x80 ? 0 : -3; return 2;
     case 4: bi->i.struct_size = (int64_t)sizeof bi->i + 32; return 3;
     default: bi->i.struct_size = (int64_t)sizeof bi->i; return 1;
@@ -1646,7 +1660,7 @@ static void op_bil_create(reader_t *r)
     gen_options(r, &eb.o, method, LANCBIO_FLOAT64);
     if (options_verdict(&eb.o) == 0 || eb.o.precision != LANCBIO_FLOAT64) valid = 0;
     else if (options_verdict(&eb.o) < 0 && valid == 1) valid = -1;
-    well = apply_struct_size(ssel, ob.bytes, sizeof ob.o, sizeof ob.bytes);
+    well = apply_struct_size(ssel, ob.bytes, sizeof ob.o, sizeof ob.o, sizeof ob.bytes);
     gen_problem(r, &b->pb);
     s = lancbio_bilevel_create(dx, dy, &ob.o, &eb.o, &h);
     trace("bil_create dx=%lld dy=%lld method=%d valid=%d struct_ok=%d lr=%g,%g T=%lld -> %d", (long long)dx, (long long)dy,
@@ -1702,7 +1716,7 @@ static void op_bil_step(reader_t *r)
     pb.p.grad_y_f = cb_grad_y_f;
     pb.p.hvp_yy_g = cb_hvp;
     pb.p.jvp_xy_g = cb_jvp;
-    well = apply_struct_size(ssel, pb.bytes, sizeof pb.p, sizeof pb.bytes);
+    well = apply_struct_size(ssel, pb.bytes, sizeof pb.p, sizeof pb.p, sizeof pb.bytes);
     if (!well) errs |= S(LANCBIO_ERR_INVALID_ARGUMENT);
     x = (double *)xmalloc((size_t)b->dx * 8);
     y = (double *)xmalloc((size_t)b->dy * 8);
