@@ -10,7 +10,7 @@ CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic -O2 -Iinclude
 C_LINK     := -L$(BUILD_DIR) -llancbio -Wl,-rpath,$(abspath $(BUILD_DIR)) -lm
 C_OUT      := .build/c
 
-.PHONY: all lib test test-swift test-c test-python demo hyperclean bench check python-install clean
+.PHONY: all lib test test-swift test-c test-python demo demo-deps hyperclean bench check python-install clean
 
 all: lib
 
@@ -46,11 +46,18 @@ test-python: lib
 python-install:
 	$(PYTHON) -m pip install -q ./python
 
-demo: lib
-	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio demo
+## The main job: every method on the paper's synthetic problem; figure in lancbio-demo.png.
+## Installs what the figure and the digits need (matplotlib, scikit-learn) when missing.
+demo: lib demo-deps
+	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio demo --output $(abspath lancbio-demo.png) $(DEMO_ARGS)
 
-hyperclean: lib
-	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio hyperclean
+hyperclean: lib demo-deps
+	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio hyperclean --output $(abspath lancbio-hyperclean.png) $(DEMO_ARGS)
+
+demo-deps:
+	@$(PYTHON) -c "import numpy" 2>/dev/null || $(PYTHON) -m pip install --quiet numpy
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install --quiet matplotlib || echo "matplotlib could not be installed: the figure will be skipped"
+	@$(PYTHON) -c "import sklearn" 2>/dev/null || $(PYTHON) -m pip install --quiet scikit-learn || echo "scikit-learn could not be installed: hyperclean needs it"
 
 bench: lib
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio bench
