@@ -140,12 +140,20 @@ valgrind: lib | $(C_OUT)
 ## libFuzzer on the C ABI for FUZZ_SECONDS (default 60); seeds in Tests/fuzz/corpus, new
 ## inputs in .build-fuzz/corpus, crashes in .build-fuzz/artifacts. The library is built with
 ## AddressSanitizer and libFuzzer's coverage instrumentation (-sanitize=fuzzer).
+# FUZZ_RUNS=N (with a fixed seed) makes the run reproducible, as CI wants: a timed run with
+# a random seed explores more but could fail a submission by luck of the draw.
+ifdef FUZZ_RUNS
+FUZZ_BUDGET := -runs=$(FUZZ_RUNS) -seed=1
+else
+FUZZ_BUDGET := -max_total_time=$(FUZZ_SECONDS)
+endif
+
 fuzz:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-fuzz --sanitize=address -Xswiftc -sanitize=fuzzer
 	mkdir -p .build-fuzz/c .build-fuzz/corpus .build-fuzz/artifacts
 	$(CLANG) $(SAN_CFLAGS) -D_POSIX_C_SOURCE=200809L -fuse-ld=lld -fsanitize=fuzzer Tests/fuzz/fuzz_abi.c -o $(FUZZ_BIN) \
 	  -L.build-fuzz/debug -llancbio -Wl,-rpath,$(abspath .build-fuzz/debug) -lm
-	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $(FUZZ_BUDGET) -rss_limit_mb=2048 -timeout=30 \
 	  -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ .build-fuzz/corpus Tests/fuzz/corpus
 
 clean:
