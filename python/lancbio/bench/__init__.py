@@ -56,7 +56,7 @@ def _parse(argv):
 
 def run(argv=None, echo: bool = True):
     """Runs the benchmark; returns the :class:`~lancbio.bench.report.Report`."""
-    from .measure import load_note, machine_info
+    from .measure import CpuMonitor, load_note, machine_info
     from .report import Report
     from .sections import SECTIONS, Config
 
@@ -70,19 +70,21 @@ def run(argv=None, echo: bool = True):
                                                                      (argv if argv is not None else sys.argv[1:])])
                + "`; started " + time.strftime("%Y-%m-%d %H:%M:%S") + ".")
     report.heading("Machine")
-    report.table(["", ""], machine_info())
+    report.table(["", ""], machine_info() + [("load average at start", load_note())])
     results: dict = {}
+    whole = CpuMonitor()
     for number in args.sections:
         t = time.perf_counter()
+        monitor = CpuMonitor()
         SECTIONS[number](report, cfg, results)
-        report.add(f"(section {number}: {time.perf_counter() - t:.0f} s; load average {load_note()})")
+        report.add(f"(section {number}: {time.perf_counter() - t:.0f} s; {monitor.note()})")
     report.heading("Targets")
     if report.targets:
         report.table(["target", "verdict", "measured"],
                      [[t.name, t.verdict, t.measured + (f" ({t.note})" if t.note else "")] for t in report.targets])
     else:
         report.add("No target belongs to the sections run.")
-    report.add(f"Total time: {time.perf_counter() - started:.0f} s; load average at the end: {load_note()}.")
+    report.add(f"Total time: {time.perf_counter() - started:.0f} s; during the run {whole.note()}.")
     report.results = results
     if args.output:
         with open(args.output, "w") as f:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["load_note", "Stats", "stats", "fmt_time", "fmt_ratio", "stream_rate", "machine_info", "blas_info",
+__all__ = ["CpuMonitor", "load_note", "Stats", "stats", "fmt_time", "fmt_ratio", "stream_rate", "machine_info", "blas_info",
            "single_thread_blas", "rel_diff"]
 
 clock = time.perf_counter
@@ -158,6 +158,50 @@ def _numpy_blas_config() -> str:
         return "unknown"
 
 
+class CpuMonitor:
+    """CPU time used by *other* processes while it runs (from /proc/stat, minus this
+    process's own user + system time, its finished children included), in cores on
+    average: 0 on a quiet machine, up to the number of cores when others saturate it."""
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self) -> None:
+        self._busy0, self._own0, self._wall0 = self._busy(), self._own(), clock()
+
+    def others(self) -> float:
+        """Average number of cores other processes kept busy since start()."""
+        busy = self._busy()
+        wall = clock() - self._wall0
+        if busy is None or self._busy0 is None or wall <= 0:
+            return float("nan")
+        return max(0.0, (busy - self._busy0 - (self._own() - self._own0)) / wall)
+
+    def note(self) -> str:
+        x = self.others()
+        if x != x:
+            return "CPU use of other processes unknown"
+        text = f"other processes used {x:.2f} cores on average"
+        if x > 0.2:
+            text += " (timings disturbed; (b) with 2 BLAS threads suffers most)"
+        return text
+
+
 def load_note() -> str:
     """The 1-minute load average, with a warning when other work shares the cores."""
     try:
@@ -165,9 +209,9 @@ def load_note() -> str:
     except OSError:
         return "unknown"
     cores = os.cpu_count() or 1
-    note = f"{load:.2f} (1 min)"
+    note = f"{load:.2f} (1-minute average before the run, {cores} cores)"
     if load > 0.5:
-        note += f" -- other processes were using the CPU ({cores} cores): timings are noisier"
+        note += ": the machine was not idle"
     return note
 
 
@@ -202,5 +246,4 @@ def machine_info() -> list[tuple[str, str]]:
         rows.append(("WARNING", f"OPENBLAS_CORETYPE={core} OPENBLAS_L2_SIZE={l2} are set: numpy's OpenBLAS runs "
                                 "an older kernel; unset both in the benchmark command for a fair comparison"))
     rows.append(("lancbio", f"{lancbio.__version__}, {lancbio.library_path}"))
-    rows.append(("load average at start", load_note()))
     return rows

@@ -26,7 +26,8 @@ is what makes them valid references.
 
 :class:`ReferenceBilevel` is the outer loop of ALGORITHMS.md section 2 in numpy around
 :class:`CarefulLanczos`, in the same order of operations as the library's
-``BilevelOptimizer`` (so the iterates agree to rounding).
+``BilevelOptimizer`` and with the library's default orthogonality safeguard (restart a
+cycle early when max_i |q_i . q_(j+1)| > 1e-2), so the iterates agree to rounding.
 """
 
 from __future__ import annotations
@@ -149,8 +150,17 @@ class CarefulLanczos:
     storage, the small system in float64 like the library. Breakdown and a zero residual
     at restart are handled as the library handles them (ALGORITHMS.md section 3)."""
 
-    def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, dtype=np.float64):
+    def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, dtype=np.float64,
+                 orthogonality_tol=math.inf):
         self.n = n
+        # The library's safeguard (DynamicLanczos(orthogonality_tol=...)): when the new basis
+        # vector has lost orthogonality, max_i |q_i . q_(j+1)| > tol, the next step restarts.
+        # Off (inf) by default here, as in ALGORITHMS.md section 3; Q^T r and Q^T q_(j+1)
+        # then come from one two-column product, one pass over the basis like the library's.
+        self.orthogonality_tol = float(orthogonality_tol)
+        self._rz = (np.zeros((n, 2), dtype=dtype, order="F") if math.isfinite(self.orthogonality_tol)
+                    else None)
+        self.orthogonality_restarts = 0
         self.dtype = np.dtype(dtype)
         self.m_max, self.growth, self.grow_every = m_max, growth, grow_every
         self.period = m0
@@ -230,9 +240,18 @@ class CarefulLanczos:
         self.alpha[c] = a
         self.beta[c] = 0.0 if breakdown else bn
         jj = c + 1
+        lost = False
         if self._restart:
             rhs = np.zeros(1)
             rhs[0] = self._rho
+        elif self._rz is not None and not breakdown:
+            rz = self._rz
+            np.subtract(self._b, self.w, out=rz[:, 0])
+            np.copyto(rz[:, 1], Q[:, c + 1])
+            both = np.asarray(Q[:, :jj].T @ rz, dtype=np.float64)
+            rhs = np.ascontiguousarray(both[:, 0])
+            lost = not (float(np.max(np.abs(both[:, 1]))) <= self.orthogonality_tol)
+            self.orthogonality_restarts += lost
         else:
             np.subtract(self._b, self.w, out=self.r)
             rhs = np.asarray(Q[:, :jj].T @ self.r, dtype=np.float64)
@@ -242,7 +261,7 @@ class CarefulLanczos:
         v += self.vbar
         self._pending, self.v = self.v, v
         self.j = jj
-        self.must_restart = breakdown
+        self.must_restart = breakdown or lost
         self._finish(self._restart)
         return None
 
@@ -266,12 +285,13 @@ class ReferenceBilevel:
     with the operations in the order of the library's BilevelOptimizer (float64)."""
 
     def __init__(self, problem, x0, y0, lr_x, lr_y, inner_steps=5, m0=1, m_max=80, growth=1.1,
-                 grow_every=20):
+                 grow_every=20, orthogonality_tol=1e-2):
         self.p = problem
         self.x = np.array(x0, dtype=np.float64)
         self.y = np.array(y0, dtype=np.float64)
         self.lr_x, self.lr_y, self.inner_steps = float(lr_x), float(lr_y), int(inner_steps)
-        self.est = CarefulLanczos(len(self.y), m0=m0, m_max=m_max, growth=growth, grow_every=grow_every)
+        self.est = CarefulLanczos(len(self.y), m0=m0, m_max=m_max, growth=growth, grow_every=grow_every,
+                                  orthogonality_tol=orthogonality_tol)
 
     def step(self):
         p, x, theta = self.p, self.x, self.lr_y

@@ -16,7 +16,7 @@ import numpy as np
 import lancbio
 from lancbio import _ffi
 
-from .measure import clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
+from .measure import CpuMonitor, clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
 from .reference import CarefulLanczos, ReferenceBilevel, ResearchLanczos
 
 AGREE = 1e-8  # relative agreement required between implementations of the same mathematics
@@ -284,7 +284,10 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                f"max(3, repeats - 2) at 1e6; --repeats = {cfg.repeats}); median [min, max]. "
                "(c) is the time to read 2 n j 8 bytes (Q^T r and Q s) at the streaming rate measured in the "
                "same round on a buffer of the basis' size (best of numpy sum / copyto, one thread). "
-               "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included).")
+               "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included). lancbio runs with its "
+               "defaults, which add an orthogonality check (Q^T q_(j+1), fused into the Q^T r pass: compute, "
+               "not memory traffic) that (a) and (b) do not make; it restarts a cycle early only when "
+               "orthogonality is lost, which would show below as a cycle ending short of dimension j.")
     report.add("")
     have_limiter = single_thread_blas() is not None
     rows, ratio_rows = [], []
@@ -298,8 +301,10 @@ def section_steps(report, cfg: Config, results: dict) -> None:
             stream_buffer = np.ones(n * j)
             cycles = _cycles(cfg.repeats, n)
             started = clock()
+            monitor = CpuMonitor()
             times, bounds, rates, agreement, dims = measure_steps(impls, n, j, np.float64, cycles,
                                                                   stream_buffer)
+            others = monitor.others()
             _progress(f"section 1: n = {n}, j = {j} took {clock() - started:.1f} s")
             for impl in impls:
                 impl.close()
@@ -309,10 +314,12 @@ def section_steps(report, cfg: Config, results: dict) -> None:
             bound = stats(bounds)
             lanc = st["lancbio"].median
             key = (n, j)
+            careful1 = st["(b) careful numpy, 1 BLAS thread"].median if have_limiter else float("nan")
             results.setdefault("steps", {})[key] = dict(
                 lancbio=lanc, raw=st["lancbio raw ctypes"].median, research=st["(a) research numpy"].median,
-                careful=st["(b) careful numpy"].median,
-                careful1=st["(b) careful numpy, 1 BLAS thread"].median if have_limiter else float("nan"),
+                careful=st["(b) careful numpy"].median, careful1=careful1,
+                careful_best=min(st["(b) careful numpy"].median, careful1) if have_limiter
+                else st["(b) careful numpy"].median, others=others,
                 bound=bound.median, agreement=max(agreement.values()), dims=dims,
                 read=stats(rates[0]).median, copy=stats(rates[1]).median)
             r = results["steps"][key]
@@ -326,20 +333,23 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                                f"{100 * r['bound'] / lanc:.0f}%", f"{100 * r['bound'] / r['raw']:.0f}%",
                                fmt_ratio(r["research"] / r["bound"]), fmt_ratio(r["careful"] / r["bound"]),
                                f"{r['agreement']:.1e} {'ok' if r['agreement'] < AGREE else 'DIFFERENT'}"
-                               + ("" if dim_ok else " (a cycle ended below dimension j)")])
+                               + ("" if dim_ok else " (a cycle ended below dimension j)"), f"{others:.2f}"])
     report.table(["n", "j", "cycles", "lancbio", "lancbio raw ctypes", "(a) research numpy", "(b) careful numpy",
                   "(b) 1 BLAS thread", "(c) bound", "stream GB/s read/copy"], rows)
     report.add("Ratios of medians (> 1: lancbio faster); \"% of bound\" = (c) / lancbio time; (a)/(c) and "
                "(b)/(c) are the largest speed-ups over (a) and (b) that an implementation running at the "
-               "bound (c) could show.")
+               "bound (c) could show; \"others' CPU\" = cores kept busy by other processes during the row "
+               "(0 on an idle machine).")
     report.add("")
     report.table(["n", "j", "(a)/lancbio", "(b)/lancbio", "(b 1 thread)/lancbio", "(b)/raw", "% of bound",
-                  "raw % of bound", "(a)/(c)", "(b)/(c)", "agreement (max over impls)"], ratio_rows)
+                  "raw % of bound", "(a)/(c)", "(b)/(c)", "agreement (max over impls)",
+                  "others' CPU (cores)"], ratio_rows)
     _step_targets(report, results.get("steps", {}))
 
 
 def _step_targets(report, steps) -> None:
-    report.add("Targets (lancbio = the Python API, begin + resume):")
+    report.add("Targets (lancbio = the Python API, begin + resume; (b) = the faster of its 2-thread and "
+               "1-thread runs at each size, the stronger reference):")
     report.add("")
     key = (10**5, 40)
     if key in steps:
@@ -352,15 +362,18 @@ def _step_targets(report, steps) -> None:
     else:
         report.target("step >= 5x faster than (a) at n = 1e5, j = 40", "not measured", None)
     if steps:
-        worst = min(steps, key=lambda k: steps[k]["careful"] / steps[k]["lancbio"])
-        ratio = steps[worst]["careful"] / steps[worst]["lancbio"]
+        worst = min(steps, key=lambda k: steps[k]["careful_best"] / steps[k]["lancbio"])
+        ratio = steps[worst]["careful_best"] / steps[worst]["lancbio"]
+        wins = sum(1 for v in steps.values() if v["careful_best"] >= v["lancbio"])
         report.target("never slower than (b) at any measured size",
-                      f"worst (b)/lancbio = {ratio:.2f}x at n = {_n_label(worst[0])}, j = {worst[1]}", ratio >= 1)
+                      f"worst (b)/lancbio = {ratio:.2f}x at n = {_n_label(worst[0])}, j = {worst[1]}; lancbio "
+                      f"at least as fast at {wins} of {len(steps)} sizes", ratio >= 1)
         small = {k: v for k, v in steps.items() if k[0] <= 10**4}
         if small:
-            worst = min(small, key=lambda k: small[k]["careful"] / small[k]["lancbio"])
-            ratio = small[worst]["careful"] / small[worst]["lancbio"]
-            tight = {k: v["careful"] / v["bound"] for k, v in small.items() if v["careful"] / v["bound"] < 3}
+            worst = min(small, key=lambda k: small[k]["careful_best"] / small[k]["lancbio"])
+            ratio = small[worst]["careful_best"] / small[worst]["lancbio"]
+            tight = {k: v["careful_best"] / v["bound"] for k, v in small.items()
+                     if v["careful_best"] / v["bound"] < 3}
             note = ""
             if tight:
                 k = min(tight, key=tight.get)
@@ -591,7 +604,10 @@ def section_synthetic(report, cfg: Config, results: dict) -> None:
                "Lanczos (b)). Both call the same problem object through a timing proxy; \"outside\" = "
                "iteration time minus the time spent inside the problem's five functions. Iterations are "
                "run in interleaved chunks; median over iterations [min, max] (the step cost grows with j). "
-               "Agreement: ||x_lancbio - x_numpy|| / ||x_numpy|| after all iterations.")
+               "Agreement: ||x_lancbio - x_numpy|| / ||x_numpy|| after all iterations. Both use the library's "
+               "default orthogonality safeguard (restart a cycle early when max_i |q_i . q_(j+1)| > 1e-2); "
+               "when it fires is decided by rounding errors, so the iterates can only agree while it fires "
+               "at the same iterations (the last column counts the early restarts).")
     report.add("")
     rows = []
     for n, K in cfg.synthetic:
@@ -608,18 +624,22 @@ def section_synthetic(report, cfg: Config, results: dict) -> None:
         chunk = max(1, min(50, K // 4))
         done = 0
         _progress(f"section 4: n = {n}, {K} iterations each (built in {build:.1f} s)")
+        lost = 0
         while done < K:
             steps = min(chunk, K - done)
             for name, fn in (("lancbio", bil.step), ("numpy", ref.step)):
                 for _ in range(steps):
                     p0 = timed.time
                     t = clock()
-                    fn()
+                    info = fn()
                     dt = clock() - t
                     total[name].append(dt)
                     outside[name].append(dt - (timed.time - p0))
+                    if name == "lancbio":
+                        lost += bool(getattr(info.estimator, "orthogonality_restart", False))
             done += steps
         agreement = rel_diff(bil.x, ref.x)
+        ref_lost = ref.est.orthogonality_restarts
         bil.close()
         del problem, timed, bil, ref
         gc.collect()
@@ -632,9 +652,11 @@ def section_synthetic(report, cfg: Config, results: dict) -> None:
         rows.append([n, K, st["lancbio"].fmt(), st["numpy"].fmt(), fmt_ratio(st["numpy"].median / st["lancbio"].median),
                      so["lancbio"].fmt(), so["numpy"].fmt(), fmt_ratio(so["numpy"].median / so["lancbio"].median),
                      fmt_time(anchor_total) if anchor_total else "-",
-                     f"{agreement:.1e} {'ok' if agreement < AGREE else 'DIFFERENT'}"])
+                     f"{agreement:.1e} {'ok' if agreement < AGREE else 'DIFFERENT'}",
+                     f"{lost} / {ref_lost}"])
     report.table(["n", "iterations", "lancbio / iter", "numpy / iter", "numpy/lancbio", "lancbio outside",
-                  "numpy outside", "outside numpy/lancbio", "research code / iter (ANCHORS)", "agreement x"], rows)
+                  "numpy outside", "outside numpy/lancbio", "research code / iter (ANCHORS)", "agreement x",
+                  "orthogonality restarts lancbio / numpy"], rows)
     if 1000 in results.get("synthetic", {}):
         s = results["synthetic"][1000]
         report.add(f"Outside the problem's functions at n = 1000: research code 0.68 ms (ANCHORS.md) / lancbio "
@@ -652,13 +674,19 @@ def section_precision(report, cfg: Config, results: dict) -> None:
     n, j = cfg.precision_n, cfg.precision_j
     report.heading(f"5. Float32 against Float64 (n = {_n_label(n)}, j = {j})")
     report.add("The step of section 1 (lancbio Python API) in both precisions, same right-hand sides "
-               "(rounded to float32), interleaved; the careful numpy reference (b) in both precisions for "
-               f"comparison. {cfg.repeats} cycles, median [min, max]. Agreement of the float32 v with the "
+               "(rounded to float32), interleaved; the careful numpy reference (b) in both precisions (with 2 "
+               f"and 1 BLAS threads) for comparison. {cfg.repeats} cycles, median [min, max]. Agreement of the float32 v with the "
                "float64 v is reported, not required (float32 rounding).")
     report.add("")
     _progress(f"section 5: n = {n}, j = {j}")
-    impls64 = [_LancbioAPI(n, j, np.float64, name="lancbio f64"), _Careful(n, j, np.float64, name="(b) f64")]
-    impls32 = [_LancbioAPI(n, j, np.float32, name="lancbio f32"), _Careful(n, j, np.float32, name="(b) f32")]
+    one = single_thread_blas() is not None
+    impls64 = [_LancbioAPI(n, j, np.float64, name="lancbio f64")]
+    impls32 = [_LancbioAPI(n, j, np.float32, name="lancbio f32")]
+    if one:
+        impls64.append(_Careful(n, j, np.float64, single_thread=True, name="(b1) f64"))
+        impls32.append(_Careful(n, j, np.float32, single_thread=True, name="(b1) f32"))
+    impls64.append(_Careful(n, j, np.float64, name="(b) f64"))
+    impls32.append(_Careful(n, j, np.float32, name="(b) f32"))
     t64, _, _, a64, _ = measure_steps(impls64, n, j, np.float64, cfg.repeats)
     v64 = impls64[0].v
     for impl in impls64:
@@ -673,10 +701,12 @@ def section_precision(report, cfg: Config, results: dict) -> None:
     ratio = s["lancbio f64"].median / s["lancbio f32"].median
     ratio_b = s["(b) f64"].median / s["(b) f32"].median
     results["precision"] = dict(ratio=ratio, ratio_numpy=ratio_b)
-    report.table(["implementation", "float64", "float32", "f64 / f32"], [
-        ["lancbio", s["lancbio f64"].fmt(), s["lancbio f32"].fmt(), fmt_ratio(ratio)],
-        ["(b) careful numpy", s["(b) f64"].fmt(), s["(b) f32"].fmt(), fmt_ratio(ratio_b)],
-    ])
+    rows = [["lancbio", s["lancbio f64"].fmt(), s["lancbio f32"].fmt(), fmt_ratio(ratio)],
+            ["(b) careful numpy", s["(b) f64"].fmt(), s["(b) f32"].fmt(), fmt_ratio(ratio_b)]]
+    if one:
+        rows.append(["(b) careful numpy, 1 BLAS thread", s["(b1) f64"].fmt(), s["(b1) f32"].fmt(),
+                     fmt_ratio(s["(b1) f64"].median / s["(b1) f32"].median)])
+    report.table(["implementation", "float64", "float32", "f64 / f32"], rows)
     report.add(f"lancbio float32 v against float64 v: {rel_diff(v32, v64):.1e} relative; within a precision "
                f"lancbio agrees with (b) to {a64['lancbio f64']:.1e} (f64) and {a32['lancbio f32']:.1e} (f32).")
     report.add("")
