@@ -1,5 +1,18 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+/// Swift compiles for the baseline x86-64 (SSE2) unless told otherwise, which leaves the
+/// Float32 kernels and cache-resident problems compute-bound. lancbio is always built from
+/// source on the machine that runs it (make, pip), so when the building CPU has AVX2 and
+/// FMA the core targets that level (x86-64-v3, "haswell"), and the baseline otherwise.
+/// Not higher: valgrind, which `make check` runs, cannot execute AVX-512. Set
+/// LANCBIO_PORTABLE=1 when the library will be copied to machines without AVX2.
+let portable = Context.environment["LANCBIO_PORTABLE"].map { $0 != "0" && !$0.isEmpty } ?? false
+let cpuFlags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? []
+let hasAVX2 = cpuFlags.contains("avx2") && cpuFlags.contains("fma")
+let coreSettings: [SwiftSetting] = !portable && hasAVX2 ? [.unsafeFlags(["-target-cpu", "haswell"])] : []
 
 let package = Package(
     name: "lancbio",
@@ -18,7 +31,11 @@ let package = Package(
         // MARK: - Public API
         /// Estimators of A^{-1} b and the bilevel outer loop: generic over Float and Double,
         /// no Foundation, no C.
-        .target(name: "LancbioCore", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
+        .target(
+            name: "LancbioCore",
+            dependencies: [.product(name: "RealModule", package: "swift-numerics")],
+            swiftSettings: coreSettings
+        ),
         /// The hand-written C header, as a module so the exports are checked against it.
         .target(name: "CLancbio", path: "include", publicHeadersPath: "."),
 

@@ -31,6 +31,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     /// Set at creation, after a breakdown or a zero residual, and when the caller replaces
     /// the estimate: the next step restarts whatever the schedule says.
     private var mustRestart = true
+    /// Ritz values of the committed T_j: bounds for the next step's, which extends it.
+    private var committedRitz: (min: Double, max: Double)? = nil
+    private var pendingRitz = (min: 0.0, max: 0.0)
 
     // Scratch written only by a step in progress.
     private let restartFirst: UnsafeMutablePointer<T>
@@ -205,7 +208,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 Kernels.projectColumns(basis, n: n, columns: j, onto: r, coefficients: s)
             }
         }
-        let report = projected.solve(dimension: j)
+        let report = projected.solve(dimension: j, ritzBounds: pendingRestart ? nil : committedRitz)
+        pendingRitz = (report.ritzMin, report.ritzMax)
         guard report.solved else {
             throw .nonFiniteResult("the projected tridiagonal system could not be solved")
         }
@@ -269,6 +273,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         if pendingZeroResidual {
             dimension = 0
             mustRestart = true
+            committedRitz = nil
             return
         }
         if pendingRestart {
@@ -285,11 +290,13 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         alpha[dimension - 1] = pendingAlpha
         beta[dimension - 1] = pendingBeta
         mustRestart = pendingBreakdown || pendingOrthogonalityLoss
+        committedRitz = pendingRitz
     }
 
     func abandon() { phase = .idle }
 
     func reset() {
+        committedRitz = nil
         dimension = 0
         period = options.initialPeriod
         steps = 0

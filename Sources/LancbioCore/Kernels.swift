@@ -151,28 +151,25 @@ enum Kernels {
         coefficients: UnsafeMutablePointer<Double>
     ) {
         var c = 0
+        let vectorRows = n & ~3
         while c &+ 4 <= columns {
             let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
-            var b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0
+            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
             var i = 0
-            while i &+ 2 <= n {
-                let x0 = Double(r[i]), x1 = Double(r[i &+ 1])
-                a0 += Double(q0[i]) * x0; b0 += Double(q0[i &+ 1]) * x1
-                a1 += Double(q1[i]) * x0; b1 += Double(q1[i &+ 1]) * x1
-                a2 += Double(q2[i]) * x0; b2 += Double(q2[i &+ 1]) * x1
-                a3 += Double(q3[i]) * x0; b3 += Double(q3[i &+ 1]) * x1
-                i &+= 2
+            while i < vectorRows {
+                let x = load4(r, i)
+                a0 += load4(q0, i) * x; a1 += load4(q1, i) * x
+                a2 += load4(q2, i) * x; a3 += load4(q3, i) * x
+                i &+= 4
             }
-            if i < n {
-                let x0 = Double(r[i])
-                a0 += Double(q0[i]) * x0; a1 += Double(q1[i]) * x0
-                a2 += Double(q2[i]) * x0; a3 += Double(q3[i]) * x0
+            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
+            while i < n {
+                let x = Double(r[i])
+                s0 += Double(q0[i]) * x; s1 += Double(q1[i]) * x
+                s2 += Double(q2[i]) * x; s3 += Double(q3[i]) * x
+                i &+= 1
             }
-            coefficients[c] = a0 + b0
-            coefficients[c &+ 1] = a1 + b1
-            coefficients[c &+ 2] = a2 + b2
-            coefficients[c &+ 3] = a3 + b3
+            coefficients[c] = s0; coefficients[c &+ 1] = s1; coefficients[c &+ 2] = s2; coefficients[c &+ 3] = s3
             c &+= 4
         }
         while c < columns {
@@ -190,18 +187,30 @@ enum Kernels {
         coefficients: UnsafeMutablePointer<Double>, zCoefficients: UnsafeMutablePointer<Double>
     ) {
         var c = 0
+        let vectorRows = n & ~3
         while c &+ 4 <= columns {
             let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
-            var b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0
-            for i in 0..<n {
-                let x = Double(r[i]), y = Double(z[i])
-                let p0 = Double(q0[i]), p1 = Double(q1[i]), p2 = Double(q2[i]), p3 = Double(q3[i])
+            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
+            var b0 = SIMD4<Double>(), b1 = SIMD4<Double>(), b2 = SIMD4<Double>(), b3 = SIMD4<Double>()
+            var i = 0
+            while i < vectorRows {
+                let x = load4(r, i), y = load4(z, i)
+                let p0 = load4(q0, i), p1 = load4(q1, i), p2 = load4(q2, i), p3 = load4(q3, i)
                 a0 += p0 * x; a1 += p1 * x; a2 += p2 * x; a3 += p3 * x
                 b0 += p0 * y; b1 += p1 * y; b2 += p2 * y; b3 += p3 * y
+                i &+= 4
             }
-            coefficients[c] = a0; coefficients[c &+ 1] = a1; coefficients[c &+ 2] = a2; coefficients[c &+ 3] = a3
-            zCoefficients[c] = b0; zCoefficients[c &+ 1] = b1; zCoefficients[c &+ 2] = b2; zCoefficients[c &+ 3] = b3
+            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
+            var t0 = total(b0), t1 = total(b1), t2 = total(b2), t3 = total(b3)
+            while i < n {
+                let x = Double(r[i]), y = Double(z[i])
+                let p0 = Double(q0[i]), p1 = Double(q1[i]), p2 = Double(q2[i]), p3 = Double(q3[i])
+                s0 += p0 * x; s1 += p1 * x; s2 += p2 * x; s3 += p3 * x
+                t0 += p0 * y; t1 += p1 * y; t2 += p2 * y; t3 += p3 * y
+                i &+= 1
+            }
+            coefficients[c] = s0; coefficients[c &+ 1] = s1; coefficients[c &+ 2] = s2; coefficients[c &+ 3] = s3
+            zCoefficients[c] = t0; zCoefficients[c &+ 1] = t1; zCoefficients[c &+ 2] = t2; zCoefficients[c &+ 3] = t3
             c &+= 4
         }
         while c < columns {
@@ -240,17 +249,34 @@ enum Kernels {
                 let a4 = coefficients[c &+ 4], a5 = coefficients[c &+ 5], a6 = coefficients[c &+ 6], a7 = coefficients[c &+ 7]
                 let q0 = basis + (c &* n &+ start), q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
                 let q4 = q3 + n, q5 = q4 + n, q6 = q5 + n, q7 = q6 + n
-                for t in 0..<rows {
+                let vectorRows = rows & ~3
+                var t = 0
+                while t < vectorRows {
+                    let partial = (a0 * load4(q0, t) + a1 * load4(q1, t) + a2 * load4(q2, t) + a3 * load4(q3, t))
+                        + (a4 * load4(q4, t) + a5 * load4(q5, t) + a6 * load4(q6, t) + a7 * load4(q7, t))
+                    store4(load4(scratch, t) + partial, scratch, t)
+                    t &+= 4
+                }
+                while t < rows {
                     scratch[t] += (a0 * Double(q0[t]) + a1 * Double(q1[t]) + a2 * Double(q2[t]) + a3 * Double(q3[t]))
                         + (a4 * Double(q4[t]) + a5 * Double(q5[t]) + a6 * Double(q6[t]) + a7 * Double(q7[t]))
+                    t &+= 1
                 }
                 c &+= 8
             }
             while c &+ 4 <= columns {
                 let a0 = coefficients[c], a1 = coefficients[c &+ 1], a2 = coefficients[c &+ 2], a3 = coefficients[c &+ 3]
                 let q0 = basis + (c &* n &+ start), q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-                for t in 0..<rows {
+                let vectorRows = rows & ~3
+                var t = 0
+                while t < vectorRows {
+                    let partial = a0 * load4(q0, t) + a1 * load4(q1, t) + a2 * load4(q2, t) + a3 * load4(q3, t)
+                    store4(load4(scratch, t) + partial, scratch, t)
+                    t &+= 4
+                }
+                while t < rows {
                     scratch[t] += a0 * Double(q0[t]) + a1 * Double(q1[t]) + a2 * Double(q2[t]) + a3 * Double(q3[t])
+                    t &+= 1
                 }
                 c &+= 4
             }

@@ -1,10 +1,10 @@
 /// The small symmetric tridiagonal system T s = c of a subspace method, with storage for
 /// up to `capacity` unknowns allocated once.
 ///
-/// Solving also yields T's eigenvalues (the Ritz values: free estimates of A's extreme
-/// eigenvalues), which decide how to solve: a pivoted LU solve when T is nonsingular
-/// (indefinite T is fine), the minimum-norm least-squares solution when an eigenvalue is
-/// below `dimension * ulp * max|eigenvalue|`.
+/// Solving also yields T's extreme eigenvalues (the Ritz values: cheap estimates of A's
+/// extreme eigenvalues). A pivoted LU solve handles nonsingular T (indefinite T is fine);
+/// the minimum-norm least-squares solution replaces it when T is singular to working
+/// precision.
 final class ProjectedSystem {
     let capacity: Int
     /// Diagonal of T (count `capacity`), filled by the caller.
@@ -13,7 +13,6 @@ final class ProjectedSystem {
     let offDiagonal: UnsafeMutablePointer<Double>
     /// Right-hand side c on entry to `solve`, the solution s after it.
     let solution: UnsafeMutablePointer<Double>
-    private let eigenvalues: UnsafeMutablePointer<Double>
     /// c kept for the least-squares fallback, since the LU solve overwrites `solution`.
     private let rhsCopy: UnsafeMutablePointer<Double>
     private let workspace: UnsafeMutablePointer<Double>
@@ -24,7 +23,6 @@ final class ProjectedSystem {
         diagonal = .allocate(zeroed: capacity)
         offDiagonal = .allocate(zeroed: capacity)
         solution = .allocate(zeroed: capacity)
-        eigenvalues = .allocate(zeroed: capacity)
         rhsCopy = .allocate(zeroed: capacity)
         workspaceCount = capacity * capacity + 4 * capacity
         workspace = .allocate(zeroed: workspaceCount)
@@ -32,7 +30,7 @@ final class ProjectedSystem {
 
     deinit {
         diagonal.deallocate(); offDiagonal.deallocate(); solution.deallocate()
-        eigenvalues.deallocate(); rhsCopy.deallocate(); workspace.deallocate()
+        rhsCopy.deallocate(); workspace.deallocate()
     }
 
     /// What `solve` found.
@@ -47,32 +45,31 @@ final class ProjectedSystem {
     }
 
     /// Solves the leading `dimension` x `dimension` system in place.
-    func solve(dimension j: Int) -> Report {
+    ///
+    /// The extreme Ritz values come from Sturm-count bisection (O(j) per pass); the solve
+    /// is a pivoted LU (LAPACK gtsv's scheme), whose pivots also reveal singularity: when
+    /// the smallest pivot falls below j * ulp * max|pivot|, the minimum-norm least-squares
+    /// solution from the full eigendecomposition replaces it (the only O(j^2) path).
+    func solve(dimension j: Int, ritzBounds: (min: Double, max: Double)? = nil) -> Report {
         var report = Report()
         let d = UnsafeBufferPointer(start: diagonal, count: j)
         let e = UnsafeBufferPointer(start: offDiagonal, count: max(j - 1, 0))
         let work = UnsafeMutableBufferPointer(start: workspace, count: workspaceCount)
         guard Kernels.allFinite(diagonal, j), Kernels.allFinite(offDiagonal, max(j - 1, 0)),
               Kernels.allFinite(solution, j),
-              symmetricTridiagonalEigen(diagonal: d, offDiagonal: e,
-                                        eigenvalues: UnsafeMutableBufferPointer(start: eigenvalues, count: j),
-                                        eigenvectors: nil, workspace: work)
+              let extremes = symmetricTridiagonalExtremeEigenvalues(diagonal: d, offDiagonal: e, workspace: work,
+                                                                    bounds: ritzBounds)
         else {
             report.solved = false
             return report
         }
-        report.ritzMin = eigenvalues[0]
-        report.ritzMax = eigenvalues[j - 1]
-        report.indefinite = report.ritzMin <= 0
-        let largest = max(report.ritzMin.magnitude, report.ritzMax.magnitude)
-        var smallest = Double.infinity
-        for i in 0..<j { smallest = min(smallest, eigenvalues[i].magnitude) }
-        let cutoff = Double(j) * Double.ulpOfOne * largest
+        report.ritzMin = extremes.min
+        report.ritzMax = extremes.max
+        report.indefinite = symmetricTridiagonalHasNonPositiveEigenvalue(diagonal: d, squares: UnsafePointer(workspace))
         let rhs = UnsafeMutableBufferPointer(start: solution, count: j)
         rhsCopy.update(from: solution, count: j)
-        if smallest > cutoff,
-           case .solved = solveSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: work),
-           Kernels.allFinite(solution, j) {
+        if case .solved(let growth) = solveSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: work),
+           growth > Double(j) * Double.ulpOfOne, Kernels.allFinite(solution, j) {
             return report
         }
         report.singular = true
