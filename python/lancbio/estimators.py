@@ -155,6 +155,10 @@ class _Estimator:
         # Bound now: module globals may already be gone when __del__ runs at shutdown.
         self._destroy = lib.lancbio_estimator_destroy
         self._info = None
+        # "struct": _info_struct holds the last step's info, converted on first access;
+        # "library": fetch it from the library first (reverse communication). Converting on
+        # every step would cost more than a small step itself.
+        self._info_pending = None
         self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
         self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
@@ -170,6 +174,11 @@ class _Estimator:
             raise _ffi.error_for(status, f"{type(self).__name__}({self._describe()}) was rejected; "
                                          f"valid values: {self._ranges}")
         self._handle = handle
+        # One request buffer for reverse communication, handed out as a read-only view.
+        self._request = np.empty(self._n, dtype=self._dtype)
+        self._request_ptr = self._as_ptr(self._request)
+        self._request_view = self._request.view()
+        self._request_view.flags.writeable = False
         # slot = [operator of the running step, its exception, running]
         self._slot = [None, None, False]
         self._callback = _make_trampoline(self._n, self._dtype, ctype, self._slot)
@@ -221,6 +230,14 @@ class _Estimator:
         handle = self._live()
         _ffi._check(self._set_v_fn(handle, self._as_ptr(v), self._n), handle)
 
+    def _ensure_info(self) -> None:
+        pending, self._info_pending = self._info_pending, None
+        if pending == "library":
+            handle = self._live()
+            _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
+        if pending is not None:
+            self._info = StepInfo._from_struct(self._info_struct)
+
     def _load_info(self, handle) -> None:
         _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
         self._info = StepInfo._from_struct(self._info_struct)
@@ -261,7 +278,7 @@ class _Estimator:
         if status == _ffi.ERR_CALLBACK and error is not None:
             raise error
         _ffi._check(status, handle)
-        self._info = StepInfo._from_struct(self._info_struct)
+        self._info_pending = "struct"
         return v
 
     def begin(self, b: np.ndarray):
@@ -271,17 +288,18 @@ class _Estimator:
             b: right-hand side, as for :meth:`step`.
 
         Returns:
-            The vector x (new array, shape (n,), the estimator's dtype) whose product
-            A x must be passed to :meth:`resume`, or None if the step finished without
-            any product (then ``v`` and ``info`` are updated).
+            The vector x (shape (n,), the estimator's dtype) whose product A x must be
+            passed to :meth:`resume`, or None if the step finished without any product
+            (then ``v`` and ``info`` are updated). x is a read-only view of the
+            estimator's request buffer, valid until the next call: copy it to keep it
+            (reusing one buffer keeps a round trip allocation-free).
         """
         handle = self._live()
         b = self._vector(b, "b")
-        request = np.empty(self._n, dtype=self._dtype)
-        status = _ffi._check(self._begin_fn(handle, self._as_ptr(b), self._as_ptr(request), self._n), handle)
+        status = _ffi._check(self._begin_fn(handle, self._as_ptr(b), self._request_ptr, self._n), handle)
         if status == _ffi.NEED_PRODUCT:
-            return request
-        self._load_info(handle)
+            return self._request_view
+        self._info_pending = "library"
         return None
 
     def resume(self, product):
@@ -293,17 +311,17 @@ class _Estimator:
                 leaves the step in progress (call resume again, or cancel).
 
         Returns:
-            The next vector x to multiply, or None when the step is complete (then ``v``
-            and ``info`` hold its result). On a library error the step is abandoned and
+            The next vector x to multiply (the same read-only view as :meth:`begin`
+            returns, refilled), or None when the step is complete (then ``v`` and
+            ``info`` hold its result). On a library error the step is abandoned and
             the estimator is as before :meth:`begin`.
         """
         handle = self._live()
         product = self._product(product)
-        request = np.empty(self._n, dtype=self._dtype)
-        status = _ffi._check(self._resume_fn(handle, self._as_ptr(product), self._as_ptr(request), self._n), handle)
+        status = _ffi._check(self._resume_fn(handle, self._as_ptr(product), self._request_ptr, self._n), handle)
         if status == _ffi.NEED_PRODUCT:
-            return request
-        self._load_info(handle)
+            return self._request_view
+        self._info_pending = "library"
         return None
 
     def cancel(self) -> None:
@@ -316,6 +334,7 @@ class _Estimator:
         handle = self._live()
         _ffi._check(lib.lancbio_estimator_reset(handle), handle)
         self._info = None
+        self._info_pending = None
         if self._v0 is not None:
             self._set_v(self._v0)
 
@@ -341,27 +360,32 @@ class _Estimator:
     @property
     def info(self) -> StepInfo | None:
         """Diagnostics of the last completed step; None before any step or after reset."""
+        self._ensure_info()
         return self._info
 
     @property
     def hvp_count(self) -> int:
         """Operator products used since creation or the last reset."""
-        return self._info.total_products if self._info is not None else 0
+        info = self.info
+        return info.total_products if info is not None else 0
 
     @property
     def dim(self) -> int:
         """Subspace dimension after the last step (Lanczos j, SubBiO 1 or 2; else 0)."""
-        return self._info.dimension if self._info is not None else 0
+        info = self.info
+        return info.dimension if info is not None else 0
 
     @property
     def period(self) -> int:
         """Lanczos restart period m in force at the last step (else 0)."""
-        return self._info.period if self._info is not None else 0
+        info = self.info
+        return info.period if info is not None else 0
 
     @property
     def restarts(self) -> int:
         """Lanczos restarts since creation or reset, as of the last step (else 0)."""
-        return self._info.restarts if self._info is not None else 0
+        info = self.info
+        return info.restarts if info is not None else 0
 
     @property
     def closed(self) -> bool:
