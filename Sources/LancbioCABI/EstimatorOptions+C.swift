@@ -28,8 +28,11 @@ extension lancbio_estimator_options_t {
 
     /// Reads a caller's options struct, honouring its struct_size.
     static func read(_ pointer: UnsafePointer<lancbio_estimator_options_t>) throws(CFailure) -> lancbio_estimator_options_t {
-        // Defaults first, for the fields an older caller's struct does not reach.
-        let method = UnsafeRawPointer(pointer).loadUnaligned(fromByteOffset: 8, as: Int32.self)
+        // Defaults first, for the fields an older caller's struct does not reach; the
+        // method is read only once struct_size shows it is there.
+        let raw = UnsafeRawPointer(pointer)
+        let size = raw.loadUnaligned(as: Int64.self)
+        let method = size >= 12 ? raw.loadUnaligned(fromByteOffset: 8, as: Int32.self) : LANCBIO_METHOD_CG
         var options = lancbio_estimator_options_t.defaults(method: method)
         try readVersionedStruct(UnsafeRawPointer(pointer), into: &options, name: "options")
         return options

@@ -132,7 +132,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         var progress = try estimator.beginDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy))
         do {
             while progress == .needsProduct {
-                try hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
+                try estimator.duringProductCallback {
+                    try hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
+                }
                 progress = try estimator.resume()
             }
             let v = UnsafeBufferPointer(start: estimator.pendingEstimate, count: dy)
@@ -150,7 +152,8 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let hypergradientNorm = Kernels.norm(candidate, dx)
         var overflow = !hypergradientNorm.isFinite
         if !overflow {
-            for i in 0..<dx where !(Double(xp[i]) - lambda * Double(candidate[i])).isFinite { overflow = true; break }
+            // Checked in T: a Double that is finite can still overflow Float on the store.
+            for i in 0..<dx where !T(Double(xp[i]) - lambda * Double(candidate[i])).isFinite { overflow = true; break }
         }
         guard !overflow else {
             estimator.cancel()

@@ -80,8 +80,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
     }
 
-    /// Bytes the estimator allocates at creation (vectors of n values; the Lanczos basis
-    /// dominates with m_max + 1 of them), or nil when that overflows or exceeds 2^46 bytes.
+    /// Bytes the estimator allocates at creation (vectors of n values, the Lanczos basis
+    /// dominating with m_max + 1 of them, plus the small projected system), or nil when
+    /// that overflows or exceeds 2^46 bytes.
     /// Hosts that must not abort on allocation failure can try this much first.
     public static func requiredBytes(n: Int, method: EstimatorMethod) -> Int? {
         let vectors: Int
@@ -95,7 +96,11 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
         let (elements, overflow) = n.multipliedReportingOverflow(by: vectors)
         guard !overflow, elements <= (1 << 46) / MemoryLayout<T>.stride else { return nil }
-        return elements * MemoryLayout<T>.stride
+        // The small projected system: (m_max + 1)^2 + 9 (m_max + 1) doubles for Lanczos
+        // (its least-squares fallback needs the full eigenvector matrix), a few for SubBiO.
+        var small = 2 * 2 + 9 * 2
+        if case .dynamicLanczos(let o) = method { small = (o.maxPeriod + 1) * (o.maxPeriod + 1) + 9 * (o.maxPeriod + 1) }
+        return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
     }
 
     // MARK: Estimate and state
@@ -274,6 +279,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// `pendingEstimate` until `commitDeferred()` publishes it or `cancel()` discards it.
     func beginDeferred(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
         try start(rhs: b, deferred: true)
+    }
+
+    /// Runs a product closure of a deferred step: calls into this estimator from inside it
+    /// are rejected, as they are for `step`.
+    func duringProductCallback<R>(_ body: () throws -> R) rethrows -> R {
+        insideProductCallback = true
+        defer { insideProductCallback = false }
+        return try body()
     }
 
     /// The estimate of a finished deferred step.

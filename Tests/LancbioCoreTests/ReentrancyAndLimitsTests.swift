@@ -81,3 +81,51 @@ struct ReentrancyAndLimitsTests {
         #expect(scratchX == [1, 1, 1, 1, 1])
     }
 }
+
+@Suite("Review findings")
+struct ReviewFindingsTests {
+    @Test("requiredBytes counts the projected system: (m_max + 1)^2 doubles dominate at small n")
+    func requiredBytesCountsTheSmallSystem() {
+        let bytes = Estimator<Double>.requiredBytes(n: 1, method: .dynamicLanczos(LanczosOptions(maxPeriod: 4096)))!
+        #expect(bytes >= 4097 * 4097 * 8)
+    }
+
+    @Test("a Float bilevel step whose x overflows Float fails instead of storing infinity")
+    func floatOverflowIsAnError() throws {
+        let optimizer = try BilevelOptimizer<Float>(dx: 1, dy: 1, options: BilevelOptions(lrX: 1, lrY: 0.1, innerSteps: 0),
+                                                    method: .gradientDescent(stepSize: 0.1, steps: 1))
+        var x: [Float] = [3e38], y: [Float] = [0]
+        let problem = BilevelProblem<Float>(
+            gradYG: { _, _, out in out[0] = 0 }, gradXF: { _, _, out in out[0] = -2e38 },
+            gradYF: { _, _, out in out[0] = 0 }, hvpYY: { _, _, v, out in out[0] = v[0] },
+            jvpXY: { _, _, _, out in out[0] = 0 })
+        #expect(throws: EstimatorError.self) {
+            _ = try x.withUnsafeMutableBufferPointer { xp in
+                try y.withUnsafeMutableBufferPointer { yp in try optimizer.step(x: xp, y: yp, problem: problem) }
+            }
+        }
+        #expect(x == [3e38] && optimizer.iterations == 0)
+    }
+
+    @Test("resetting the optimizer's estimator from inside its HVP is rejected and the step completes unaffected")
+    func estimatorResetInsideBilevelHVP() throws {
+        let q = QuadraticBilevel(n: 4, seed: 210)
+        let optimizer = try BilevelOptimizer<Double>(dx: 4, dy: 4, options: BilevelOptions(lrX: 0.1, lrY: 0.1),
+                                                     method: .conjugateGradient(maxIterations: 3, tolerance: 0))
+        var problem = q.closures(.init())
+        var x = [1.0, 2, 3, 4], y = [0.0, 0, 0, 0]
+        _ = try BilevelOptimizerTests.run(optimizer, problem, x: &x, y: &y)
+        let (xBefore, yBefore, vBefore) = (x, y, estimate(optimizer.estimator))
+        let hvp = problem.hvpYY
+        var rejected = false
+        problem.hvpYY = { x, y, v, out in
+            do { try optimizer.estimator.reset() } catch { rejected = true }
+            try hvp(x, y, v, out)
+        }
+        _ = try BilevelOptimizerTests.run(optimizer, problem, x: &x, y: &y)
+        #expect(rejected)
+        #expect(x != xBefore && y != yBefore)            // the step itself went on and completed
+        #expect(estimate(optimizer.estimator) != vBefore)
+        #expect(optimizer.iterations == 2)
+    }
+}
