@@ -31,25 +31,6 @@ enum Kernels {
         return (s0 + s1) + (s2 + s3)
     }
 
-    /// sum_i x_i * y_i with y already in Double (a block scratch).
-    @inlinable
-    static func dot<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<Double>, _ n: Int) -> Double {
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-        var i = 0
-        while i &+ 4 <= n {
-            s0 += Double(x[i]) * y[i]
-            s1 += Double(x[i &+ 1]) * y[i &+ 1]
-            s2 += Double(x[i &+ 2]) * y[i &+ 2]
-            s3 += Double(x[i &+ 3]) * y[i &+ 3]
-            i &+= 4
-        }
-        while i < n {
-            s0 += Double(x[i]) * y[i]
-            i &+= 1
-        }
-        return (s0 + s1) + (s2 + s3)
-    }
-
     /// Euclidean norm without spurious overflow or underflow.
     ///
     /// The fast path squares and sums in Double. Only when that sum is not safely inside the
