@@ -84,7 +84,12 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// dominating with m_max + 1 of them, plus the small projected system), or nil when
     /// that overflows or exceeds 2^46 bytes.
     /// Hosts that must not abort on allocation failure can try this much first.
+    ///
+    /// Options the estimator would reject count as 0 bytes: creation then fails with the
+    /// precise reason rather than an allocation error. Caller-controlled sizes are never
+    /// multiplied unchecked, here least of all, since hosts call this before creating.
     public static func requiredBytes(n: Int, method: EstimatorMethod) -> Int? {
+        guard n >= 1, (try? method.validate()) != nil else { return 0 }
         let vectors: Int
         switch method {
         case .dynamicLanczos(let o): vectors = o.maxPeriod + 1 + 5 + 4
@@ -99,7 +104,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         // The small projected system: (m_max + 1)^2 + 9 (m_max + 1) doubles for Lanczos
         // (its least-squares fallback needs the full eigenvector matrix), a few for SubBiO.
         var small = 2 * 2 + 9 * 2
-        if case .dynamicLanczos(let o) = method { small = (o.maxPeriod + 1) * (o.maxPeriod + 1) + 9 * (o.maxPeriod + 1) }
+        if case .dynamicLanczos(let o) = method {
+            let c = o.maxPeriod + 1   // validated: at most 4097
+            small = c * c + 9 * c
+        }
         return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
     }
 

@@ -65,7 +65,8 @@ final class ProjectedSystem {
         }
         report.ritzMin = extremes.min
         report.ritzMax = extremes.max
-        report.indefinite = symmetricTridiagonalHasNonPositiveEigenvalue(diagonal: d, squares: UnsafePointer(workspace))
+        report.indefinite = j == 1 ? !(diagonal[0] > 0)
+            : symmetricTridiagonalHasNonPositiveEigenvalue(count: j, workspace: UnsafePointer(workspace))
         let rhs = UnsafeMutableBufferPointer(start: solution, count: j)
         rhsCopy.update(from: solution, count: j)
         if case .solved(let growth) = solveSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: work),

@@ -8,7 +8,7 @@
 /// iteration when only the extremes are wanted (every Lanczos step reports them).
 ///
 /// - Parameters:
-///   - workspace: count >= n (holds e_i^2).
+///   - workspace: count >= 2n (the normalised diagonal and squared off-diagonal).
 /// - Returns: (min, max), or nil when an entry is not finite.
 ///
 /// Edge cases: n = 1 returns (d0, d0); zero off-diagonals give the extreme diagonal
@@ -23,20 +23,28 @@ public func symmetricTridiagonalExtremeEigenvalues(
     workspace: UnsafeMutableBufferPointer<Double>, bounds: (min: Double, max: Double)? = nil
 ) -> (min: Double, max: Double)? {
     let n = d.count
-    precondition(n >= 1 && e.count >= n - 1 && workspace.count >= n)
-    let dp = d.baseAddress!, squares = workspace.baseAddress!
-    var low = Double.infinity, high = -Double.infinity
+    precondition(n >= 1 && e.count >= n - 1 && workspace.count >= 2 * n)
+    // Gershgorin interval of T, then everything in units of its scale: entries near
+    // 1e+300 would otherwise overflow e_i^2 in the Sturm recurrence.
+    var rawLow = Double.infinity, rawHigh = -Double.infinity
     for i in 0..<n {
         let left = i > 0 ? e[i - 1].magnitude : 0
         let right = i < n - 1 ? e[i].magnitude : 0
-        low = Swift.min(low, dp[i] - left - right)
-        high = Swift.max(high, dp[i] + left + right)
-        squares[i] = i < n - 1 ? e[i] * e[i] : 0
+        rawLow = Swift.min(rawLow, d[i] - left - right)
+        rawHigh = Swift.max(rawHigh, d[i] + left + right)
     }
-    guard low.isFinite, high.isFinite else { return nil }
-    if n == 1 { return (dp[0], dp[0]) }
-    let scale = Swift.max(low.magnitude, high.magnitude)
-    if scale == 0 { return (0, 0) }
+    guard rawLow.isFinite, rawHigh.isFinite else { return nil }
+    if n == 1 { return (d[0], d[0]) }
+    let unit = Swift.max(rawLow.magnitude, rawHigh.magnitude)
+    if unit == 0 { return (0, 0) }
+    let dp = workspace.baseAddress!, squares = workspace.baseAddress! + n
+    for i in 0..<n {
+        dp[i] = d[i] / unit
+        let ei = i < n - 1 ? e[i] / unit : 0
+        squares[i] = ei * ei
+    }
+    let low = rawLow / unit, high = rawHigh / unit
+    let scale = 1.0   // the spectrum's scale, in these units
     let pivotFloor = Double.leastNormalMagnitude * 4 + scale * Double.ulpOfOne * Double.ulpOfOne
 
     /// Number of eigenvalues strictly below x.
@@ -66,9 +74,10 @@ public func symmetricTridiagonalExtremeEigenvalues(
     // Widen slightly: Gershgorin bounds may be attained exactly.
     let margin = tolerance + scale * Double.ulpOfOne
     let (floor, ceiling) = (low - margin, high + margin)
-    guard let bounds, bounds.min.isFinite, bounds.max.isFinite else {
-        return (bisect(floor, ceiling, atLeast: 1), bisect(floor, ceiling, atLeast: n))
+    guard let raw = bounds, raw.min.isFinite, raw.max.isFinite else {
+        return (bisect(floor, ceiling, atLeast: 1) * unit, bisect(floor, ceiling, atLeast: n) * unit)
     }
+    let bounds = (min: raw.min / unit, max: raw.max / unit)
     // Minimum: count(below: x) >= 1 holds at x just above the old minimum; gallop down
     // until it fails, then bisect between the last two probes.
     var upper = Swift.min(bounds.min + margin, ceiling)
@@ -101,18 +110,18 @@ public func symmetricTridiagonalExtremeEigenvalues(
         largest = bisect(floor, ceiling, atLeast: n)
     }
     smallest = Swift.min(smallest, largest)
-    return (smallest, largest)
+    return (smallest * unit, largest * unit)
 }
 
 /// Whether the symmetric tridiagonal T has an eigenvalue <= 0: its inertia, from one
 /// Sturm count at 0 (exact in the sense of the LDL^T pivots), so the answer does not
-/// depend on a bisection tolerance. `squares` holds e_i^2 (as left by
-/// `symmetricTridiagonalExtremeEigenvalues`).
-func symmetricTridiagonalHasNonPositiveEigenvalue(diagonal d: UnsafeBufferPointer<Double>,
-                                                  squares: UnsafePointer<Double>) -> Bool {
+/// depend on a bisection tolerance. `workspace` is as left by
+/// `symmetricTridiagonalExtremeEigenvalues` (the normalised T: same signs of pivots).
+func symmetricTridiagonalHasNonPositiveEigenvalue(count n: Int, workspace: UnsafePointer<Double>) -> Bool {
+    let d = workspace, squares = workspace + n
     var pivot = d[0]
     if !(pivot > 0) { return true }
-    for i in 1..<d.count {
+    for i in 1..<n {
         pivot = d[i] - squares[i - 1] / pivot
         if !(pivot > 0) { return true }
     }

@@ -17,7 +17,7 @@ struct ExtremeEigenvaluesTests {
     }
 
     func extremes(_ d: [Double], _ e: [Double], bounds: (min: Double, max: Double)? = nil) -> (min: Double, max: Double) {
-        var work = [Double](repeating: 0, count: d.count)
+        var work = [Double](repeating: 0, count: 2 * d.count)
         return d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
             work.withUnsafeMutableBufferPointer { symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: $0, bounds: bounds)! }
         } }
@@ -28,7 +28,7 @@ struct ExtremeEigenvaluesTests {
     func agreeWithReference(n: Int) {
         var rng = TestRandom(seed: UInt64(300 + n))
         for trial in 0..<20 {
-            let scale = pow(10.0, Double(trial % 7) - 3)
+            let scale = trial == 19 ? 1e298 : pow(10.0, Double(trial % 7) - 3)
             let d = (0..<n).map { _ in rng.uniform(-1, 4) * scale }
             let e = (0..<max(n - 1, 0)).map { _ in rng.uniform(-1, 1) * scale }
             let (lo, hi) = reference(d, e)
