@@ -12,7 +12,10 @@ let portable = Context.environment["LANCBIO_PORTABLE"].map { $0 != "0" && !$0.is
 let cpuFlags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
     .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? []
 let hasAVX2 = cpuFlags.contains("avx2") && cpuFlags.contains("fma")
-let coreSettings: [SwiftSetting] = !portable && hasAVX2 ? [.unsafeFlags(["-target-cpu", "haswell"])] : []
+/// LANCBIO_FMA tells the kernels that fused multiply-add is an instruction here (without
+/// it, SIMD addingProduct would call libm's fma, one element at a time).
+let coreSettings: [SwiftSetting] = !portable && hasAVX2
+    ? [.unsafeFlags(["-target-cpu", "haswell"]), .define("LANCBIO_FMA")] : []
 
 let package = Package(
     name: "lancbio",

@@ -90,8 +90,7 @@ func resume<T: HandleScalar>(
     }
     let productBuffer = try callerBuffer(product, n, of: handle, "product")
     let requestBuffer = try callerBuffer(request, n, of: handle, "request")
-    _ = estimator.productOutput.update(fromContentsOf: productBuffer)
-    let progress = try checked { () throws(EstimatorError) in try estimator.resume() }
+    let progress = try checked { () throws(EstimatorError) in try estimator.resume(product: productBuffer) }
     return deliver(progress, estimator, requestBuffer)
 }
 

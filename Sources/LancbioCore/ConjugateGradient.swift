@@ -39,7 +39,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
 
     func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         info.products += 1
-        let ap = ws.productOutput
+        let ap = ws.product
         if !started {
             started = true
             Kernels.subtract(ws.rhs, ap, into: residual, n)
@@ -64,12 +64,11 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
                 return finish(&info, converged: false)
             }
             let step = residualNormSquared / curvature
-            Kernels.axpy(step / sigma, direction, ws.pending, n)
-            Kernels.axpy(-step, ap, residual, n)
+            let estimateFinite = Kernels.axpyChecked(step / sigma, direction, ws.pending, n)
             let previous = residualNormSquared
-            residualNormSquared = Kernels.dot(residual, residual, n)
+            residualNormSquared = Kernels.axpyMeasuring(-step, ap, residual, n)
             iterations += 1
-            guard residualNormSquared.isFinite, Kernels.allFinite(ws.pending, n) else {
+            guard residualNormSquared.isFinite, estimateFinite else {
                 throw .nonFiniteResult("conjugate gradients overflowed")
             }
             if !isConverged(ws) && iterations < maxIterations {

@@ -41,6 +41,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private var restartAnchorProduct: UnsafeMutablePointer<T>
     private let projected: ProjectedSystem
     private let reorthogonalization: UnsafeMutablePointer<Double>
+    private let passes: BasisPasses<T>
 
     private enum Phase { case idle, anchorProduct, basisProduct, done }
     private var phase = Phase.idle
@@ -69,6 +70,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         restartAnchorProduct = .allocate(zeroed: n)
         projected = ProjectedSystem(capacity: columns)
         reorthogonalization = .allocate(zeroed: columns)
+        passes = BasisPasses(n: n, capacity: columns)
     }
 
     deinit {
@@ -134,7 +136,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
     private func anchorProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        Kernels.copy(ws.productOutput, to: restartAnchorProduct, n)
+        Kernels.copy(ws.product, to: restartAnchorProduct, n)
         let productNorm = Kernels.norm(restartAnchorProduct, n)
         guard productNorm.isFinite else { throw ws.productFailure("the anchor product A v") }
         Kernels.subtract(ws.rhs, restartAnchorProduct, into: restartFirst, n)
@@ -154,7 +156,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
     private func basisProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
-        let y = UnsafePointer(ws.productOutput)
+        let y = ws.product
         let column = pendingRestart ? 0 : dimension
         let q = pendingRestart ? UnsafePointer(restartFirst) : UnsafePointer(basis + column * n)
         let previous: UnsafePointer<T>? = column > 0 ? UnsafePointer(basis + (column - 1) * n) : nil
@@ -164,16 +166,26 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         let a = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
         // Any NaN or infinity in y makes alpha non-finite (inf * 0 and inf - inf are NaN).
         guard a.isFinite else { throw ws.productFailure("the Lanczos coefficient q^T A q") }
-        Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious, into: next, n)
+        let squares = Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious,
+                                              into: next, n)
+        let b: Double
         if options.reorthogonalize {
             reorthogonalize(next, column: column, q: q, ws)
+            b = Kernels.norm(next, n)
+        } else {
+            b = Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
         }
-        let b = Kernels.norm(next, n)
         // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
         // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
         let scale = Kernels.hypot(Kernels.hypot(a, betaPrevious), b)
         let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
-        if !breakdown { Kernels.scale(next, n, dividingBy: b) }
+        // The orthogonality check measures Q^T q_{j+1} in the projection's pass over the
+        // basis, which also normalises q_{j+1} block by block: no pass of its own.
+        let checkOrthogonality = !pendingRestart && !breakdown && !options.reorthogonalize
+            && options.orthogonalityTolerance.isFinite
+        let reciprocal = 1 / b
+        let normaliseInPass = checkOrthogonality && reciprocal.isFinite
+        if !breakdown && !checkOrthogonality { Kernels.scale(next, n, dividingBy: b) }
 
         let j = column + 1
         let d = projected.diagonal, e = projected.offDiagonal, s = projected.solution
@@ -187,25 +199,26 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         if pendingRestart {
             s[0] = pendingStartNorm
         } else {
-            // r = b - w into the product buffer, which the step no longer needs.
-            let r: UnsafePointer<T>
-            if options.variant == .residual {
-                Kernels.subtract(ws.rhs, anchorProduct, into: ws.productOutput, n)
-                r = UnsafePointer(ws.productOutput)
-            } else {
-                r = UnsafePointer(ws.rhs)
-            }
-            if !breakdown && !options.reorthogonalize && options.orthogonalityTolerance.isFinite {
-                // Q^T r and Q^T q_{j+1} in one pass over the basis.
-                Kernels.projectColumns(basis, n: n, columns: j, onto: r, and: UnsafePointer(next),
-                                       coefficients: s, zCoefficients: reorthogonalization)
+            // r = b - w (residual variant) or b, formed block by block inside the pass.
+            let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
+            if checkOrthogonality {
+                passes.project(basis, columns: j, rhs: ws.rhs, minus: w, coefficients: s,
+                               and: next, scalingBy: normaliseInPass ? reciprocal : 1,
+                               zCoefficients: reorthogonalization)
+                if !normaliseInPass {
+                    // 1 / b overflows (b subnormal): the products were taken against the
+                    // unnormalised vector, so scale them and it by division instead.
+                    Kernels.scale(next, n, dividingBy: b)
+                    for i in 0..<j { reorthogonalization[i] /= b }
+                }
                 var loss = 0.0
                 for i in 0..<j { loss = max(loss, reorthogonalization[i].magnitude) }
                 info.orthogonalityLoss = loss
                 pendingOrthogonalityLoss = !(loss <= options.orthogonalityTolerance)
                 info.orthogonalityRestart = pendingOrthogonalityLoss
             } else {
-                Kernels.projectColumns(basis, n: n, columns: j, onto: r, coefficients: s)
+                passes.project(basis, columns: j, rhs: ws.rhs, minus: w, coefficients: s,
+                               and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
             }
         }
         let report = projected.solve(dimension: j, ritzBounds: pendingRestart ? nil : committedRitz)
@@ -216,8 +229,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         let finite = pendingRestart
             ? Kernels.combineColumns(restartFirst, n: n, columns: 1, coefficients: s, base: anchorBase,
                                      into: ws.pending, scratch: ws.blockScratch)
-            : Kernels.combineColumns(basis, n: n, columns: j, coefficients: s, base: anchorBase,
-                                     into: ws.pending, scratch: ws.blockScratch)
+            : passes.combine(basis, columns: j, coefficients: s, base: anchorBase, into: ws.pending)
         guard finite else { throw .nonFiniteResult("the Lanczos estimate overflowed") }
 
         pendingAlpha = a

@@ -198,10 +198,11 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard b.count == n, let p = b.baseAddress else {
             throw .invalidArgument("b must hold n = \(n) values (got \(b.count))")
         }
-        guard Kernels.allFinite(p, n) else { throw .nonFiniteInput("b contains NaN or infinity") }
-        let bNorm = Kernels.norm(p, n)
+        // ws.rhs belongs to no committed state, so it may be written before b is accepted.
+        let measured = Kernels.copyMeasuring(p, into: ws.rhs, n)
+        guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
+        let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(ws.rhs, n)
         guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
-        Kernels.copy(p, to: ws.rhs, n)
         ws.rhsNorm = bNorm
         pendingInfo = StepInfo()
         inProgress = true
@@ -239,6 +240,30 @@ public final class Estimator<T: BinaryFloatingPoint> {
             case .randomNeumann(let m): try m.resume(ws, &info)
             }
         }
+    }
+
+    /// `resume()` with the product A * `productInput` read from `product` (count n) rather
+    /// than from `productOutput`: methods that only read the product use it in place,
+    /// saving the copy. `product` is not kept after the call.
+    /// - Throws: as `resume()`, and `.invalidArgument` for a wrong count.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
+    public func resume(product: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
+        try rejectReentry("resume")
+        guard inProgress, !awaitingCommit else { throw .invalidState("no step is in progress: call begin first") }
+        guard product.count == n, let p = product.baseAddress else {
+            throw .invalidArgument("the product must hold n = \(n) values (got \(product.count))")
+        }
+        switch engine {
+        case .lanczos, .cg: break
+        case .subspace, .minres, .gradient, .neumann, .randomNeumann:
+            // These update the product in place: it must be in their own buffer.
+            Kernels.copy(p, to: ws.productOutput, n)
+            return try resume()
+        }
+        ws.product = p
+        defer { ws.product = UnsafePointer(ws.productOutput) }
+        return try resume()
     }
 
     /// Abandons a step in progress; the estimator is as before `begin`. No effect otherwise.

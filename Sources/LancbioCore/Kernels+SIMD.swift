@@ -25,6 +25,25 @@ extension Kernels {
         }
     }
 
+    /// v rounded to T's precision (the values a store4 to T keeps), as Doubles.
+    @inlinable @inline(__always)
+    static func rounded<T: BinaryFloatingPoint>(_ v: SIMD4<Double>, to: T.Type) -> SIMD4<Double> {
+        if T.self == Double.self { return v }
+        if T.self == Float.self { return SIMD4<Double>(SIMD4<Float>(v)) }
+        return SIMD4(Double(T(v[0])), Double(T(v[1])), Double(T(v[2])), Double(T(v[3])))
+    }
+
+    /// c + a * b, fused (one rounding) where the target has FMA, else multiply then add.
+    /// Either way every caller of a kernel gets the same bits on a given build.
+    @inlinable @inline(__always)
+    static func multiplyAdd(_ a: SIMD4<Double>, _ b: SIMD4<Double>, _ c: SIMD4<Double>) -> SIMD4<Double> {
+        #if LANCBIO_FMA
+        return c.addingProduct(a, b)
+        #else
+        return c + a * b
+        #endif
+    }
+
     /// Sums a vector's lanes in a fixed order.
     @inlinable @inline(__always)
     static func total(_ v: SIMD4<Double>) -> Double { (v[0] + v[1]) + (v[2] + v[3]) }

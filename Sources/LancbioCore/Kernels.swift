@@ -111,6 +111,54 @@ enum Kernels {
         for i in 0..<n { y[i] = T(Double(y[i]) + a * Double(x[i])) }
     }
 
+    /// y += a * x; returns whether every entry of the new y is finite (a fused check:
+    /// no second pass).
+    @inlinable
+    static func axpyChecked<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Bool {
+        let va = SIMD4<Double>(repeating: a)
+        var poison = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let value = rounded(load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
+            store4(value, y, i)
+            poison += value * 0
+            i &+= 4
+        }
+        var bad = total(poison)
+        while i < n {
+            let value = T(Double(y[i]) + a * Double(x[i]))
+            y[i] = value
+            bad += Double(value) * 0
+            i &+= 1
+        }
+        return bad == 0
+    }
+
+    /// y += a * x; returns the sum of squares of the new y, accumulated in Double as `dot`
+    /// does (the same sum, in the same order), in the same pass.
+    @inlinable
+    static func axpyMeasuring<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Double {
+        let va = SIMD4<Double>(repeating: a)
+        var squares = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let value = rounded(load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
+            store4(value, y, i)
+            squares += value * value
+            i &+= 4
+        }
+        var sum = total(squares)
+        while i < n {
+            let value = T(Double(y[i]) + a * Double(x[i]))
+            y[i] = value
+            sum += Double(value) * Double(value)
+            i &+= 1
+        }
+        return sum
+    }
+
     /// z = x - y
     @inlinable
     static func subtract<T: BinaryFloatingPoint>(
@@ -159,50 +207,8 @@ enum Kernels {
         }
     }
 
-    /// coefficients[c] = q_c . r and zCoefficients[c] = q_c . z in one pass over the
-    /// basis: the second projection (an orthogonality check) then costs compute, not
-    /// memory traffic. Each coefficient is the same fixed sum as in `projectColumns`.
-    @inlinable
-    static func projectColumns<T: BinaryFloatingPoint>(
-        _ basis: UnsafePointer<T>, n: Int, columns: Int, onto r: UnsafePointer<T>, and z: UnsafePointer<T>,
-        coefficients: UnsafeMutablePointer<Double>, zCoefficients: UnsafeMutablePointer<Double>
-    ) {
-        var c = 0
-        let vectorRows = n & ~3
-        while c &+ 4 <= columns {
-            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
-            var b0 = SIMD4<Double>(), b1 = SIMD4<Double>(), b2 = SIMD4<Double>(), b3 = SIMD4<Double>()
-            var i = 0
-            while i < vectorRows {
-                let x = load4(r, i), y = load4(z, i)
-                let p0 = load4(q0, i), p1 = load4(q1, i), p2 = load4(q2, i), p3 = load4(q3, i)
-                a0 += p0 * x; a1 += p1 * x; a2 += p2 * x; a3 += p3 * x
-                b0 += p0 * y; b1 += p1 * y; b2 += p2 * y; b3 += p3 * y
-                i &+= 4
-            }
-            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
-            var t0 = total(b0), t1 = total(b1), t2 = total(b2), t3 = total(b3)
-            while i < n {
-                let x = Double(r[i]), y = Double(z[i])
-                let p0 = Double(q0[i]), p1 = Double(q1[i]), p2 = Double(q2[i]), p3 = Double(q3[i])
-                s0 += p0 * x; s1 += p1 * x; s2 += p2 * x; s3 += p3 * x
-                t0 += p0 * y; t1 += p1 * y; t2 += p2 * y; t3 += p3 * y
-                i &+= 1
-            }
-            coefficients[c] = s0; coefficients[c &+ 1] = s1; coefficients[c &+ 2] = s2; coefficients[c &+ 3] = s3
-            zCoefficients[c] = t0; zCoefficients[c &+ 1] = t1; zCoefficients[c &+ 2] = t2; zCoefficients[c &+ 3] = t3
-            c &+= 4
-        }
-        while c < columns {
-            coefficients[c] = dot(basis + c &* n, r, n)
-            zCoefficients[c] = dot(basis + c &* n, z, n)
-            c &+= 1
-        }
-    }
-
     /// out = base + sum_c coefficients[c] * q_c over the first `columns` columns of `basis`
-    /// (base nil means zero), accumulating in Double.
+    /// (column stride `stride`, `n` rows; base nil means zero), accumulating in Double.
     ///
     /// Blocked by rows so the partial sums of a block stay in `scratch` (Double, count >=
     /// kernelBlockRows, in L1) while the columns are swept eight at a time; each matrix
@@ -210,9 +216,10 @@ enum Kernels {
     /// so callers need no second pass to check. `out` may be `base`.
     @inlinable
     static func combineColumns<T: BinaryFloatingPoint>(
-        _ basis: UnsafePointer<T>, n: Int, columns: Int, coefficients: UnsafePointer<Double>,
+        _ basis: UnsafePointer<T>, n: Int, stride: Int? = nil, columns: Int, coefficients: UnsafePointer<Double>,
         base: UnsafePointer<T>?, into out: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<Double>
     ) -> Bool {
+        let stride = stride ?? n
         var poison: T = 0
         var start = 0
         while start < n {
@@ -228,8 +235,8 @@ enum Kernels {
             while c &+ 8 <= columns {
                 let a0 = coefficients[c], a1 = coefficients[c &+ 1], a2 = coefficients[c &+ 2], a3 = coefficients[c &+ 3]
                 let a4 = coefficients[c &+ 4], a5 = coefficients[c &+ 5], a6 = coefficients[c &+ 6], a7 = coefficients[c &+ 7]
-                let q0 = basis + (c &* n &+ start), q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-                let q4 = q3 + n, q5 = q4 + n, q6 = q5 + n, q7 = q6 + n
+                let q0 = basis + (c &* stride &+ start), q1 = q0 + stride, q2 = q1 + stride, q3 = q2 + stride
+                let q4 = q3 + stride, q5 = q4 + stride, q6 = q5 + stride, q7 = q6 + stride
                 let vectorRows = rows & ~3
                 var t = 0
                 while t < vectorRows {
@@ -247,7 +254,7 @@ enum Kernels {
             }
             while c &+ 4 <= columns {
                 let a0 = coefficients[c], a1 = coefficients[c &+ 1], a2 = coefficients[c &+ 2], a3 = coefficients[c &+ 3]
-                let q0 = basis + (c &* n &+ start), q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+                let q0 = basis + (c &* stride &+ start), q1 = q0 + stride, q2 = q1 + stride, q3 = q2 + stride
                 let vectorRows = rows & ~3
                 var t = 0
                 while t < vectorRows {
@@ -263,7 +270,7 @@ enum Kernels {
             }
             while c < columns {
                 let a = coefficients[c]
-                let q = basis + (c &* n &+ start)
+                let q = basis + (c &* stride &+ start)
                 for t in 0..<rows { scratch[t] += a * Double(q[t]) }
                 c &+= 1
             }
@@ -309,16 +316,77 @@ extension Kernels {
     }
 
     /// out = y - a q - b p (p nil means b p = 0): the unnormalised next Lanczos vector.
-    @inlinable
+    /// Returns the sum of squares of the stored out, for `norm(fromSumOfSquares:)`, so
+    /// the norm costs no second pass.
+    @inlinable @discardableResult
     static func lanczosResidual<T: BinaryFloatingPoint>(
         y: UnsafePointer<T>, q: UnsafePointer<T>, alpha a: Double, previous p: UnsafePointer<T>?, beta b: Double,
         into out: UnsafeMutablePointer<T>, _ n: Int
-    ) {
+    ) -> Double {
+        let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
+        var squares = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
         if let p {
-            for i in 0..<n { out[i] = T(Double(y[i]) - a * Double(q[i]) - b * Double(p[i])) }
+            while i < vectorRows {
+                let value = rounded(load4(y, i) - va * load4(q, i) - vb * load4(p, i), to: T.self)
+                store4(value, out, i)
+                squares = multiplyAdd(value, value, squares)
+                i &+= 4
+            }
         } else {
-            for i in 0..<n { out[i] = T(Double(y[i]) - a * Double(q[i])) }
+            while i < vectorRows {
+                let value = rounded(load4(y, i) - va * load4(q, i), to: T.self)
+                store4(value, out, i)
+                squares = multiplyAdd(value, value, squares)
+                i &+= 4
+            }
         }
+        var sum = total(squares)
+        while i < n {
+            let value = T(Double(y[i]) - a * Double(q[i]) - (p.map { b * Double($0[i]) } ?? 0))
+            out[i] = value
+            sum += Double(value) * Double(value)
+            i &+= 1
+        }
+        return sum
+    }
+
+    /// The norm from a sum of squares accumulated in Double, when that sum is safely
+    /// inside the normal range; nil when it overflowed or lost digits to underflow (or is
+    /// zero), where only `norm`'s rescaling pass gives the right answer.
+    @inlinable
+    static func norm(fromSumOfSquares s: Double) -> Double? {
+        s.isFinite && s >= 0x1p-900 && s <= 0x1p900 ? s.squareRoot() : nil
+    }
+
+    /// Copies x into y in the same pass that checks it and measures it: returns whether
+    /// every entry is finite and the sum of squares in Double (see `norm(fromSumOfSquares:)`).
+    @inlinable
+    static func copyMeasuring<T: BinaryFloatingPoint>(
+        _ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>, _ n: Int
+    ) -> (allFinite: Bool, sumOfSquares: Double) {
+        // x * 0 is 0 for finite x and NaN otherwise: the poison sum stays 0 exactly when
+        // all entries are finite, without a branch in the loop.
+        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let value = load4(x, i)
+            store4(value, y, i)
+            squares = multiplyAdd(value, value, squares)
+            poison += value * 0
+            i &+= 4
+        }
+        var sum = total(squares), bad = total(poison)
+        while i < n {
+            let value = Double(x[i])
+            y[i] = x[i]
+            sum += value * value
+            bad += value * 0
+            i &+= 1
+        }
+        return (bad == 0, sum)
     }
 }
 

@@ -11,6 +11,9 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     let rhs: UnsafeMutablePointer<T>
     /// Where the caller writes A * productInput.
     let productOutput: UnsafeMutablePointer<T>
+    /// Where methods that only read the product find it: `productOutput`, or during
+    /// `Estimator.resume(product:)` the caller's buffer (read-only, valid for that call).
+    var product: UnsafePointer<T>
     /// The vector whose product the method needs next; points into method or workspace
     /// storage, stable for the life of the estimator.
     var productInput: UnsafePointer<T>
@@ -26,6 +29,7 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
         rhs = .allocate(zeroed: n)
         productOutput = .allocate(zeroed: n)
         productInput = UnsafePointer(estimate)
+        product = UnsafePointer(productOutput)
         blockScratch = .allocate(capacity: kernelBlockRows)
         blockScratch.initialize(repeating: 0, count: kernelBlockRows)
     }
@@ -41,7 +45,7 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     /// fault if the product itself holds NaN or infinity, else an overflow of our own
     /// arithmetic. Only called on that failure path, so the extra pass costs nothing.
     func productFailure(_ what: String) -> EstimatorError {
-        Kernels.allFinite(productOutput, n)
+        Kernels.allFinite(product, n)
             ? .nonFiniteResult("\(what) overflowed")
             : .nonFiniteProduct("the operator returned NaN or infinity (\(what))")
     }

@@ -128,6 +128,30 @@ struct ReverseCommunicationTests {
         }
     }
 
+    @Test("resume(product:) reading the caller's buffer gives bitwise the callback driver's estimates",
+          arguments: BreakdownTests.allMethods)
+    func callerProductMatchesCallbackDriver(method: EstimatorMethod) throws {
+        let n = 18
+        let a = DenseMatrix.spd(n: n, condition: 40, seed: 74)
+        var rng = TestRandom(seed: 75)
+        let callback = try Estimator<Double>(n: n, method: method)
+        let reverse = try Estimator<Double>(n: n, method: method)
+        for _ in 0..<6 {
+            let b = rng.vector(n)
+            let expected = try step(callback, a, b)
+            var progress = try b.withUnsafeBufferPointer { try reverse.begin(rhs: $0) }
+            while progress == .needsProduct {
+                let y = a.times(Array(reverse.productInput))
+                // Garbage in the estimator's own buffer: only the caller's may be read.
+                for i in 0..<n { reverse.productOutput[i] = .nan }
+                progress = try y.withUnsafeBufferPointer { try reverse.resume(product: $0) }
+            }
+            #expect(progress == .finished(expected.info))
+            #expect(estimate(reverse) == expected.v)
+        }
+        #expect(throws: EstimatorError.self) { _ = try [1.0].withUnsafeBufferPointer { try reverse.resume(product: $0) } }
+    }
+
     @Test("cancel abandons a step: the next step equals one that never began")
     func cancelRestoresState() throws {
         let n = 10

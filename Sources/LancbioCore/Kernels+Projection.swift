@@ -1,0 +1,148 @@
+// The projection of a Lanczos step, Q^T (b - w), fused with everything else that has to
+// stream an n-vector at the same time, so that each vector crosses the memory bus once.
+
+extension Kernels {
+    /// coefficients[c] = q_c . (b - w) for the first `columns` columns of the column-major
+    /// rows x columns matrix at `basis` with column stride `stride` (w nil means 0), over
+    /// `rows` entries of every vector; when `z` is given, also
+    /// zCoefficients[c] = zScale * (q_c . z), after which z is scaled by zScale in place.
+    ///
+    /// Blocked by rows: a block of r = b - w (formed in `scratch`, Double, count >=
+    /// kernelBlockRows) and of z stays in L1 while four columns at a time sweep it. Every
+    /// vector is read from memory once, however many columns there are; b - w and the
+    /// normalisation of z cost no pass of their own. Each coefficient is one fixed sum
+    /// (block by block, lanes in a fixed order), whatever the caller.
+    @inlinable
+    static func projectResidual<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, rows n: Int, stride: Int, columns: Int,
+        rhs b: UnsafePointer<T>, minus w: UnsafePointer<T>?,
+        coefficients: UnsafeMutablePointer<Double>,
+        and z: UnsafeMutablePointer<T>?, scalingBy zScale: Double, zCoefficients: UnsafeMutablePointer<Double>,
+        scratch: UnsafeMutablePointer<Double>
+    ) {
+        coefficients.update(repeating: 0, count: columns)
+        if z != nil { zCoefficients.update(repeating: 0, count: columns) }
+        var start = 0
+        while start < n {
+            let rows = min(kernelBlockRows, n &- start)
+            let vectorRows = rows & ~3
+            let bb = b + start
+            if let w {
+                let ww = w + start
+                var t = 0
+                while t < vectorRows { store4(load4(bb, t) - load4(ww, t), scratch, t); t &+= 4 }
+                while t < rows { scratch[t] = Double(bb[t]) - Double(ww[t]); t &+= 1 }
+            } else {
+                var t = 0
+                while t < vectorRows { store4(load4(bb, t), scratch, t); t &+= 4 }
+                while t < rows { scratch[t] = Double(bb[t]); t &+= 1 }
+            }
+            let r = UnsafePointer(scratch)
+            if let z {
+                let zz = z + start
+                projectBlock(basis + start, stride: stride, rows: rows, columns: columns, r, UnsafePointer(zz),
+                             coefficients, zCoefficients)
+                scale(zz, rows, by: zScale)
+            } else {
+                projectBlock(basis + start, stride: stride, rows: rows, columns: columns, r, coefficients)
+            }
+            start &+= rows
+        }
+        if z != nil {
+            for c in 0..<columns { zCoefficients[c] *= zScale }
+        }
+    }
+
+    /// Adds q_c . r (q_c: `rows` values at basis + c * stride) to coefficients[c].
+    @inlinable
+    static func projectBlock<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, stride n: Int, rows: Int, columns: Int, _ r: UnsafePointer<Double>,
+        _ coefficients: UnsafeMutablePointer<Double>
+    ) {
+        let vectorRows = rows & ~3
+        var c = 0
+        while c &+ 4 <= columns {
+            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
+            var t = 0
+            while t < vectorRows {
+                let x = load4(r, t)
+                a0 = multiplyAdd(load4(q0, t), x, a0); a1 = multiplyAdd(load4(q1, t), x, a1)
+                a2 = multiplyAdd(load4(q2, t), x, a2); a3 = multiplyAdd(load4(q3, t), x, a3)
+                t &+= 4
+            }
+            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
+            while t < rows {
+                let x = r[t]
+                s0 += Double(q0[t]) * x; s1 += Double(q1[t]) * x
+                s2 += Double(q2[t]) * x; s3 += Double(q3[t]) * x
+                t &+= 1
+            }
+            coefficients[c] += s0; coefficients[c &+ 1] += s1; coefficients[c &+ 2] += s2; coefficients[c &+ 3] += s3
+            c &+= 4
+        }
+        while c < columns {
+            let q = basis + c &* n
+            var a = SIMD4<Double>()
+            var t = 0
+            while t < vectorRows { a = multiplyAdd(load4(q, t), load4(r, t), a); t &+= 4 }
+            var s = total(a)
+            while t < rows { s += Double(q[t]) * r[t]; t &+= 1 }
+            coefficients[c] += s
+            c &+= 1
+        }
+    }
+
+    /// Adds q_c . r to coefficients[c] and q_c . z to zCoefficients[c], one sweep per four columns.
+    @inlinable
+    static func projectBlock<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, stride n: Int, rows: Int, columns: Int, _ r: UnsafePointer<Double>,
+        _ z: UnsafePointer<T>, _ coefficients: UnsafeMutablePointer<Double>, _ zCoefficients: UnsafeMutablePointer<Double>
+    ) {
+        let vectorRows = rows & ~3
+        var c = 0
+        while c &+ 4 <= columns {
+            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
+            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
+            var b0 = SIMD4<Double>(), b1 = SIMD4<Double>(), b2 = SIMD4<Double>(), b3 = SIMD4<Double>()
+            var t = 0
+            while t < vectorRows {
+                let x = load4(r, t), y = load4(z, t)
+                let p0 = load4(q0, t), p1 = load4(q1, t), p2 = load4(q2, t), p3 = load4(q3, t)
+                a0 = multiplyAdd(p0, x, a0); a1 = multiplyAdd(p1, x, a1)
+                a2 = multiplyAdd(p2, x, a2); a3 = multiplyAdd(p3, x, a3)
+                b0 = multiplyAdd(p0, y, b0); b1 = multiplyAdd(p1, y, b1)
+                b2 = multiplyAdd(p2, y, b2); b3 = multiplyAdd(p3, y, b3)
+                t &+= 4
+            }
+            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
+            var u0 = total(b0), u1 = total(b1), u2 = total(b2), u3 = total(b3)
+            while t < rows {
+                let x = r[t], y = Double(z[t])
+                let p0 = Double(q0[t]), p1 = Double(q1[t]), p2 = Double(q2[t]), p3 = Double(q3[t])
+                s0 += p0 * x; s1 += p1 * x; s2 += p2 * x; s3 += p3 * x
+                u0 += p0 * y; u1 += p1 * y; u2 += p2 * y; u3 += p3 * y
+                t &+= 1
+            }
+            coefficients[c] += s0; coefficients[c &+ 1] += s1; coefficients[c &+ 2] += s2; coefficients[c &+ 3] += s3
+            zCoefficients[c] += u0; zCoefficients[c &+ 1] += u1; zCoefficients[c &+ 2] += u2; zCoefficients[c &+ 3] += u3
+            c &+= 4
+        }
+        while c < columns {
+            let q = basis + c &* n
+            var a = SIMD4<Double>(), e = SIMD4<Double>()
+            var t = 0
+            while t < vectorRows {
+                let p = load4(q, t)
+                a = multiplyAdd(p, load4(r, t), a)
+                e = multiplyAdd(p, load4(z, t), e)
+                t &+= 4
+            }
+            var s = total(a), u = total(e)
+            while t < rows { s += Double(q[t]) * r[t]; u += Double(q[t]) * Double(z[t]); t &+= 1 }
+            coefficients[c] += s
+            zCoefficients[c] += u
+            c &+= 1
+        }
+    }
+}
