@@ -221,6 +221,20 @@ FUNCTIONS = {
 lib = _library.load(FUNCTIONS)
 
 
+def undeclared(name: str):
+    """A second function object for ``name`` that has no argtypes and returns int32.
+
+    Reverse communication makes one C call per product, and the per-argument conversion
+    of declared argtypes is a large share of such a call at small n. Callers must pass
+    ctypes objects of exactly the header's types (c_void_p or ``byref`` for pointers,
+    c_int64 for lengths): nothing is converted or checked here.
+    """
+    function = lib[name]  # a new object: the declared one in ``lib`` keeps its argtypes
+    function.argtypes = None
+    function.restype = c_int32
+    return function
+
+
 def version() -> str:
     """The library's package version, e.g. "0.1.0"."""
     return lib.lancbio_version().decode()

@@ -37,6 +37,16 @@ _PRECISIONS = {
     np.dtype(np.float64): (_ffi.FLOAT64, ctypes.c_double, "_f64"),
     np.dtype(np.float32): (_ffi.FLOAT32, ctypes.c_float, "_f32"),
 }
+# begin/resume without argtypes, per precision suffix (see _ffi.undeclared).
+_RC_FUNCTIONS = {
+    suffix: (_ffi.undeclared("lancbio_estimator_begin" + suffix),
+             _ffi.undeclared("lancbio_estimator_resume" + suffix))
+    for _, _, suffix in _PRECISIONS.values()
+}
+_NEED_PRODUCT = _ffi.NEED_PRODUCT
+_ndarray = np.ndarray
+_byref = ctypes.byref
+_memoryview = memoryview
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Caps the trampoline's cache of buffer views; the library's buffers number at most
 # m_max + 10 per handle, so this only bounds memory if that ever changes.
@@ -152,6 +162,13 @@ class _Estimator:
         self._resume_fn = getattr(lib, "lancbio_estimator_resume" + suffix)
         self._get_v_fn = getattr(lib, "lancbio_estimator_get_v" + suffix)
         self._set_v_fn = getattr(lib, "lancbio_estimator_set_v" + suffix)
+        self._begin_rc, self._resume_rc = _RC_FUNCTIONS[suffix]
+        # The fast path of begin/resume: an exact ndarray of this dtype and shape that is
+        # C-contiguous and aligned needs no other check, and byref(ctype.from_buffer(...))
+        # is its address at a fifth of the cost of arr.ctypes (see _argument).
+        self._shape = (self._n,)
+        self._from_buffer = ctype.from_buffer
+        self._n_arg = ctypes.c_int64(self._n)
         # Bound now: module globals may already be gone when __del__ runs at shutdown.
         self._destroy = lib.lancbio_estimator_destroy
         self._info = None
@@ -176,9 +193,9 @@ class _Estimator:
         self._handle = handle
         # One request buffer for reverse communication, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
-        self._request_ptr = self._as_ptr(self._request)
         self._request_view = self._request.view()
         self._request_view.flags.writeable = False
+        self._request_arg = ctypes.c_void_p(self._request.ctypes.data)
         # slot = [operator of the running step, its exception, running]
         self._slot = [None, None, False]
         self._callback = _make_trampoline(self._n, self._dtype, ctype, self._slot)
@@ -221,10 +238,22 @@ class _Estimator:
         problem = _result_error(product, self._n)
         if problem is not None:
             raise problem
-        return np.ascontiguousarray(product, dtype=self._dtype)
+        # Aligned too: the library reads it through a typed pointer (a misaligned one is copied).
+        return np.require(product, dtype=self._dtype, requirements="CAE")
 
     def _as_ptr(self, arr: np.ndarray):
         return arr.ctypes.data_as(self._pointer)
+
+    def _argument(self, arr: np.ndarray):
+        """The pointer argument of the undeclared begin/resume functions for a checked
+        array (the right dtype and length, C-contiguous and aligned)."""
+        # Writability is read from a memoryview, not arr.flags: numpy warns on that flag for
+        # a broadcast view, which claims to be writeable but exports a read-only buffer.
+        view = _memoryview(arr)
+        if view.readonly:
+            # ctypes.from_buffer refuses read-only buffers.
+            return ctypes.c_void_p(arr.__array_interface__["data"][0])
+        return _byref(self._from_buffer(view))
 
     def _set_v(self, v: np.ndarray) -> None:
         handle = self._live()
@@ -294,11 +323,20 @@ class _Estimator:
             estimator's request buffer, valid until the next call: copy it to keep it
             (reusing one buffer keeps a round trip allocation-free).
         """
-        handle = self._live()
-        b = self._vector(b, "b")
-        status = _ffi._check(self._begin_fn(handle, self._as_ptr(b), self._request_ptr, self._n), handle)
-        if status == _ffi.NEED_PRODUCT:
+        handle = self._handle
+        if handle is None or self._slot[2]:
+            self._live()
+        if (type(b) is _ndarray and b.dtype is self._dtype and b.shape == self._shape
+                and b.flags.c_contiguous and b.flags.aligned):
+            view = _memoryview(b)
+            b_arg = self._argument(b) if view.readonly else _byref(self._from_buffer(view))
+        else:
+            b_arg = self._argument(self._vector(b, "b"))
+        status = self._begin_rc(handle, b_arg, self._request_arg, self._n_arg)
+        if status == _NEED_PRODUCT:
             return self._request_view
+        if status < 0:
+            _ffi._check(status, handle)
         self._info_pending = "library"
         return None
 
@@ -316,11 +354,22 @@ class _Estimator:
             ``info`` hold its result). On a library error the step is abandoned and
             the estimator is as before :meth:`begin`.
         """
-        handle = self._live()
-        product = self._product(product)
-        status = _ffi._check(self._resume_fn(handle, self._as_ptr(product), self._request_ptr, self._n), handle)
-        if status == _ffi.NEED_PRODUCT:
+        handle = self._handle
+        if handle is None or self._slot[2]:
+            self._live()
+        if product is self._request_view:
+            product_arg = self._request_arg
+        elif (type(product) is _ndarray and product.dtype is self._dtype and product.shape == self._shape
+              and product.flags.c_contiguous and product.flags.aligned):
+            view = _memoryview(product)
+            product_arg = self._argument(product) if view.readonly else _byref(self._from_buffer(view))
+        else:
+            product_arg = self._argument(self._product(product))
+        status = self._resume_rc(handle, product_arg, self._request_arg, self._n_arg)
+        if status == _NEED_PRODUCT:
             return self._request_view
+        if status < 0:
+            _ffi._check(status, handle)
         self._info_pending = "library"
         return None
 

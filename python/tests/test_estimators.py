@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
+import warnings
 import weakref
 
 import numpy as np
@@ -253,6 +254,89 @@ def test_reverse_communication_equals_callback_stepping_bitwise(rng, method, dty
             v2 = drive_reverse(by_request, op, b)
             assert np.array_equal(v1, v2)
             assert by_callback.info == by_request.info
+
+
+class _ArraySubclass(np.ndarray):
+    pass
+
+
+def _misaligned(a):
+    out = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype)
+    out[:] = a
+    return out
+
+
+# Equivalent forms of one vector: b may take the first four, a product any of them.
+_B_FORMS = {
+    "array": lambda a: a.copy(),
+    "read-only": lambda a: np.lib.stride_tricks.as_strided(a, writeable=False),
+    "subclass": lambda a: a.view(_ArraySubclass),
+    # claims to be writeable (numpy warns when that flag is read) but exports a read-only buffer
+    "broadcast view": lambda a: np.broadcast_arrays(a, np.zeros((1, a.size), a.dtype))[0][0],
+}
+_PRODUCT_FORMS = dict(_B_FORMS, **{
+    "strided": lambda a: np.repeat(a, 2)[::2],
+    "misaligned": _misaligned,
+    "list": lambda a: a.tolist(),
+})
+
+
+@pytest.mark.parametrize("form", sorted(_PRODUCT_FORMS))
+def test_reverse_communication_result_is_the_same_for_every_accepted_form_of_b_and_product(
+        rng, method, dtype, form):
+    n = 7
+    A = spd_matrix(rng, n).astype(dtype)
+    to_b, to_product = _B_FORMS.get(form, _B_FORMS["array"]), _PRODUCT_FORMS[form]
+    with FACTORIES[method](n, dtype=dtype) as by_callback, FACTORIES[method](n, dtype=dtype) as by_request:
+        for _ in range(4):
+            b = rng.standard_normal(n).astype(dtype)
+            v1 = by_callback.step(lambda x: A @ x, b)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                x = by_request.begin(to_b(b))
+                while x is not None:
+                    x = by_request.resume(to_product(A @ x))
+            assert np.array_equal(v1, by_request.v)
+            assert by_callback.info == by_request.info
+
+
+def test_resume_accepts_its_own_request_as_the_product(method, dtype):
+    n = 5
+    b = np.linspace(1.0, 2.0, n).astype(dtype)
+    with FACTORIES[method](n, dtype=dtype) as by_callback, FACTORIES[method](n, dtype=dtype) as by_request:
+        for _ in range(3):
+            x = by_request.begin(b)
+            while x is not None:
+                x = by_request.resume(x)  # A = I: the product is the request itself
+            assert np.array_equal(by_callback.step(lambda v: v, b), by_request.v)
+
+
+def test_b_and_product_of_the_estimators_dtype_and_layout_are_not_copied(rng, monkeypatch, dtype):
+    n = 6
+    A = spd_matrix(rng, n).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    copies = []
+
+    def no_copies(patch):
+        for name in ("array", "asarray", "asanyarray", "ascontiguousarray", "require", "copy"):
+            def converter(a, *args, _convert=getattr(np, name), **kwargs):
+                result = _convert(a, *args, **kwargs)
+                if result is not a:
+                    copies.append(name)
+                return result
+            patch.setattr(np, name, converter)
+
+    with FACTORIES["lanczos"](n, dtype=dtype) as est:
+        for _ in range(3):
+            with monkeypatch.context() as patch:
+                no_copies(patch)
+                x = est.begin(b)
+            while x is not None:
+                product = A @ x
+                with monkeypatch.context() as patch:
+                    no_copies(patch)
+                    x = est.resume(product)
+    assert copies == []
 
 
 def test_begin_returns_none_when_the_step_needs_no_product():
