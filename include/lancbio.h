@@ -203,7 +203,7 @@ int32_t lancbio_estimator_options_init(lancbio_estimator_options_t *options, int
 
 /**
  * Creates an estimator of dimension n with the estimate v = 0. All storage is allocated
- * here (Lanczos: about (m_max + 10) n values plus (m_max + 1)^2 doubles for the small
+ * here (Lanczos: about (m_max + 7) n values plus (m_max + 1)^2 doubles for the small
  * projected system); if it cannot be, creation fails with LANCBIO_ERR_INVALID_ARGUMENT
  * instead of aborting.
  * @param[in]  n        Dimension, >= 1.

@@ -2,64 +2,105 @@ enum BasisSplit {
     /// Below this many basis entries a pass takes ~0.1 ms or less on one core: waking the
     /// helper would cost a noticeable share of it.
     /// (A variable for tests, which lower it to split small problems.)
-    nonisolated(unsafe) static var minimumEntries = 1 << 19
+    nonisolated(unsafe) static var minimumEntries = 1 << 15
+    /// Rows are cut into this many chunks: enough that the two threads end close together
+    /// and that a helper descheduled mid-chunk holds up little.
+    static let chunks = 8
 }
 
 /// The two passes over the Lanczos basis that dominate a step's memory traffic,
-/// s = Q^T (b - w) (with the orthogonality check) and v = vbar + Q s, cut by rows into two
-/// parts that `HelperThread` runs on two cores when the basis is large.
+/// s = Q^T (b - w) (with the orthogonality check) and v = vbar + Q s, cut by rows into
+/// chunks that `HelperThread` shares between two cores when the basis is large.
 ///
 /// Whether a pass is cut depends only on its size, never on whether the helper was free,
-/// so a given step gives the same bits on one thread or two.
+/// and chunk sums are added in chunk order: a given step gives the same bits on one
+/// thread or two.
 final class BasisPasses<T: BinaryFloatingPoint> {
     let n: Int
     /// Column capacity of the basis (m_max + 1).
     let capacity: Int
-    /// First row of part 1 (rows [0, half) are part 0).
-    private let half: Int
-    private let scratch: UnsafeMutablePointer<Double>
-    /// Part 1's coefficients (first `capacity`) and orthogonality products (next `capacity`).
-    private let partial: UnsafeMutablePointer<Double>
-    /// `BasisSplit.minimumEntries` when this was created, so a test changing it cannot change
-    /// the results of estimators that already exist.
+    /// `BasisSplit.minimumEntries` when this was created, so a test changing it cannot
+    /// change the results of estimators that already exist.
     private let threshold: Int
-
+    /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
+    private let bounds: UnsafeMutablePointer<Int>
+    /// kernelBlockRows Doubles per chunk (one for the unsplit pass).
+    private let scratch: UnsafeMutablePointer<Double>
+    /// Per chunk: its coefficients (`capacity`), then its orthogonality products (`capacity`).
+    private let partial: UnsafeMutablePointer<Double>
+    private let finite: UnsafeMutablePointer<Bool>
+    private let work = ChunkedWork(chunks: BasisSplit.chunks)
 
     // The pass in progress, set before `HelperThread.run`.
-    private enum Pass { case project, combine }
+    private enum Pass { case project, combine, coefficient, residual }
     private var pass = Pass.project
     private var basis = UnsafePointer<T>(bitPattern: 1)!
     private var columns = 0
     private var rhs = UnsafePointer<T>(bitPattern: 1)!
     private var anchorProduct: UnsafePointer<T>? = nil
-    private var coefficients = UnsafeMutablePointer<Double>(bitPattern: 1)!
     private var z: UnsafeMutablePointer<T>? = nil
     private var zScale = 1.0
-    private var zCoefficients = UnsafeMutablePointer<Double>(bitPattern: 1)!
+    private var coefficients = UnsafeMutablePointer<Double>(bitPattern: 1)!
     private var base: UnsafePointer<T>? = nil
     private var out = UnsafeMutablePointer<T>(bitPattern: 1)!
-    private var finite = (true, true)
-    private let work = TwoPartWork()
+    private var q = UnsafePointer<T>(bitPattern: 1)!
+    private var y = UnsafePointer<T>(bitPattern: 1)!
+    private var previous: UnsafePointer<T>? = nil
+    private var alpha = 0.0
+    private var beta = 0.0
 
     init(n: Int, capacity: Int) {
         self.n = n
         self.capacity = capacity
-        half = (n / 2) & ~7
         threshold = BasisSplit.minimumEntries
-        scratch = .allocate(zeroed: 2 * kernelBlockRows)
-        partial = .allocate(zeroed: 2 * capacity)
-        work.run = { [unowned self] part in self.run(part: part) }
+        let chunks = BasisSplit.chunks
+        let splittable = n >= chunks * 64 && n * capacity >= threshold
+        bounds = .allocate(capacity: chunks + 1)
+        // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
+        for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
+        scratch = .allocate(zeroed: (splittable ? chunks : 1) * kernelBlockRows)
+        partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
+        finite = .allocate(capacity: chunks)
+        finite.initialize(repeating: true, count: chunks)
+        work.run = { [unowned self] chunk in self.run(chunk: chunk) }
         // Create the helper now, not inside a step (creating a thread allocates).
-        if n * capacity >= threshold { _ = HelperThread.shared }
+        if splittable { _ = HelperThread.shared }
     }
 
     deinit {
-        scratch.deallocate()
-        partial.deallocate()
+        bounds.deallocate()
+        scratch.deallocateZeroed()
+        partial.deallocateZeroed()
+        finite.deallocate()
     }
 
     private func splits(_ columns: Int) -> Bool {
-        n * columns >= threshold && half >= kernelBlockRows
+        n >= BasisSplit.chunks * 64 && n * columns >= threshold
+    }
+
+    /// The three-term recurrence streams four vectors: split it like a four-column pass.
+    private var splitsRecurrence: Bool { splits(min(4, capacity)) }
+
+    /// alpha = q . (y - beta p). See `Kernels.lanczosCoefficient`.
+    func lanczosCoefficient(q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?,
+                            beta: Double) -> Double {
+        guard splitsRecurrence else { return Kernels.lanczosCoefficient(q: q, y: y, previous: p, beta: beta, n) }
+        pass = .coefficient
+        self.q = q; self.y = y; previous = p; self.beta = beta
+        dispatch()
+        return sumChunks()
+    }
+
+    /// out = y - alpha q - beta p; returns the sum of squares of out. See `Kernels.lanczosResidual`.
+    func lanczosResidual(y: UnsafePointer<T>, q: UnsafePointer<T>, alpha: Double, previous p: UnsafePointer<T>?,
+                         beta: Double, into out: UnsafeMutablePointer<T>) -> Double {
+        guard splitsRecurrence else {
+            return Kernels.lanczosResidual(y: y, q: q, alpha: alpha, previous: p, beta: beta, into: out, n)
+        }
+        pass = .residual
+        self.q = q; self.y = y; previous = p; self.alpha = alpha; self.beta = beta; self.out = out
+        dispatch()
+        return sumChunks()
     }
 
     /// s = Q^T (b - w) over `columns` columns (w nil: Q^T b); with z, also
@@ -76,12 +117,10 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         }
         pass = .project
         self.basis = basis; self.columns = columns; self.rhs = rhs; anchorProduct = w
-        self.coefficients = coefficients; self.z = z; self.zScale = zScale; self.zCoefficients = zCoefficients
-        run()
-        for c in 0..<columns { coefficients[c] += partial[c] }
-        if z != nil {
-            for c in 0..<columns { zCoefficients[c] += partial[capacity + c] }
-        }
+        self.z = z; self.zScale = zScale
+        dispatch()
+        sumChunks(offset: 0, into: coefficients)
+        if z != nil { sumChunks(offset: capacity, into: zCoefficients) }
     }
 
     /// out = base + Q s over `columns` columns; false if an entry of out is not finite.
@@ -95,36 +134,57 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         pass = .combine
         self.basis = basis; self.columns = columns; self.coefficients = coefficients
         self.base = base; self.out = out
-        run()
-        return finite.0 && finite.1
+        dispatch()
+        var allFinite = true
+        for c in 0..<BasisSplit.chunks { allFinite = allFinite && finite[c] }
+        return allFinite
     }
 
-    private func run() {
+    private func dispatch() {
         if let helper = HelperThread.shared {
             helper.run(work)
         } else {
-            run(part: 0)
-            run(part: 1)
+            for chunk in 0..<work.chunks { run(chunk: chunk) }
         }
     }
 
-    private func run(part: Int) {
-        let start = part == 0 ? 0 : half
-        let rows = part == 0 ? half : n - half
-        let blockScratch = scratch + part * kernelBlockRows
+    /// The chunks' scalar results (in partial[c * 2 * capacity]), added in chunk order.
+    private func sumChunks() -> Double {
+        var sum = 0.0
+        for c in 0..<BasisSplit.chunks { sum += partial[c * 2 * capacity] }
+        return sum
+    }
+
+    private func sumChunks(offset: Int, into result: UnsafeMutablePointer<Double>) {
+        for i in 0..<columns { result[i] = partial[offset + i] }
+        for c in 1..<BasisSplit.chunks {
+            let p = partial + c * 2 * capacity + offset
+            for i in 0..<columns { result[i] += p[i] }
+        }
+    }
+
+    private func run(chunk: Int) {
+        let start = bounds[chunk]
+        let rows = bounds[chunk + 1] - start
+        let blockScratch = scratch + chunk * kernelBlockRows
         switch pass {
         case .project:
+            let p = partial + chunk * 2 * capacity
             Kernels.projectResidual(basis + start, rows: rows, stride: n, columns: columns, rhs: rhs + start,
-                                    minus: anchorProduct.map { $0 + start },
-                                    coefficients: part == 0 ? coefficients : partial,
-                                    and: z.map { $0 + start }, scalingBy: zScale,
-                                    zCoefficients: part == 0 ? zCoefficients : partial + capacity,
+                                    minus: anchorProduct.map { $0 + start }, coefficients: p,
+                                    and: z.map { $0 + start }, scalingBy: zScale, zCoefficients: p + capacity,
                                     scratch: blockScratch)
+        case .coefficient:
+            partial[chunk * 2 * capacity] = Kernels.lanczosCoefficient(
+                q: q + start, y: y + start, previous: previous.map { $0 + start }, beta: beta, rows)
+        case .residual:
+            partial[chunk * 2 * capacity] = Kernels.lanczosResidual(
+                y: y + start, q: q + start, alpha: alpha, previous: previous.map { $0 + start }, beta: beta,
+                into: out + start, rows)
         case .combine:
-            let ok = Kernels.combineColumns(basis + start, n: rows, stride: n, columns: columns,
-                                            coefficients: coefficients, base: base.map { $0 + start },
-                                            into: out + start, scratch: blockScratch)
-            if part == 0 { finite.0 = ok } else { finite.1 = ok }
+            finite[chunk] = Kernels.combineColumns(basis + start, n: rows, stride: n, columns: columns,
+                                                   coefficients: coefficients, base: base.map { $0 + start },
+                                                   into: out + start, scratch: blockScratch)
         }
     }
 }

@@ -54,8 +54,8 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     }
 
     deinit {
-        yNew.deallocate(); gradient.deallocate(); rhs.deallocate()
-        xGradient.deallocate(); crossProduct.deallocate(); hypergradientBuffer.deallocate()
+        yNew.deallocateZeroed(); gradient.deallocateZeroed(); rhs.deallocateZeroed()
+        xGradient.deallocateZeroed(); crossProduct.deallocateZeroed(); hypergradientBuffer.deallocateZeroed()
     }
 
     /// The hyper-gradient estimate grad_x f - J v of the last iteration (dx values).

@@ -27,7 +27,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         direction = .allocate(zeroed: n)
     }
 
-    deinit { residual.deallocate(); direction.deallocate() }
+    deinit { residual.deallocateZeroed(); direction.deallocateZeroed() }
 
     func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         Kernels.copy(ws.estimate, to: ws.pending, n)

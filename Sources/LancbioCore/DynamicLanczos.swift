@@ -3,10 +3,14 @@
 /// Each step performs one Lanczos step with the operator of that step, so the Krylov
 /// basis is built across outer iterations while the operator drifts; every `period`
 /// steps the basis restarts from the current estimate. Storage: the basis, n x (m_max + 1)
-/// values of T, plus five n-vectors, all allocated at creation.
+/// values of T, plus two n-vectors (the anchor and its product), all allocated at creation.
 ///
-/// Atomicity: a step writes only to the basis column after the committed ones, to the
-/// restart scratch vectors and to scalars marked pending; `commit` publishes them.
+/// Atomicity: a step writes only to the basis column after the committed ones and to
+/// scalars marked pending; `commit` publishes them. A restart step also overwrites the
+/// first two basis columns and the anchor product in place: they belong to the cycle it
+/// ends, and a restart that fails leaves the state that makes the next step restart again
+/// (the schedule and `mustRestart` are unchanged), so nothing reads them before they are
+/// rewritten.
 final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     let n: Int
     let options: LanczosOptions
@@ -20,7 +24,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private let beta: UnsafeMutablePointer<Double>
     /// The anchor vbar of the residual variant, and w = A vbar from its restart.
     private let anchor: UnsafeMutablePointer<T>
-    private var anchorProduct: UnsafeMutablePointer<T>
+    private let anchorProduct: UnsafeMutablePointer<T>
     /// j: Lanczos steps in the current cycle.
     private(set) var dimension = 0
     /// m: the restart period in force.
@@ -36,9 +40,6 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private var pendingRitz = (min: 0.0, max: 0.0)
 
     // Scratch written only by a step in progress.
-    private let restartFirst: UnsafeMutablePointer<T>
-    private let restartSecond: UnsafeMutablePointer<T>
-    private var restartAnchorProduct: UnsafeMutablePointer<T>
     private let projected: ProjectedSystem
     private let reorthogonalization: UnsafeMutablePointer<Double>
     private let passes: BasisPasses<T>
@@ -65,23 +66,19 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         beta = .allocate(zeroed: columns)
         anchor = .allocate(zeroed: n)
         anchorProduct = .allocate(zeroed: n)
-        restartFirst = .allocate(zeroed: n)
-        restartSecond = .allocate(zeroed: n)
-        restartAnchorProduct = .allocate(zeroed: n)
         projected = ProjectedSystem(capacity: columns)
         reorthogonalization = .allocate(zeroed: columns)
         passes = BasisPasses(n: n, capacity: columns)
     }
 
     deinit {
-        basis.deallocate(); alpha.deallocate(); beta.deallocate(); anchor.deallocate()
-        anchorProduct.deallocate(); restartFirst.deallocate(); restartSecond.deallocate()
-        restartAnchorProduct.deallocate(); reorthogonalization.deallocate()
+        basis.deallocateZeroed(); alpha.deallocateZeroed(); beta.deallocateZeroed(); anchor.deallocateZeroed()
+        anchorProduct.deallocateZeroed(); reorthogonalization.deallocateZeroed()
     }
 
     /// Bytes held by this method's storage (the basis dominates).
     var storageBytes: Int {
-        (n * (options.maxPeriod + 1) + 5 * n) * MemoryLayout<T>.stride
+        (n * (options.maxPeriod + 1) + 2 * n) * MemoryLayout<T>.stride
     }
 
     func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
@@ -114,8 +111,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 return false
             }
             pendingStartNorm = ws.rhsNorm
-            Kernels.scaledCopy(ws.rhs, dividingBy: ws.rhsNorm, into: restartFirst, n)
-            ws.productInput = UnsafePointer(restartFirst)
+            Kernels.scaledCopy(ws.rhs, dividingBy: ws.rhsNorm, into: basis, n)
+            ws.productInput = UnsafePointer(basis)
             phase = .basisProduct
             return true
         }
@@ -136,11 +133,11 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
     private func anchorProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        Kernels.copy(ws.product, to: restartAnchorProduct, n)
-        let productNorm = Kernels.norm(restartAnchorProduct, n)
+        Kernels.copy(ws.product, to: anchorProduct, n)
+        let productNorm = Kernels.norm(anchorProduct, n)
         guard productNorm.isFinite else { throw ws.productFailure("the anchor product A v") }
-        Kernels.subtract(ws.rhs, restartAnchorProduct, into: restartFirst, n)
-        let rho = Kernels.norm(restartFirst, n)
+        Kernels.subtract(ws.rhs, anchorProduct, into: basis, n)
+        let rho = Kernels.norm(basis, n)
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
         // b == A v to working precision: v already solves this system.
         if rho <= Double(T.ulpOfOne) * (ws.rhsNorm + productNorm) {
@@ -148,8 +145,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             return false
         }
         pendingStartNorm = rho
-        Kernels.scale(restartFirst, n, dividingBy: rho)
-        ws.productInput = UnsafePointer(restartFirst)
+        Kernels.scale(basis, n, dividingBy: rho)
+        ws.productInput = UnsafePointer(basis)
         phase = .basisProduct
         return true
     }
@@ -158,16 +155,16 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private func basisProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
         let y = ws.product
         let column = pendingRestart ? 0 : dimension
-        let q = pendingRestart ? UnsafePointer(restartFirst) : UnsafePointer(basis + column * n)
+        let q = UnsafePointer(basis + column * n)
         let previous: UnsafePointer<T>? = column > 0 ? UnsafePointer(basis + (column - 1) * n) : nil
         let betaPrevious = column > 0 ? beta[column - 1] : 0
-        let next = pendingRestart ? restartSecond : basis + (column + 1) * n
+        let next = basis + (column + 1) * n
 
-        let a = Kernels.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious, n)
+        let a = passes.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious)
         // Any NaN or infinity in y makes alpha non-finite (inf * 0 and inf - inf are NaN).
         guard a.isFinite else { throw ws.productFailure("the Lanczos coefficient q^T A q") }
-        let squares = Kernels.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious,
-                                              into: next, n)
+        let squares = passes.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious,
+                                             into: next)
         let b: Double
         if options.reorthogonalize {
             reorthogonalize(next, column: column, q: q, ws)
@@ -226,10 +223,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         guard report.solved else {
             throw .nonFiniteResult("the projected tridiagonal system could not be solved")
         }
-        let finite = pendingRestart
-            ? Kernels.combineColumns(restartFirst, n: n, columns: 1, coefficients: s, base: anchorBase,
-                                     into: ws.pending, scratch: ws.blockScratch)
-            : passes.combine(basis, columns: j, coefficients: s, base: anchorBase, into: ws.pending)
+        let finite = passes.combine(basis, columns: j, coefficients: s, base: anchorBase, into: ws.pending)
         guard finite else { throw .nonFiniteResult("the Lanczos estimate overflowed") }
 
         pendingAlpha = a
@@ -289,12 +283,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             return
         }
         if pendingRestart {
-            Kernels.copy(restartFirst, to: basis, n)
-            if !pendingBreakdown { Kernels.copy(restartSecond, to: basis + n, n) }
-            if options.variant == .residual {
-                Kernels.copy(ws.estimate, to: anchor, n)
-                swap(&anchorProduct, &restartAnchorProduct)
-            }
+            if options.variant == .residual { Kernels.copy(ws.estimate, to: anchor, n) }
             dimension = 1
         } else {
             dimension += 1

@@ -92,7 +92,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard n >= 1, (try? method.validate()) != nil else { return 0 }
         let vectors: Int
         switch method {
-        case .dynamicLanczos(let o): vectors = o.maxPeriod + 1 + 5 + 4
+        case .dynamicLanczos(let o): vectors = o.maxPeriod + 1 + 2 + 4
         case .minres: vectors = 6 + 4
         case .subspace: vectors = 3 + 4
         case .conjugateGradient: vectors = 2 + 4
@@ -106,7 +106,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
         var small = 2 * 2 + 9 * 2
         if case .dynamicLanczos(let o) = method {
             let c = o.maxPeriod + 1   // validated: at most 4097
-            small = c * c + 9 * c
+            // Plus the per-chunk sums and scratch of the two-core passes.
+            small = c * c + 9 * c + BasisSplit.chunks * (2 * c + kernelBlockRows)
         }
         return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
     }

@@ -3,41 +3,60 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
-/// Work that splits into two parts (by rows), each writing only its own outputs, so the
-/// parts can run on two threads at once.
+/// Work cut into `chunks` independent pieces (by rows), each writing only its own outputs,
+/// so that two threads can share them.
 ///
 /// A stored closure rather than an overridable method: a closure formed in specialised
 /// code stays specialised, while a generic class's vtable entry would run the unspecialised
 /// (generic, far slower) kernel.
-final class TwoPartWork {
-    /// Runs part 0 or part 1.
-    var run: (_ part: Int) -> Void = { _ in }
+final class ChunkedWork {
+    let chunks: Int
+    /// Runs one chunk, 0 ..< chunks.
+    var run: (_ chunk: Int) -> Void = { _ in }
+
+    init(chunks: Int) { self.chunks = chunks }
 }
 
-/// One process-wide helper thread: while a caller runs part 0 of a `TwoPartWork`, the
-/// helper runs part 1. A single memory stream leaves part of the bandwidth unused (here
-/// about 30 of 41 GB/s); the second core's stream takes the rest.
+/// One process-wide helper thread that shares the chunks of a `ChunkedWork` with the
+/// calling thread. A single memory stream leaves part of the bandwidth unused (here about
+/// 30 of 41 GB/s from memory, more from cache); the second core's stream takes the rest.
 ///
-/// Whoever finds the helper busy (another estimator on another thread) runs both parts
-/// itself, so callers never wait for each other; results do not depend on which thread
-/// ran a part, since each part's work and summation order are fixed by the split alone.
-/// Dispatching allocates nothing: the helper is created once, on first use of `shared`.
+/// The caller never depends on the helper: it claims chunks itself until none are left,
+/// and if the helper has not woken by then (the other core is busy), the work is withdrawn
+/// and the caller has done it all; it waits only for a chunk the helper is running.
+/// Whoever finds the helper owned by another thread runs every chunk itself. Results do not
+/// depend on which thread ran a chunk: chunks and their summation order are fixed by sizes.
+///
+/// After a job the helper polls for the next one for a short while before it sleeps: the
+/// passes of one Lanczos step come microseconds apart, and a futex wake-up costs more than
+/// a small pass. Dispatching allocates nothing; the thread is created on first use of `shared`.
 final class HelperThread: @unchecked Sendable {
     /// The helper, created on first access; nil if the thread could not be created.
     static let shared: HelperThread? = HelperThread()
-    /// False runs every part on the calling thread (for tests: results must not change).
+    /// False runs every chunk on the calling thread (for tests: results must not change).
     nonisolated(unsafe) static var isEnabled = true
+    /// How long the helper polls for more work before sleeping.
+    static let pollNanoseconds = 50_000
 
+    private static let idle = 0, posted = 1, taken = 2, finished = 3
+    private let state = Atomic<Int>(0)
+    private let nextChunk = Atomic<Int>(0)
+    /// The job; written by its owner before `state` becomes `posted` (release), read by
+    /// the helper after it sees `posted` (acquire).
+    private var work: Unmanaged<ChunkedWork>?
+
+    // The slow paths: sleeping helper, waiting owner. `sleeping` and `ownerWaiting` are
+    // guarded by `lock`.
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var sleeping = false
+    private var ownerWaiting = false
     /// Held by the caller that owns the helper for one `run`.
     private let owner = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    /// Guarded by `lock`.
-    private var work: Unmanaged<TwoPartWork>?
-    private var finished = true
-    /// A forked child has no helper thread: it must run both parts itself.
+    /// A forked child has no helper thread: it must run every chunk itself.
     private let process = getpid()
 
     private init?() {
@@ -55,7 +74,6 @@ final class HelperThread: @unchecked Sendable {
         let context = Unmanaged.passRetained(self).toOpaque()
         let started = pthread_create(&thread, &attributes, { context in
             Unmanaged<HelperThread>.fromOpaque(context!).takeUnretainedValue().serve()
-            return nil
         }, context)
         guard started == 0 else {
             Unmanaged<HelperThread>.fromOpaque(context).release()
@@ -63,39 +81,89 @@ final class HelperThread: @unchecked Sendable {
         }
     }
 
-    /// Runs `work.run(0)` on the calling thread and `work.run(1)` on the helper
-    /// when it is free; otherwise both parts here. Returns when both have finished.
-    func run(_ work: TwoPartWork) {
+    /// Runs every chunk of `work`, sharing them with the helper when it is free; returns
+    /// when all have finished.
+    func run(_ work: ChunkedWork) {
         guard Self.isEnabled, getpid() == process, pthread_mutex_trylock(owner) == 0 else {
-            work.run(0)
-            work.run(1)
+            for chunk in 0..<work.chunks { work.run(chunk) }
             return
         }
-        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(owner) }
         self.work = .passUnretained(work)
-        finished = false
-        pthread_cond_signal(wake)
-        pthread_mutex_unlock(lock)
-
-        work.run(0)
-
+        nextChunk.store(0, ordering: .relaxed)
+        state.store(Self.posted, ordering: .releasing)
         pthread_mutex_lock(lock)
-        while !finished { pthread_cond_wait(done, lock) }
-        self.work = nil
+        if sleeping { pthread_cond_signal(wake) }
         pthread_mutex_unlock(lock)
-        pthread_mutex_unlock(owner)
+
+        runChunks(work)
+        // Still posted: the helper never started, and now never will.
+        if state.compareExchange(expected: Self.posted, desired: Self.idle, ordering: .acquiringAndReleasing).exchanged {
+            return
+        }
+        // It is running a chunk: short, unless its core was taken from it.
+        var polls = 0
+        while state.load(ordering: .acquiring) != Self.finished && polls < 4096 { polls += 1 }
+        if state.load(ordering: .acquiring) != Self.finished {
+            pthread_mutex_lock(lock)
+            while state.load(ordering: .acquiring) != Self.finished {
+                ownerWaiting = true
+                pthread_cond_wait(done, lock)
+            }
+            ownerWaiting = false
+            pthread_mutex_unlock(lock)
+        }
+        state.store(Self.idle, ordering: .relaxed)
+    }
+
+    private func runChunks(_ work: ChunkedWork) {
+        while true {
+            let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
+            guard chunk < work.chunks else { return }
+            work.run(chunk)
+        }
     }
 
     private func serve() -> Never {
-        pthread_mutex_lock(lock)
         while true {
-            while finished { pthread_cond_wait(wake, lock) }
-            let current = work!
-            pthread_mutex_unlock(lock)
-            current.takeUnretainedValue().run(1)
+            if !claimPolling() {
+                pthread_mutex_lock(lock)
+                while state.load(ordering: .acquiring) != Self.posted {
+                    sleeping = true
+                    pthread_cond_wait(wake, lock)
+                }
+                sleeping = false
+                pthread_mutex_unlock(lock)
+                // The owner may withdraw the job between that check and this claim.
+                guard state.compareExchange(expected: Self.posted, desired: Self.taken,
+                                            ordering: .acquiringAndReleasing).exchanged else { continue }
+            }
+            runChunks(work!.takeUnretainedValue())
+            state.store(Self.finished, ordering: .releasing)
             pthread_mutex_lock(lock)
-            finished = true
-            pthread_cond_signal(done)
+            if ownerWaiting { pthread_cond_signal(done) }
+            pthread_mutex_unlock(lock)
         }
+    }
+
+    /// Polls for a posted job for up to `pollNanoseconds`; true once one is claimed.
+    private func claimPolling() -> Bool {
+        let deadline = Self.now() + Self.pollNanoseconds
+        var polls = 0
+        while true {
+            if state.load(ordering: .relaxed) == Self.posted,
+               state.compareExchange(expected: Self.posted, desired: Self.taken,
+                                     ordering: .acquiringAndReleasing).exchanged {
+                return true
+            }
+            polls += 1
+            if polls & 255 == 0 && Self.now() > deadline { return false }
+        }
+    }
+
+    private static func now() -> Int {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return t.tv_sec * 1_000_000_000 + t.tv_nsec
     }
 }

@@ -37,8 +37,8 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     }
 
     deinit {
-        r1.deallocate(); r2.deallocate(); lanczosVector.deallocate()
-        w.deallocate(); w1.deallocate(); w2.deallocate()
+        r1.deallocateZeroed(); r2.deallocateZeroed(); lanczosVector.deallocateZeroed()
+        w.deallocateZeroed(); w1.deallocateZeroed(); w2.deallocateZeroed()
     }
 
     func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {

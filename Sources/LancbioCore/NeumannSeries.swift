@@ -16,7 +16,7 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
         power = .allocate(zeroed: n)
     }
 
-    deinit { power.deallocate() }
+    deinit { power.deallocateZeroed() }
 
     func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         Kernels.copy(ws.rhs, to: power, n)

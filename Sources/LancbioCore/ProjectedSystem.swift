@@ -29,8 +29,8 @@ final class ProjectedSystem {
     }
 
     deinit {
-        diagonal.deallocate(); offDiagonal.deallocate(); solution.deallocate()
-        rhsCopy.deallocate(); workspace.deallocate()
+        diagonal.deallocateZeroed(); offDiagonal.deallocateZeroed(); solution.deallocateZeroed()
+        rhsCopy.deallocateZeroed(); workspace.deallocateZeroed()
     }
 
     /// What `solve` found.

@@ -27,7 +27,7 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
         power = .allocate(zeroed: n)
     }
 
-    deinit { power.deallocate() }
+    deinit { power.deallocateZeroed() }
 
     /// The truncation length p of the last completed step.
     private(set) var lastTruncation = 0

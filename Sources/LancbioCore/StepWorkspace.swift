@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Buffers shared by an estimator and its method: the committed estimate, the estimate
 /// being computed, the right-hand side of the step, and the product buffers exchanged
 /// with the caller. Allocated once; steps allocate nothing.
@@ -35,8 +41,8 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     }
 
     deinit {
-        estimate.deallocate(); pending.deallocate(); rhs.deallocate()
-        productOutput.deallocate(); blockScratch.deallocate()
+        estimate.deallocateZeroed(); pending.deallocateZeroed(); rhs.deallocateZeroed()
+        productOutput.deallocateZeroed(); blockScratch.deallocate()
     }
 
     func commitEstimate() { swap(&estimate, &pending) }
@@ -52,12 +58,23 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
 }
 
 extension UnsafeMutablePointer where Pointee: BinaryFloatingPoint {
-    /// A new buffer of `count` zeros.
+    /// A new buffer of `count` zeros; release it with `deallocateZeroed()`.
+    ///
+    /// From calloc: large buffers arrive as fresh zero pages from the system, which take no
+    /// memory until first written. A buffer a caller never uses (the product buffer of a
+    /// host that only uses reverse communication, basis columns beyond the longest cycle
+    /// so far) then costs address space only.
     static func allocate(zeroed count: Int) -> UnsafeMutablePointer<Pointee> {
-        let p = UnsafeMutablePointer<Pointee>.allocate(capacity: Swift.max(count, 1))
-        p.initialize(repeating: 0, count: Swift.max(count, 1))
-        return p
+        let count = Swift.max(count, 1)
+        guard let raw = calloc(count, MemoryLayout<Pointee>.stride) else {
+            // Creation checks that the storage can be allocated before allocating it, so
+            // this is reached only when the system runs out of memory in between.
+            fatalError("out of memory allocating \(count) values")
+        }
+        return raw.bindMemory(to: Pointee.self, capacity: count)
     }
+
+    func deallocateZeroed() { free(self) }
 }
 
 /// The reverse-communication contract every method implements. A step is `begin`,

@@ -23,7 +23,7 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
         directionProduct = .allocate(zeroed: n)
     }
 
-    deinit { rhsProduct.deallocate(); direction.deallocate(); directionProduct.deallocate() }
+    deinit { rhsProduct.deallocateZeroed(); direction.deallocateZeroed(); directionProduct.deallocateZeroed() }
 
     func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
         guard ws.rhsNorm > 0 else {
