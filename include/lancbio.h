@@ -246,8 +246,9 @@ int32_t lancbio_estimator_info(const lancbio_estimator_t *h, lancbio_step_info_t
  * commits it, and copies it into v.
  * @param[in]  hvp        Product callback (see lancbio_hvp_f64_t).
  * @param[in]  user_data  Passed to hvp unchanged.
- * @param[in]  b          Right-hand side, n values, finite.
- * @param[out] v          Receives the estimate, n values; may alias b.
+ * @param[in]  b          Right-hand side, n values, finite. Read in place while the step
+ *                        runs (not copied): the callback must not change it.
+ * @param[out] v          Receives the estimate, n values; may alias b (written last).
  * @param[in]  n          Must equal the handle's dimension.
  * @param[out] info       Step diagnostics, or NULL.
  * @return The step's outcome (LANCBIO_OK .. LANCBIO_SINGULAR), or an error: then v and

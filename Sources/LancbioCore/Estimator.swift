@@ -185,7 +185,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func begin(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
         try rejectReentry("begin")
-        return try start(rhs: b, deferred: false)
+        return try start(rhs: b, deferred: false, copying: true)
     }
 
     private func rejectReentry(_ call: String) throws(EstimatorError) {
@@ -194,16 +194,19 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
     }
 
-    private func start(rhs b: UnsafeBufferPointer<T>, deferred: Bool) throws(EstimatorError) -> Progress {
+    /// `copying` false: b stays valid and unchanged until the step ends (`step`, and the
+    /// bilevel optimizer's own buffer), so the step reads it in place.
+    private func start(rhs b: UnsafeBufferPointer<T>, deferred: Bool, copying: Bool) throws(EstimatorError) -> Progress {
         guard !inProgress else { throw .invalidState("a step is already in progress: resume or cancel it first") }
         guard b.count == n, let p = b.baseAddress else {
             throw .invalidArgument("b must hold n = \(n) values (got \(b.count))")
         }
-        // ws.rhs belongs to no committed state, so it may be written before b is accepted.
-        let measured = Kernels.copyMeasuring(p, into: ws.rhs, n)
+        // rhsCopy belongs to no committed state, so it may be written before b is accepted.
+        let measured = copying ? Kernels.copyMeasuring(p, into: ws.rhsCopy, n) : Kernels.measure(p, n)
         guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
-        let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(ws.rhs, n)
+        let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
         guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
+        ws.rhs = copying ? UnsafePointer(ws.rhsCopy) : p
         ws.rhsNorm = bNorm
         pendingInfo = StepInfo()
         inProgress = true
@@ -312,7 +315,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// Like `begin`, but a finished step is not committed: its estimate is readable through
     /// `pendingEstimate` until `commitDeferred()` publishes it or `cancel()` discards it.
     func beginDeferred(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
-        try start(rhs: b, deferred: true)
+        try start(rhs: b, deferred: true, copying: false)
     }
 
     /// Runs a product closure of a deferred step: calls into this estimator from inside it
@@ -369,7 +372,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard destination.count == n, destination.baseAddress != nil else {
             throw EstimatorError.invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
         }
-        var progress = try begin(rhs: b)
+        try rejectReentry("step")
+        // The caller's b must not outlive the call in the workspace.
+        defer { ws.rhs = UnsafePointer(ws.rhsCopy) }
+        var progress = try start(rhs: b, deferred: false, copying: false)
         while progress == .needsProduct {
             insideProductCallback = true
             do {

@@ -360,6 +360,28 @@ extension Kernels {
         s.isFinite && s >= 0x1p-900 && s <= 0x1p900 ? s.squareRoot() : nil
     }
 
+    /// Whether every entry of x is finite, and its sum of squares in Double, in one pass.
+    @inlinable
+    static func measure<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> (allFinite: Bool, sumOfSquares: Double) {
+        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let value = load4(x, i)
+            squares = multiplyAdd(value, value, squares)
+            poison += value * 0
+            i &+= 4
+        }
+        var sum = total(squares), bad = total(poison)
+        while i < n {
+            let value = Double(x[i])
+            sum += value * value
+            bad += value * 0
+            i &+= 1
+        }
+        return (bad == 0, sum)
+    }
+
     /// Copies x into y in the same pass that checks it and measures it: returns whether
     /// every entry is finite and the sum of squares in Double (see `norm(fromSumOfSquares:)`).
     @inlinable

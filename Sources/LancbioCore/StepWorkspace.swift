@@ -13,8 +13,11 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     private(set) var estimate: UnsafeMutablePointer<T>
     /// v_{k+1} while a step is in progress; swapped with `estimate` on commit.
     private(set) var pending: UnsafeMutablePointer<T>
-    /// Copy of b for the step in progress.
-    let rhs: UnsafeMutablePointer<T>
+    /// b of the step in progress: `rhsCopy` for reverse communication, whose caller's b
+    /// is gone after `begin`; the caller's own b while `Estimator.step` runs (valid and
+    /// unchanged for the whole call), which saves the copy and its memory.
+    var rhs: UnsafePointer<T>
+    let rhsCopy: UnsafeMutablePointer<T>
     /// Where the caller writes A * productInput.
     let productOutput: UnsafeMutablePointer<T>
     /// Where methods that only read the product find it: `productOutput`, or during
@@ -32,7 +35,8 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
         self.n = n
         estimate = .allocate(zeroed: n)
         pending = .allocate(zeroed: n)
-        rhs = .allocate(zeroed: n)
+        rhsCopy = .allocate(zeroed: n)
+        rhs = UnsafePointer(rhsCopy)
         productOutput = .allocate(zeroed: n)
         productInput = UnsafePointer(estimate)
         product = UnsafePointer(productOutput)
@@ -41,7 +45,7 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     }
 
     deinit {
-        estimate.deallocateZeroed(); pending.deallocateZeroed(); rhs.deallocateZeroed()
+        estimate.deallocateZeroed(); pending.deallocateZeroed(); rhsCopy.deallocateZeroed()
         productOutput.deallocateZeroed(); blockScratch.deallocate()
     }
 

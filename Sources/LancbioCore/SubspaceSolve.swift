@@ -66,10 +66,11 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
     private func galerkinSolve(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
         // Work with unit vectors throughout, so no inner product squares the scale of b or v
         // (which would overflow or underflow for |b| near 1e+-150).
-        // z1 = b / ||b||, A z1 = A b / ||b|| (in place: the step owns its copy of b).
+        // z1 = b / ||b|| into the workspace's copy of b (b itself may be the caller's),
+        // A z1 = A b / ||b|| in place.
         let bn = ws.rhsNorm
-        let z1 = ws.rhs, az1 = rhsProduct
-        Kernels.scale(z1, n, dividingBy: bn)
+        let z1 = ws.rhsCopy, az1 = rhsProduct
+        Kernels.scaledCopy(ws.rhs, dividingBy: bn, into: z1, n)
         Kernels.scale(az1, n, dividingBy: bn)
         // u = w / ||w||, then its part orthogonal to z1; A u by linearity.
         let directionNorm = Kernels.norm(direction, n)
