@@ -74,12 +74,9 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             if !isConverged(ws) && iterations < maxIterations {
                 // p <- r + (rr_new / rr_old) p
                 let ratio = residualNormSquared / previous
-                var poison: T = 0
-                for i in 0..<n {
-                    direction[i] = T(Double(residual[i]) + ratio * Double(direction[i]))
-                    poison += direction[i] * 0
+                guard Kernels.addScaledChecked(residual, ratio, direction, n) else {
+                    throw .nonFiniteResult("the CG search direction overflowed")
                 }
-                guard poison == 0 else { throw .nonFiniteResult("the CG search direction overflowed") }
                 ws.productInput = UnsafePointer(direction)
                 return true
             }

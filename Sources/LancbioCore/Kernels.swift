@@ -135,6 +135,29 @@ enum Kernels {
         return bad == 0
     }
 
+    /// y = x + a * y; returns whether every entry of the new y is finite.
+    @inlinable
+    static func addScaledChecked<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ a: Double, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Bool {
+        let va = SIMD4<Double>(repeating: a)
+        var poison = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let value = rounded(load4(x, i) + va * load4(UnsafePointer(y), i), to: T.self)
+            store4(value, y, i)
+            poison += value * 0
+            i &+= 4
+        }
+        var bad = total(poison)
+        while i < n {
+            let value = T(Double(x[i]) + a * Double(y[i]))
+            y[i] = value
+            bad += Double(value) * 0
+            i &+= 1
+        }
+        return bad == 0
+    }
+
     /// y += a * x; returns the sum of squares of the new y, accumulated in Double as `dot`
     /// does (the same sum, in the same order), in the same pass.
     @inlinable

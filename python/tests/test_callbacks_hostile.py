@@ -676,3 +676,29 @@ def test_reentrant_calls_never_crash_the_process(action):
     result = run_isolated(BILEVEL_REENTRY.format(action=action))
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout.strip().splitlines()[-1])) == set(CALLBACKS)
+
+
+def test_operator_input_buffer_is_reused_only_while_the_operator_does_not_keep_it(rng):
+    # Reusing the input buffer saves an allocation per product (and the page faults of
+    # fresh memory); it must never hand out an array the operator still holds.
+    n = 50
+    A, b = spd_matrix(rng, n), rng.standard_normal(n)
+    seen, kept = [], []
+
+    def forgetful(x):
+        seen.append(id(x))
+        return A @ x
+
+    def keeping(x):
+        kept.append(x)
+        return A @ x
+
+    with lancbio.CG(n, maxiter=6) as est, lancbio.CG(n, maxiter=6) as twin:
+        v = est.step(forgetful, b)
+        assert len(seen) == 7 and len(set(seen)) == 1
+        assert np.array_equal(v, twin.step(A, b))
+        est.step(keeping, b)
+        assert len({id(x) for x in kept}) == len(kept) == 7
+        before = [x.copy() for x in kept]
+        est.step(forgetful, b)  # the kept arrays are not written to
+        assert all(np.array_equal(x, y) for x, y in zip(kept, before))
