@@ -46,10 +46,11 @@ final class ProjectedSystem {
 
     /// Solves the leading `dimension` x `dimension` system in place.
     ///
-    /// The extreme Ritz values come from Sturm-count bisection (O(j) per pass); the solve
-    /// is a pivoted LU (LAPACK gtsv's scheme), whose pivots also reveal singularity: when
-    /// the smallest pivot falls below j * ulp * max|pivot|, the minimum-norm least-squares
-    /// solution from the full eigendecomposition replaces it (the only O(j^2) path).
+    /// The extreme Ritz values come from Sturm counts placed by Laguerre's method (a few
+    /// O(j) passes, warm-started from the previous step's); the solve is a pivoted LU
+    /// (LAPACK gtsv's scheme), whose pivots also reveal singularity: when the smallest
+    /// pivot falls below j * ulp * max|pivot|, the minimum-norm least-squares solution from
+    /// the full eigendecomposition replaces it (the only O(j^2) path).
     func solve(dimension j: Int, ritzBounds: (min: Double, max: Double)? = nil) -> Report {
         var report = Report()
         let d = UnsafeBufferPointer(start: diagonal, count: j)
