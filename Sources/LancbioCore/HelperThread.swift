@@ -56,6 +56,11 @@ final class HelperThread: @unchecked Sendable {
     private var ownerWaiting = false
     /// Held by the caller that owns the helper for one `run`.
     private let owner = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Back-off, guarded by `owner`: after the owner had to sleep until the helper finished
+    /// a chunk (its core was taken by another process mid-chunk), the next `skip` runs keep
+    /// every chunk on the calling thread; the pause doubles while that repeats.
+    private var skip = 0
+    private var backOff = 0
     /// A forked child has no helper thread: it must run every chunk itself.
     private let process = getpid()
 
@@ -89,6 +94,11 @@ final class HelperThread: @unchecked Sendable {
             return
         }
         defer { pthread_mutex_unlock(owner) }
+        if skip > 0 {
+            skip -= 1
+            for chunk in 0..<work.chunks { work.run(chunk) }
+            return
+        }
         self.work = .passUnretained(work)
         nextChunk.store(0, ordering: .relaxed)
         state.store(Self.posted, ordering: .releasing)
@@ -96,15 +106,26 @@ final class HelperThread: @unchecked Sendable {
         if sleeping { pthread_cond_signal(wake) }
         pthread_mutex_unlock(lock)
 
-        runChunks(work)
+        let started = Self.now()
+        let ran = runChunks(work)
         // Still posted: the helper never started, and now never will.
         if state.compareExchange(expected: Self.posted, desired: Self.idle, ordering: .acquiringAndReleasing).exchanged {
             return
         }
-        // It is running a chunk: short, unless its core was taken from it.
+        // It is running a chunk, which should end within about a chunk's time (measured
+        // on this thread), unless the helper's core was taken from it.
+        let now = Self.now()
+        let patience = now + 2 * (now - started) / max(ran, 1) + 20_000
         var polls = 0
-        while state.load(ordering: .acquiring) != Self.finished && polls < 4096 { polls += 1 }
-        if state.load(ordering: .acquiring) != Self.finished {
+        while state.load(ordering: .acquiring) != Self.finished {
+            polls += 1
+            if polls & 63 == 0 && Self.now() > patience { break }
+        }
+        if state.load(ordering: .acquiring) == Self.finished {
+            backOff = 0
+        } else {
+            backOff = min(max(2 * backOff, 1), 1024)
+            skip = backOff
             pthread_mutex_lock(lock)
             while state.load(ordering: .acquiring) != Self.finished {
                 ownerWaiting = true
@@ -116,11 +137,15 @@ final class HelperThread: @unchecked Sendable {
         state.store(Self.idle, ordering: .relaxed)
     }
 
-    private func runChunks(_ work: ChunkedWork) {
+    /// Claims and runs chunks until none are left; returns how many this thread ran.
+    @discardableResult
+    private func runChunks(_ work: ChunkedWork) -> Int {
+        var ran = 0
         while true {
             let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-            guard chunk < work.chunks else { return }
+            guard chunk < work.chunks else { return ran }
             work.run(chunk)
+            ran += 1
         }
     }
 
