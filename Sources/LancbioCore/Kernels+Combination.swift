@@ -1,0 +1,117 @@
+// The combination v = vbar + Q s of a Lanczos step: the second pass over the basis.
+
+extension Kernels {
+    /// out = base + sum_c coefficients[c] * q_c over the first `columns` columns of `basis`
+    /// (column stride `stride`, default n; `n` rows; base nil means zero), accumulating in
+    /// Double. Returns false when any output entry is not finite (overflow), so callers
+    /// need no second pass to check. `out` may be `base`.
+    ///
+    /// Blocked by rows: eight columns at a time sweep a block, their sum added to the
+    /// partial sums of the block, which stay in `scratch` (Double, count >= kernelBlockRows,
+    /// in L1) between sweeps. The first sweep starts from base and the last writes out, so
+    /// with up to eight columns a block is a single sweep; each matrix element is read once.
+    @inlinable
+    static func combineColumns<T: BinaryFloatingPoint>(
+        _ basis: UnsafePointer<T>, n: Int, stride: Int? = nil, columns: Int, coefficients: UnsafePointer<Double>,
+        base: UnsafePointer<T>?, into out: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<Double>
+    ) -> Bool {
+        let stride = stride ?? n
+        let sweeps = max(1, (columns + 7) / 8)
+        var poison = SIMD4<Double>()
+        var start = 0
+        while start < n {
+            let rows = min(kernelBlockRows, n &- start)
+            for sweep in 0..<sweeps {
+                let c = sweep &* 8
+                let count = min(8, columns &- c)
+                // Missing columns repeat the first with coefficient 0 (x + 0 * q is x):
+                // one loop body serves every count, at the price of a few cached loads.
+                let first = basis + (min(c, max(columns &- 1, 0)) &* stride &+ start)
+                func column(_ k: Int) -> UnsafePointer<T> { k < count ? first + k &* stride : first }
+                func coefficient(_ k: Int) -> Double { k < count ? coefficients[c &+ k] : 0 }
+                let q = (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))
+                let a = (coefficient(0), coefficient(1), coefficient(2), coefficient(3),
+                         coefficient(4), coefficient(5), coefficient(6), coefficient(7))
+                let fromScratch = sweep > 0, toOut = sweep == sweeps &- 1
+                switch (fromScratch, toOut, base) {
+                case (false, true, let base?):
+                    sweepBlock(q, a, rows, load: { load4(base + start, $0) },
+                               scalar: { Double(base[start &+ $0]) },
+                               store: { t, v in poison += storeRounded(v, out + start, t) },
+                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
+                case (false, true, nil):
+                    sweepBlock(q, a, rows, load: { _ in SIMD4<Double>() }, scalar: { _ in 0 },
+                               store: { t, v in poison += storeRounded(v, out + start, t) },
+                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
+                case (false, false, let base?):
+                    sweepBlock(q, a, rows, load: { load4(base + start, $0) },
+                               scalar: { Double(base[start &+ $0]) },
+                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
+                case (false, false, nil):
+                    sweepBlock(q, a, rows, load: { _ in SIMD4<Double>() }, scalar: { _ in 0 },
+                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
+                case (true, true, _):
+                    sweepBlock(q, a, rows, load: { load4(scratch, $0) }, scalar: { scratch[$0] },
+                               store: { t, v in poison += storeRounded(v, out + start, t) },
+                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
+                case (true, false, _):
+                    sweepBlock(q, a, rows, load: { load4(scratch, $0) }, scalar: { scratch[$0] },
+                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
+                }
+            }
+            start &+= rows
+        }
+        return total(poison) == 0
+    }
+
+    /// Stores v rounded to T at p[t ..< t + 4]; returns v * 0 of the stored values (NaN
+    /// lanes where they are not finite), for the caller's poison sum.
+    @inlinable @inline(__always)
+    static func storeRounded<T: BinaryFloatingPoint>(_ v: SIMD4<Double>, _ p: UnsafeMutablePointer<T>, _ t: Int)
+        -> SIMD4<Double> {
+        let stored = rounded(v, to: T.self)
+        store4(stored, p, t)
+        return stored * 0
+    }
+
+    @inlinable @inline(__always)
+    static func storeRounded<T: BinaryFloatingPoint>(_ v: Double, _ p: UnsafeMutablePointer<T>, _ t: Int) -> Double {
+        let stored = T(v)
+        p[t] = stored
+        return Double(stored) * 0
+    }
+
+    /// One sweep of eight columns over a block: store(t, load(t) + sum_k a_k q_k[t]).
+    @inlinable @inline(__always)
+    static func sweepBlock<T: BinaryFloatingPoint>(
+        _ q: (UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>,
+              UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>),
+        _ a: (Double, Double, Double, Double, Double, Double, Double, Double),
+        _ rows: Int,
+        load: (Int) -> SIMD4<Double>, scalar: (Int) -> Double,
+        store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int, Double) -> Void
+    ) {
+        let a0 = SIMD4(repeating: a.0), a1 = SIMD4(repeating: a.1), a2 = SIMD4(repeating: a.2)
+        let a3 = SIMD4(repeating: a.3), a4 = SIMD4(repeating: a.4), a5 = SIMD4(repeating: a.5)
+        let a6 = SIMD4(repeating: a.6), a7 = SIMD4(repeating: a.7)
+        let vectorRows = rows & ~3
+        var t = 0
+        while t < vectorRows {
+            // Two independent chains keep both FMA pipes busy.
+            var low = a0 * load4(q.0, t), high = a4 * load4(q.4, t)
+            low = multiplyAdd(a1, load4(q.1, t), low); high = multiplyAdd(a5, load4(q.5, t), high)
+            low = multiplyAdd(a2, load4(q.2, t), low); high = multiplyAdd(a6, load4(q.6, t), high)
+            low = multiplyAdd(a3, load4(q.3, t), low); high = multiplyAdd(a7, load4(q.7, t), high)
+            store(t, load(t) + (low + high))
+            t &+= 4
+        }
+        while t < rows {
+            var low = a.0 * Double(q.0[t]), high = a.4 * Double(q.4[t])
+            low += a.1 * Double(q.1[t]); high += a.5 * Double(q.5[t])
+            low += a.2 * Double(q.2[t]); high += a.6 * Double(q.6[t])
+            low += a.3 * Double(q.3[t]); high += a.7 * Double(q.7[t])
+            storeScalar(t, scalar(t) + (low + high))
+            t &+= 1
+        }
+    }
+}
