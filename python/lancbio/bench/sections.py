@@ -263,6 +263,27 @@ def measure_steps(impls, n, j, dtype, repeats, stream_buffer=None, seed=0):
     return times, bounds, (read_rates, copy_rates), agreement, dims
 
 
+def measure_interleaved(groups, n, j, repeats, seed=0):
+    """``measure_steps`` for implementations of several dtypes at once ({dtype: impls}):
+    one cycle of every implementation of every dtype per round, the order rotating, so a
+    change in the machine's speed during the run affects all precisions alike. Every
+    dtype gets the same operator and right-hand sides, rounded to it. Returns (times
+    {name: [s]}, agreement {name: relative difference from the last impl of its dtype})."""
+    setups = {}
+    for dtype in groups:
+        rng = np.random.default_rng(seed)
+        setups[dtype] = (np.linspace(1.0, 10.0, n).astype(dtype), _RightHandSides(n, dtype, rng), {})
+    pairs = [(impl, dtype) for dtype, impls in groups.items() for impl in impls]
+    for impl, dtype in pairs:  # warm-up
+        _run_cycle(impl, j, *setups[dtype])
+    times = {impl.name: [] for impl, _ in pairs}
+    for r in range(repeats):
+        for impl, dtype in pairs[r % len(pairs):] + pairs[:r % len(pairs)]:
+            times[impl.name].append(_run_cycle(impl, j, *setups[dtype]))
+    agreement = {impl.name: rel_diff(impl.v, groups[dtype][-1].v) for impl, dtype in pairs}
+    return times, agreement
+
+
 def _cycles(repeats: int, n: int) -> int:
     """Timed cycles per implementation: more where cycles are cheap (n <= 1e5), fewer
     (but at least 3) at n >= 1e6, where one cycle at j = 80 streams ~50 GB."""
@@ -674,7 +695,8 @@ def section_precision(report, cfg: Config, results: dict) -> None:
     n, j = cfg.precision_n, cfg.precision_j
     report.heading(f"5. Float32 against Float64 (n = {_n_label(n)}, j = {j})")
     report.add("The step of section 1 (lancbio Python API) in both precisions, same right-hand sides "
-               "(rounded to float32), interleaved; the careful numpy reference (b) in both precisions (with 2 "
+               "(rounded to float32), one cycle of each precision and implementation per round (interleaved, "
+               "the order rotating); the careful numpy reference (b) in both precisions (with 2 "
                f"and 1 BLAS threads) for comparison. {cfg.repeats} cycles, median [min, max]. Agreement of the float32 v with the "
                "float64 v is reported, not required (float32 rounding).")
     report.add("")
@@ -687,17 +709,14 @@ def section_precision(report, cfg: Config, results: dict) -> None:
         impls32.append(_Careful(n, j, np.float32, single_thread=True, name="(b1) f32"))
     impls64.append(_Careful(n, j, np.float64, name="(b) f64"))
     impls32.append(_Careful(n, j, np.float32, name="(b) f32"))
-    t64, _, _, a64, _ = measure_steps(impls64, n, j, np.float64, cfg.repeats)
-    v64 = impls64[0].v
-    for impl in impls64:
+    times, agreement = measure_interleaved({np.float64: impls64, np.float32: impls32}, n, j, cfg.repeats)
+    a64 = {impl.name: agreement[impl.name] for impl in impls64}
+    a32 = {impl.name: agreement[impl.name] for impl in impls32}
+    v64, v32 = impls64[0].v, impls32[0].v
+    for impl in impls64 + impls32:
         impl.close()
     gc.collect()
-    t32, _, _, a32, _ = measure_steps(impls32, n, j, np.float32, cfg.repeats)
-    v32 = impls32[0].v
-    for impl in impls32:
-        impl.close()
-    gc.collect()
-    s = {k: stats(v) for k, v in {**t64, **t32}.items()}
+    s = {k: stats(v) for k, v in times.items()}
     ratio = s["lancbio f64"].median / s["lancbio f32"].median
     ratio_b = s["(b) f64"].median / s["(b) f32"].median
     results["precision"] = dict(ratio=ratio, ratio_numpy=ratio_b)
