@@ -1,8 +1,8 @@
 enum BasisSplit {
     /// Smaller passes stay on one thread. Measured on two cores: a split step gains from
-    /// about 6e4 basis entries on an idle machine (1.3x at n = 1e3, j = 80; 1.5x at 1e4 x 10),
-    /// and with another process keeping the second core busy it stays within a few percent
-    /// of the unsplit step (the helper runs at idle priority).
+    /// about 6e4 basis entries on an idle machine (1.3x at n = 1e3, j = 80; 1.4x at 1e4 x 10);
+    /// with another process keeping the second core busy it stays near the unsplit step
+    /// (the back-off of `HelperThread`).
     /// (A variable for tests, which lower it to split small problems.)
     nonisolated(unsafe) static var minimumEntries = 1 << 16
     /// Rows are cut into this many chunks: enough that the two threads end close together

@@ -31,8 +31,10 @@ final class ChunkedWork {
 ///
 /// After a job the helper polls for the next one for a short while before it sleeps: the
 /// passes of one Lanczos step come microseconds apart, and a futex wake-up costs more than
-/// a small pass. It runs at idle priority, so that neither its polling nor its chunks take
-/// a core from anyone: on a busy machine the caller simply does most chunks itself.
+/// a small pass; the polling yields the core to any other runnable thread. (Idle priority
+/// was measured too: it never slows other processes, but BLAS worker threads that spin
+/// after each call, as OpenBLAS's do, then starve the helper, and the caller ends up doing
+/// every chunk itself.)
 /// Dispatching allocates nothing; the thread is created on first use of `shared`.
 final class HelperThread: @unchecked Sendable {
     /// The helper, created on first access; nil if the thread could not be created.
@@ -152,13 +154,6 @@ final class HelperThread: @unchecked Sendable {
     }
 
     private func serve() -> Never {
-        #if os(Linux)
-        // SCHED_IDLE (5 in <sched.h>): the helper runs only on a core nobody else wants, so
-        // on a busy machine it never takes time from the caller or other processes; when the
-        // caller sleeps waiting for it, the caller's own core is free for it.
-        var parameters = sched_param()
-        _ = pthread_setschedparam(pthread_self(), 5, &parameters)
-        #endif
         while true {
             if !claimPolling() {
                 pthread_mutex_lock(lock)
@@ -191,7 +186,11 @@ final class HelperThread: @unchecked Sendable {
                 return true
             }
             polls += 1
-            if polls & 255 == 0 && Self.now() > deadline { return false }
+            if polls & 255 == 0 {
+                if Self.now() > deadline { return false }
+                // Polling must not crowd out runnable threads (the caller's, BLAS workers).
+                sched_yield()
+            }
         }
     }
 
