@@ -60,9 +60,10 @@ final class HelperThread: @unchecked Sendable {
     private var ownerWaiting = false
     /// Held by the caller that owns the helper for one `run`.
     private let owner = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    /// Back-off, guarded by `owner`: after the owner had to sleep until the helper finished
-    /// a chunk (its core was taken by another process mid-chunk), the next `skip` runs keep
-    /// every chunk on the calling thread; the pause doubles while that repeats.
+    /// Back-off, guarded by `owner`: when the helper did not help (it never started although
+    /// it was awake, it ran less than a quarter of the chunks, or the owner had to sleep until
+    /// it finished a chunk: its core is shared or taken), the next `skip` runs keep every
+    /// chunk on the calling thread; the pause doubles while that repeats.
     private var skip = 0
     private var backOff = 0
     /// A forked child has no helper thread: it must run every chunk itself.
@@ -107,29 +108,35 @@ final class HelperThread: @unchecked Sendable {
         nextChunk.store(0, ordering: .relaxed)
         state.store(Self.posted, ordering: .releasing)
         pthread_mutex_lock(lock)
+        let wasAwake = !sleeping
         if sleeping { pthread_cond_signal(wake) }
         pthread_mutex_unlock(lock)
 
         let started = Self.now()
         let ran = runChunks(work)
-        // Still posted: the helper never started, and now never will.
+        // Still posted: the helper never started, and now never will. Expected when it was
+        // asleep (the first pass after a pause); when it was polling, its core is taken.
         if state.compareExchange(expected: Self.posted, desired: Self.idle, ordering: .acquiringAndReleasing).exchanged {
+            if wasAwake { backOffAgain() }
             return
         }
         // It is running a chunk, which should end within about a chunk's time (measured
         // on this thread), unless the helper's core was taken from it.
         let now = Self.now()
-        let patience = now + 2 * (now - started) / max(ran, 1) + 20_000
+        let chunkTime = (now - started) / max(ran, 1)
+        let patience = now + 2 * chunkTime + 20_000
         var polls = 0
         while state.load(ordering: .acquiring) != Self.finished {
             polls += 1
             if polls & 63 == 0 && Self.now() > patience { break }
         }
         if state.load(ordering: .acquiring) == Self.finished {
-            backOff = 0
+            // A helper that shares its core with another thread (or was woken onto the
+            // caller's core) finishes its chunks, but few of them: no gain, only overhead.
+            // (Chunks of a few microseconds are over before a polling helper reacts.)
+            if chunkTime > 10_000 && 4 * (work.chunks - ran) < work.chunks { backOffAgain() } else { backOff = 0 }
         } else {
-            backOff = min(max(2 * backOff, 1), 1024)
-            skip = backOff
+            backOffAgain()
             pthread_mutex_lock(lock)
             while state.load(ordering: .acquiring) != Self.finished {
                 ownerWaiting = true
@@ -139,6 +146,11 @@ final class HelperThread: @unchecked Sendable {
             pthread_mutex_unlock(lock)
         }
         state.store(Self.idle, ordering: .relaxed)
+    }
+
+    private func backOffAgain() {
+        backOff = min(max(2 * backOff, 1), 1024)
+        skip = backOff
     }
 
     /// Claims and runs chunks until none are left; returns how many this thread ran.
