@@ -303,7 +303,8 @@ class _Estimator:
                 return; if it keeps a reference, the array is left to it), and must return
                 an array-like of shape (n,) with a real floating or integer dtype (cast to
                 the estimator's dtype).
-            b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite.
+            b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite;
+                read in place while the step runs, so the operator must not change it.
 
         Returns:
             The committed estimate v, a new array of shape (n,) and the estimator's dtype.

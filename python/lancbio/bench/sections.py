@@ -243,24 +243,25 @@ def measure_steps(impls, n, j, dtype, repeats, stream_buffer=None, seed=0):
     rhs = _RightHandSides(n, dtype, rng)
     counter: dict = {}
     times = {impl.name: [] for impl in impls}
-    bounds, read_rates, copy_rates = [], [], []
+    bounds, read_rates, copy_rates, copy2_rates = [], [], [], []
     # Warm-up cycle: page faults of fresh buffers, BLAS thread start-up, caches.
     for impl in impls:
         _run_cycle(impl, j, d, rhs, counter)
     dims = {impl.name: [impl.dimension()] for impl in impls}
     for r in range(repeats):
         if stream_buffer is not None:
-            read, copy = stream_rate(stream_buffer)
+            read, copy, copy2 = stream_rate(stream_buffer)
             read_rates.append(read)
             copy_rates.append(copy)
-            bounds.append(2 * n * j * np.dtype(dtype).itemsize / max(read, copy))
+            copy2_rates.append(copy2)
+            bounds.append(2 * n * j * np.dtype(dtype).itemsize / max(read, copy, copy2))
         order = impls[r % len(impls):] + impls[:r % len(impls)]
         for impl in order:
             times[impl.name].append(_run_cycle(impl, j, d, rhs, counter))
             dims[impl.name].append(impl.dimension())
     reference = impls[-1].v if impls else None
     agreement = {impl.name: rel_diff(impl.v, reference) for impl in impls}
-    return times, bounds, (read_rates, copy_rates), agreement, dims
+    return times, bounds, (read_rates, copy_rates, copy2_rates), agreement, dims
 
 
 def measure_interleaved(groups, n, j, repeats, seed=0):
@@ -304,7 +305,8 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                "cycles per implementation interleaved round by round (4x --repeats at n <= 1e4, 2x at 1e5, "
                f"max(3, repeats - 2) at 1e6; --repeats = {cfg.repeats}); median [min, max]. "
                "(c) is the time to read 2 n j 8 bytes (Q^T r and Q s) at the streaming rate measured in the "
-               "same round on a buffer of the basis' size (best of numpy sum / copyto, one thread). "
+               "same round on a buffer of the basis' size (the best of numpy sum and copyto on one thread and "
+               "copyto split between two threads: lancbio runs large passes on both cores). "
                "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included). lancbio runs with its "
                "defaults, which add an orthogonality check (Q^T q_(j+1), fused into the Q^T r pass: compute, "
                "not memory traffic) that (a) and (b) do not make; it restarts a cycle early only when "
@@ -342,13 +344,13 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                 careful_best=min(st["(b) careful numpy"].median, careful1) if have_limiter
                 else st["(b) careful numpy"].median, others=others,
                 bound=bound.median, agreement=max(agreement.values()), dims=dims,
-                read=stats(rates[0]).median, copy=stats(rates[1]).median)
+                read=stats(rates[0]).median, copy=stats(rates[1]).median, copy2=stats(rates[2]).median)
             r = results["steps"][key]
             dim_ok = all(x == j for v in dims.values() for x in v)
             rows.append([_n_label(n), j, cycles, st["lancbio"].fmt(), st["lancbio raw ctypes"].fmt(),
                          st["(a) research numpy"].fmt(), st["(b) careful numpy"].fmt(),
                          st["(b) careful numpy, 1 BLAS thread"].fmt() if have_limiter else "n/a",
-                         bound.fmt(), f"{r['read'] / 1e9:.1f} / {r['copy'] / 1e9:.1f}"])
+                         bound.fmt(), f"{r['read'] / 1e9:.1f} / {r['copy'] / 1e9:.1f} / {r['copy2'] / 1e9:.1f}"])
             ratio_rows.append([_n_label(n), j, fmt_ratio(r["research"] / lanc), fmt_ratio(r["careful"] / lanc),
                                fmt_ratio(r["careful1"] / lanc), fmt_ratio(r["careful"] / r["raw"]),
                                f"{100 * r['bound'] / lanc:.0f}%", f"{100 * r['bound'] / r['raw']:.0f}%",
@@ -356,7 +358,7 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                                f"{r['agreement']:.1e} {'ok' if r['agreement'] < AGREE else 'DIFFERENT'}"
                                + ("" if dim_ok else " (a cycle ended below dimension j)"), f"{others:.2f}"])
     report.table(["n", "j", "cycles", "lancbio", "lancbio raw ctypes", "(a) research numpy", "(b) careful numpy",
-                  "(b) 1 BLAS thread", "(c) bound", "stream GB/s read/copy"], rows)
+                  "(b) 1 BLAS thread", "(c) bound", "stream GB/s read/copy/copy 2 threads"], rows)
     report.add("Ratios of medians (> 1: lancbio faster); \"% of bound\" = (c) / lancbio time; (a)/(c) and "
                "(b)/(c) are the largest speed-ups over (a) and (b) that an implementation running at the "
                "bound (c) could show; \"others' CPU\" = cores kept busy by other processes during the row "
