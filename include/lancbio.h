@@ -247,7 +247,8 @@ int32_t lancbio_estimator_info(const lancbio_estimator_t *h, lancbio_step_info_t
  * @param[in]  hvp        Product callback (see lancbio_hvp_f64_t).
  * @param[in]  user_data  Passed to hvp unchanged.
  * @param[in]  b          Right-hand side, n values, finite. Read in place while the step
- *                        runs (not copied): the callback must not change it.
+ *                        runs (not copied): nothing (the callback, another thread) may
+ *                        change it until the call returns.
  * @param[out] v          Receives the estimate, n values; may alias b (written last).
  * @param[in]  n          Must equal the handle's dimension.
  * @param[out] info       Step diagnostics, or NULL.

@@ -148,6 +148,9 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         } else {
             for chunk in 0..<work.chunks { run(chunk: chunk) }
         }
+        // The pass's vectors may be the caller's: no pointer to them outlives the call.
+        rhs = UnsafePointer(bitPattern: 1)!; y = rhs; q = rhs; previous = nil; anchorProduct = nil
+        z = nil; base = nil; out = UnsafeMutablePointer(bitPattern: 1)!
     }
 
     /// The chunks' scalar results (in partial[c * 2 * capacity]), added in chunk order.

@@ -172,6 +172,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         } else {
             b = Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
         }
+        guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
         // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
         // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
         let scale = Kernels.hypot(Kernels.hypot(a, betaPrevious), b)

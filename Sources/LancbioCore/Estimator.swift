@@ -276,6 +276,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         inProgress = false
         deferringCommit = false
         awaitingCommit = false
+        ws.rhs = UnsafePointer(ws.rhsCopy)
         switch engine {
         case .lanczos(let m): m.abandon()
         case .subspace(let m): m.abandon()
@@ -334,6 +335,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         deferringCommit = false
         awaitingCommit = false
         commitStep()
+        ws.rhs = UnsafePointer(ws.rhsCopy)
     }
 
     private func commitStep() {
@@ -373,8 +375,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
             throw EstimatorError.invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
         }
         try rejectReentry("step")
-        // The caller's b must not outlive the call in the workspace.
-        defer { ws.rhs = UnsafePointer(ws.rhsCopy) }
+        // The caller's b must not outlive the call in the workspace (SubBiO also asks for
+        // its product: productInput may point at it).
+        defer {
+            if ws.productInput == ws.rhs && ws.rhs != UnsafePointer(ws.rhsCopy) {
+                ws.productInput = UnsafePointer(ws.estimate)
+            }
+            ws.rhs = UnsafePointer(ws.rhsCopy)
+        }
         var progress = try start(rhs: b, deferred: false, copying: false)
         while progress == .needsProduct {
             insideProductCallback = true

@@ -66,10 +66,15 @@ final class HelperThread: @unchecked Sendable {
     /// chunk on the calling thread; the pause doubles while that repeats.
     private var skip = 0
     private var backOff = 0
-    /// A forked child has no helper thread: it must run every chunk itself.
-    private let process = getpid()
+    /// Set in a forked child, which has no helper thread: it must run every chunk itself
+    /// (and must not touch locks the fork may have copied while held).
+    nonisolated(unsafe) private static var inForkedChild = false
+    /// The owner's floating-point environment (rounding, flush-to-zero), published with the
+    /// job: chunks must round alike whichever thread runs them.
+    private var environment = fenv_t()
 
     private init?() {
+        pthread_atfork(nil, nil, { HelperThread.inForkedChild = true })
         pthread_mutex_init(lock, nil)
         pthread_mutex_init(owner, nil)
         pthread_cond_init(wake, nil)
@@ -94,7 +99,7 @@ final class HelperThread: @unchecked Sendable {
     /// Runs every chunk of `work`, sharing them with the helper when it is free; returns
     /// when all have finished.
     func run(_ work: ChunkedWork) {
-        guard Self.isEnabled, getpid() == process, pthread_mutex_trylock(owner) == 0 else {
+        guard Self.isEnabled, !Self.inForkedChild, pthread_mutex_trylock(owner) == 0 else {
             for chunk in 0..<work.chunks { work.run(chunk) }
             return
         }
@@ -105,6 +110,7 @@ final class HelperThread: @unchecked Sendable {
             return
         }
         self.work = .passUnretained(work)
+        fegetenv(&environment)
         nextChunk.store(0, ordering: .relaxed)
         state.store(Self.posted, ordering: .releasing)
         pthread_mutex_lock(lock)
@@ -179,6 +185,7 @@ final class HelperThread: @unchecked Sendable {
                 guard state.compareExchange(expected: Self.posted, desired: Self.taken,
                                             ordering: .acquiringAndReleasing).exchanged else { continue }
             }
+            fesetenv(&environment)
             runChunks(work!.takeUnretainedValue())
             state.store(Self.finished, ordering: .releasing)
             pthread_mutex_lock(lock)

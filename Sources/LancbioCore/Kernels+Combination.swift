@@ -16,7 +16,17 @@ extension Kernels {
         base: UnsafePointer<T>?, into out: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<Double>
     ) -> Bool {
         let stride = stride ?? n
-        let sweeps = max(1, (columns + 7) / 8)
+        guard columns > 0 else {
+            // No column to pad with: out = base.
+            var poison = 0.0
+            for t in 0..<n {
+                let value = base.map { $0[t] } ?? 0
+                out[t] = value
+                poison += Double(value) * 0
+            }
+            return poison == 0
+        }
+        let sweeps = (columns + 7) / 8
         var poison = SIMD4<Double>()
         var start = 0
         while start < n {
@@ -26,7 +36,7 @@ extension Kernels {
                 let count = min(8, columns &- c)
                 // Missing columns repeat the first with coefficient 0 (x + 0 * q is x):
                 // one loop body serves every count, at the price of a few cached loads.
-                let first = basis + (min(c, max(columns &- 1, 0)) &* stride &+ start)
+                let first = basis + (c &* stride &+ start)
                 func column(_ k: Int) -> UnsafePointer<T> { k < count ? first + k &* stride : first }
                 func coefficient(_ k: Int) -> Double { k < count ? coefficients[c &+ k] : 0 }
                 let q = (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))

@@ -59,6 +59,20 @@ struct TwoCoreSplitTests {
         #expect(floatSplit == floatAlone)
     }
 
+    @Test("chunks round like the caller: under upward rounding the helper changes no bit")
+    func helperUsesTheCallersRounding() throws {
+        let saved = fegetround()
+        fesetround(FE_UPWARD)
+        defer { fesetround(saved) }
+        let (split, alone) = try Self.withSplitThreshold(1) {
+            let split = try Self.run(Estimator<Float>(n: Self.n, method: Self.lanczos()), steps: 9)
+            HelperThread.isEnabled = false
+            defer { HelperThread.isEnabled = true }
+            return (split, try Self.run(Estimator<Float>(n: Self.n, method: Self.lanczos()), steps: 9))
+        }
+        #expect(split == alone)
+    }
+
     @Test("a split step agrees with the unsplit one to rounding, and both solve the system")
     func splitAgreesWithUnsplit() throws {
         let split = try Self.withSplitThreshold(1) {

@@ -49,8 +49,9 @@ _ndarray = np.ndarray
 _byref = ctypes.byref
 _memoryview = memoryview
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-# Caps the trampoline's cache of buffer views; the library's buffers number at most
-# m_max + 10 per handle, so this only bounds memory if that ever changes.
+# Caps the trampoline's cache of buffer views: the library's buffers number at most
+# m_max + 10 per handle, but SubBiO's first product is of the caller's own b (read in
+# place by step), whose address changes from call to call.
 _MAX_CACHED_VIEWS = 8192
 
 
@@ -97,6 +98,16 @@ def _result_error(result, n: int) -> Exception | None:
     return None
 
 
+def _sole_reference_count() -> int:
+    # What sys.getrefcount reports for an object held by one local variable only: 2 up to
+    # CPython 3.13, 1 from 3.14 (locals are passed as borrowed references).
+    probe = np.empty(0)
+    return sys.getrefcount(probe)
+
+
+_SOLE_REFERENCE_COUNT = _sole_reference_count()
+
+
 def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
     """The C product callback of one estimator.
 
@@ -127,6 +138,7 @@ def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
     # (or a view of it) makes the buffer its own: the next call allocates another.
     spare = [None]
     getrefcount = sys.getrefcount
+    alone = _SOLE_REFERENCE_COUNT
 
     def trampoline(p_in, p_out, _n, _user_data):
         source = target = None
@@ -151,8 +163,9 @@ def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
                 target = view(p_out)
             target[:] = result
             result = None
-            # Only this frame and getrefcount's argument: nobody kept it.
-            if getrefcount(given) == 2:
+            # Reused only if nobody kept it and the operator left it as it was handed over.
+            if (getrefcount(given) == alone and given.flags.writeable and given.dtype == dtype
+                    and given.shape == shape):
                 spare[0] = given
             return 0
         except BaseException as exc:  # noqa: BLE001 - re-raised by step() after C returns
@@ -304,7 +317,8 @@ class _Estimator:
                 an array-like of shape (n,) with a real floating or integer dtype (cast to
                 the estimator's dtype).
             b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite;
-                read in place while the step runs, so the operator must not change it.
+                read in place while the step runs: nothing (the operator, another thread)
+                may change it until step returns.
 
         Returns:
             The committed estimate v, a new array of shape (n,) and the estimator's dtype.
