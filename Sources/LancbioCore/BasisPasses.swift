@@ -1,10 +1,12 @@
 enum BasisSplit {
     /// Smaller passes stay on one thread. Measured on two cores: a split step gains from
-    /// about 6e4 basis entries on an idle machine (1.3x at n = 1e3, j = 80; 1.4x at 1e4 x 10);
-    /// with another process keeping the second core busy it stays near the unsplit step
-    /// (the back-off of `HelperThread`).
+    /// about 6e4 basis entries on an idle machine (1.3x at n = 1e3, j = 80; 1.4x at 1e4 x 10),
+    /// but below about 1e5 the gain comes and goes with the helper's wake-up latency, and
+    /// one slow wake-up costs more than the split saves. From 2^17 entries (1.3x at 1e4 x 40,
+    /// 2x at 1e5 x 40) it holds; with another process keeping the second core busy it stays
+    /// near the unsplit step (the back-off of `HelperThread`).
     /// (A variable for tests, which lower it to split small problems.)
-    nonisolated(unsafe) static var minimumEntries = 1 << 16
+    nonisolated(unsafe) static var minimumEntries = 1 << 17
     /// Rows are cut into this many chunks: enough that the two threads end close together
     /// and that a helper descheduled mid-chunk holds up little.
     static let chunks = 8
