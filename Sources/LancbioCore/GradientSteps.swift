@@ -34,22 +34,45 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     /// pending <- pending - eta (A pending - b), with A pending in ws.productOutput.
     /// Returns ||A pending - b|| before the step.
     static func gradientStep(_ ws: StepWorkspace<T>, stepSize eta: Double) throws(EstimatorError) -> Double {
-        let v = ws.pending, r = ws.productOutput, b = ws.rhs
-        // r = A v - b in place (the product buffer is scratch once read), then v -= eta r.
-        // Two poisons tell the operator's NaN or infinity from our own overflow.
-        var productPoison = 0.0, residualPoison = 0.0
-        for i in 0..<ws.n {
-            let a = Double(r[i])
-            let ri = a - Double(b[i])
+        let v = ws.pending, r = ws.productOutput, b = ws.rhs, n = ws.n
+        // r = A v - b in place (the product buffer is scratch once read), then v -= eta r, in
+        // one pass that also sums r's squares. Separate poisons tell the operator's NaN or
+        // infinity from our own overflow; vector accumulators keep the loop vectorised.
+        let step = SIMD4<Double>(repeating: eta)
+        var productPoison = SIMD4<Double>(), residualPoison = SIMD4<Double>()
+        var estimatePoison = SIMD4<Double>(), squares = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let a = Kernels.load4(UnsafePointer(r), i)
+            let ri = a - Kernels.load4(b, i)
             productPoison += a * 0
             residualPoison += ri * 0
-            r[i] = T(ri)
-            v[i] = T(Double(v[i]) - eta * ri)
+            let stored = Kernels.rounded(ri, to: T.self)
+            Kernels.store4(stored, r, i)
+            squares += stored * stored
+            let next = Kernels.rounded(Kernels.load4(UnsafePointer(v), i) - step * ri, to: T.self)
+            Kernels.store4(next, v, i)
+            estimatePoison += next * 0
+            i &+= 4
         }
-        guard productPoison == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
-        guard residualPoison == 0 else { throw .nonFiniteResult("A v - b overflowed") }
-        guard Kernels.allFinite(v, ws.n) else { throw .nonFiniteResult("the gradient step overflowed") }
-        return Kernels.norm(r, ws.n)
+        var product = Kernels.total(productPoison), residual = Kernels.total(residualPoison)
+        var estimate = Kernels.total(estimatePoison), sum = Kernels.total(squares)
+        while i < n {
+            let a = Double(r[i])
+            let ri = a - Double(b[i])
+            product += a * 0
+            residual += ri * 0
+            r[i] = T(ri)
+            sum += Double(r[i]) * Double(r[i])
+            v[i] = T(Double(v[i]) - eta * ri)
+            estimate += Double(v[i]) * 0
+            i &+= 1
+        }
+        guard product == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
+        guard residual == 0 else { throw .nonFiniteResult("A v - b overflowed") }
+        guard estimate == 0 else { throw .nonFiniteResult("the gradient step overflowed") }
+        return Kernels.norm(fromSumOfSquares: sum) ?? Kernels.norm(r, n)
     }
 
     func commit(_ ws: StepWorkspace<T>) {}

@@ -49,20 +49,43 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ ws: StepWorkspace<T>,
                           stepSize eta: Double, _ n: Int) throws(EstimatorError) {
         let product = ws.productOutput
-        var poison = 0.0
-        for i in 0..<n {
-            let p = Double(power[i]) - eta * Double(product[i])
+        // Vector accumulators for the poisons keep the loops vectorised.
+        let step = SIMD4<Double>(repeating: eta)
+        var poison = SIMD4<Double>()
+        let vectorRows = n & ~3
+        var i = 0
+        while i < vectorRows {
+            let p = Kernels.rounded(Kernels.load4(UnsafePointer(power), i) - step * Kernels.load4(UnsafePointer(product), i),
+                                    to: T.self)
             poison += p * 0
-            power[i] = T(p)
+            Kernels.store4(p, power, i)
+            i &+= 4
         }
-        guard poison == 0 else { throw ws.productFailure("the Neumann term (I - eta A)^i b") }
+        var bad = Kernels.total(poison)
+        while i < n {
+            power[i] = T(Double(power[i]) - eta * Double(product[i]))
+            bad += Double(power[i]) * 0
+            i &+= 1
+        }
+        guard bad == 0 else { throw ws.productFailure("the Neumann term (I - eta A)^i b") }
         if let sum {
-            var sumPoison: T = 0
-            for i in 0..<n {
-                sum[i] += power[i]
-                sumPoison += sum[i] * 0
+            // In T's precision: the sum of two T values, rounded once to T.
+            var sumPoison = SIMD4<Double>()
+            i = 0
+            while i < vectorRows {
+                let total = Kernels.rounded(Kernels.load4(UnsafePointer(sum), i) + Kernels.load4(UnsafePointer(power), i),
+                                            to: T.self)
+                Kernels.store4(total, sum, i)
+                sumPoison += total * 0
+                i &+= 4
             }
-            guard sumPoison == 0 else { throw .nonFiniteResult("the Neumann series overflowed") }
+            var badSum = Kernels.total(sumPoison)
+            while i < n {
+                sum[i] += power[i]
+                badSum += Double(sum[i]) * 0
+                i &+= 1
+            }
+            guard badSum == 0 else { throw .nonFiniteResult("the Neumann series overflowed") }
         }
     }
 
