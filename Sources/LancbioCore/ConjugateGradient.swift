@@ -64,9 +64,9 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
                 return finish(&info, converged: false)
             }
             let step = residualNormSquared / curvature
-            let estimateFinite = Kernels.axpyChecked(step / sigma, direction, ws.pending, n)
+            let estimateFinite = Kernels.update(ws.pending, times: 1, plus: step / sigma, times: direction, n).allFinite
             let previous = residualNormSquared
-            residualNormSquared = Kernels.axpyMeasuring(-step, ap, residual, n)
+            residualNormSquared = Kernels.update(residual, times: 1, plus: -step, times: ap, n).sumOfSquares
             iterations += 1
             guard residualNormSquared.isFinite, estimateFinite else {
                 throw .nonFiniteResult("conjugate gradients overflowed")
@@ -74,7 +74,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             if !isConverged(ws) && iterations < maxIterations {
                 // p <- r + (rr_new / rr_old) p
                 let ratio = residualNormSquared / previous
-                guard Kernels.addScaledChecked(residual, ratio, direction, n) else {
+                guard Kernels.update(direction, times: ratio, plus: 1, times: residual, n).allFinite else {
                     throw .nonFiniteResult("the CG search direction overflowed")
                 }
                 ws.productInput = UnsafePointer(direction)

@@ -167,7 +167,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                                              into: next)
         let b: Double
         if options.reorthogonalize {
-            reorthogonalize(next, column: column, q: q, ws)
+            reorthogonalize(next, column: column, q: q)
             b = Kernels.norm(next, n)
         } else {
             b = Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
@@ -244,17 +244,18 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     }
 
     /// Re-orthogonalise `next` against q_1 ... q_j (classical Gram-Schmidt, twice).
-    private func reorthogonalize(_ next: UnsafeMutablePointer<T>, column: Int, q: UnsafePointer<T>, _ ws: StepWorkspace<T>) {
+    private func reorthogonalize(_ next: UnsafeMutablePointer<T>, column: Int, q: UnsafePointer<T>) {
         for _ in 0..<2 {
             if pendingRestart {
                 let c = Kernels.dot(q, UnsafePointer(next), n)
                 Kernels.axpy(-c, q, next, n)
             } else {
-                Kernels.projectColumns(basis, n: n, columns: column + 1, onto: next,
-                                       coefficients: reorthogonalization)
+                passes.project(basis, columns: column + 1, rhs: UnsafePointer(next), minus: nil,
+                               coefficients: reorthogonalization, and: nil, scalingBy: 1,
+                               zCoefficients: reorthogonalization)
                 for i in 0...column { reorthogonalization[i] = -reorthogonalization[i] }
-                _ = Kernels.combineColumns(basis, n: n, columns: column + 1, coefficients: reorthogonalization,
-                                           base: next, into: next, scratch: ws.blockScratch)
+                _ = passes.combine(basis, columns: column + 1, coefficients: reorthogonalization,
+                                   base: UnsafePointer(next), into: next)
             }
         }
     }

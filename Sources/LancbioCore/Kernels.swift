@@ -111,75 +111,33 @@ enum Kernels {
         for i in 0..<n { y[i] = T(Double(y[i]) + a * Double(x[i])) }
     }
 
-    /// y += a * x; returns whether every entry of the new y is finite (a fused check:
-    /// no second pass).
+    /// y = b y + a x, in one pass that also reports whether every entry of the new y is
+    /// finite and its sum of squares (accumulated in Double as `dot` sums, so the norm
+    /// needs no second pass). b = 1 is y += a x exactly; a = 1 is y = x + b y exactly.
     @inlinable
-    static func axpyChecked<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Bool {
-        let va = SIMD4<Double>(repeating: a)
-        var poison = SIMD4<Double>()
+    static func update<T: BinaryFloatingPoint>(
+        _ y: UnsafeMutablePointer<T>, times b: Double, plus a: Double, times x: UnsafePointer<T>, _ n: Int
+    ) -> (allFinite: Bool, sumOfSquares: Double) {
+        let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
+        var poison = SIMD4<Double>(), squares = SIMD4<Double>()
         let vectorRows = n & ~3
         var i = 0
         while i < vectorRows {
-            let value = rounded(load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
+            let value = rounded(vb * load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
             store4(value, y, i)
             poison += value * 0
-            i &+= 4
-        }
-        var bad = total(poison)
-        while i < n {
-            let value = T(Double(y[i]) + a * Double(x[i]))
-            y[i] = value
-            bad += Double(value) * 0
-            i &+= 1
-        }
-        return bad == 0
-    }
-
-    /// y = x + a * y; returns whether every entry of the new y is finite.
-    @inlinable
-    static func addScaledChecked<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ a: Double, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Bool {
-        let va = SIMD4<Double>(repeating: a)
-        var poison = SIMD4<Double>()
-        let vectorRows = n & ~3
-        var i = 0
-        while i < vectorRows {
-            let value = rounded(load4(x, i) + va * load4(UnsafePointer(y), i), to: T.self)
-            store4(value, y, i)
-            poison += value * 0
-            i &+= 4
-        }
-        var bad = total(poison)
-        while i < n {
-            let value = T(Double(x[i]) + a * Double(y[i]))
-            y[i] = value
-            bad += Double(value) * 0
-            i &+= 1
-        }
-        return bad == 0
-    }
-
-    /// y += a * x; returns the sum of squares of the new y, accumulated in Double as `dot`
-    /// does (the same sum, in the same order), in the same pass.
-    @inlinable
-    static func axpyMeasuring<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) -> Double {
-        let va = SIMD4<Double>(repeating: a)
-        var squares = SIMD4<Double>()
-        let vectorRows = n & ~3
-        var i = 0
-        while i < vectorRows {
-            let value = rounded(load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
-            store4(value, y, i)
             squares += value * value
             i &+= 4
         }
-        var sum = total(squares)
+        var bad = total(poison), sum = total(squares)
         while i < n {
-            let value = T(Double(y[i]) + a * Double(x[i]))
+            let value = T(b * Double(y[i]) + a * Double(x[i]))
             y[i] = value
+            bad += Double(value) * 0
             sum += Double(value) * Double(value)
             i &+= 1
         }
-        return sum
+        return (bad == 0, sum)
     }
 
     /// z = x - y
@@ -190,45 +148,6 @@ enum Kernels {
         for i in 0..<n { z[i] = x[i] - y[i] }
     }
 
-    /// coefficients[c] = q_c . r for the first `columns` columns of the column-major
-    /// n x columns matrix at `basis` (column stride n).
-    ///
-    /// Streams four columns at a time over their whole length with two accumulators per
-    /// column, as BLAS gemv does: five sequential streams keep the prefetchers busy, the
-    /// independent sums keep the FP units busy, and r (re-read columns / 4 times) mostly
-    /// comes from cache. Each coefficient is one fixed sum, whatever the caller.
-    @inlinable
-    static func projectColumns<T: BinaryFloatingPoint>(
-        _ basis: UnsafePointer<T>, n: Int, columns: Int, onto r: UnsafePointer<T>,
-        coefficients: UnsafeMutablePointer<Double>
-    ) {
-        var c = 0
-        let vectorRows = n & ~3
-        while c &+ 4 <= columns {
-            let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
-            var i = 0
-            while i < vectorRows {
-                let x = load4(r, i)
-                a0 += load4(q0, i) * x; a1 += load4(q1, i) * x
-                a2 += load4(q2, i) * x; a3 += load4(q3, i) * x
-                i &+= 4
-            }
-            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
-            while i < n {
-                let x = Double(r[i])
-                s0 += Double(q0[i]) * x; s1 += Double(q1[i]) * x
-                s2 += Double(q2[i]) * x; s3 += Double(q3[i]) * x
-                i &+= 1
-            }
-            coefficients[c] = s0; coefficients[c &+ 1] = s1; coefficients[c &+ 2] = s2; coefficients[c &+ 3] = s3
-            c &+= 4
-        }
-        while c < columns {
-            coefficients[c] = dot(basis + c &* n, r, n)
-            c &+= 1
-        }
-    }
 
 }
 
@@ -309,23 +228,7 @@ extension Kernels {
     /// Whether every entry of x is finite, and its sum of squares in Double, in one pass.
     @inlinable
     static func measure<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> (allFinite: Bool, sumOfSquares: Double) {
-        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
-        let vectorRows = n & ~3
-        var i = 0
-        while i < vectorRows {
-            let value = load4(x, i)
-            squares = multiplyAdd(value, value, squares)
-            poison += value * 0
-            i &+= 4
-        }
-        var sum = total(squares), bad = total(poison)
-        while i < n {
-            let value = Double(x[i])
-            sum += value * value
-            bad += value * 0
-            i &+= 1
-        }
-        return (bad == 0, sum)
+        measuring(x, n, store: { _, _ in }, storeScalar: { _ in })
     }
 
     /// Copies x into y in the same pass that checks it and measures it: returns whether
@@ -334,6 +237,13 @@ extension Kernels {
     static func copyMeasuring<T: BinaryFloatingPoint>(
         _ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>, _ n: Int
     ) -> (allFinite: Bool, sumOfSquares: Double) {
+        measuring(x, n, store: { i, value in store4(value, y, i) }, storeScalar: { i in y[i] = x[i] })
+    }
+
+    @inlinable @inline(__always)
+    static func measuring<T: BinaryFloatingPoint>(
+        _ x: UnsafePointer<T>, _ n: Int, store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int) -> Void
+    ) -> (allFinite: Bool, sumOfSquares: Double) {
         // x * 0 is 0 for finite x and NaN otherwise: the poison sum stays 0 exactly when
         // all entries are finite, without a branch in the loop.
         var squares = SIMD4<Double>(), poison = SIMD4<Double>()
@@ -341,7 +251,7 @@ extension Kernels {
         var i = 0
         while i < vectorRows {
             let value = load4(x, i)
-            store4(value, y, i)
+            store(i, value)
             squares = multiplyAdd(value, value, squares)
             poison += value * 0
             i &+= 4
@@ -349,7 +259,7 @@ extension Kernels {
         var sum = total(squares), bad = total(poison)
         while i < n {
             let value = Double(x[i])
-            y[i] = x[i]
+            storeScalar(i)
             sum += value * value
             bad += value * 0
             i &+= 1

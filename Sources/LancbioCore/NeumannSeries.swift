@@ -48,44 +48,12 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     /// power <- power - eta * A power; sum += power (sum nil: no sum).
     static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ ws: StepWorkspace<T>,
                           stepSize eta: Double, _ n: Int) throws(EstimatorError) {
-        let product = ws.productOutput
-        // Vector accumulators for the poisons keep the loops vectorised.
-        let step = SIMD4<Double>(repeating: eta)
-        var poison = SIMD4<Double>()
-        let vectorRows = n & ~3
-        var i = 0
-        while i < vectorRows {
-            let p = Kernels.rounded(Kernels.load4(UnsafePointer(power), i) - step * Kernels.load4(UnsafePointer(product), i),
-                                    to: T.self)
-            poison += p * 0
-            Kernels.store4(p, power, i)
-            i &+= 4
+        // power - eta * product, and sum + power, each rounded once to T.
+        guard Kernels.update(power, times: 1, plus: -eta, times: ws.productOutput, n).allFinite else {
+            throw ws.productFailure("the Neumann term (I - eta A)^i b")
         }
-        var bad = Kernels.total(poison)
-        while i < n {
-            power[i] = T(Double(power[i]) - eta * Double(product[i]))
-            bad += Double(power[i]) * 0
-            i &+= 1
-        }
-        guard bad == 0 else { throw ws.productFailure("the Neumann term (I - eta A)^i b") }
-        if let sum {
-            // In T's precision: the sum of two T values, rounded once to T.
-            var sumPoison = SIMD4<Double>()
-            i = 0
-            while i < vectorRows {
-                let total = Kernels.rounded(Kernels.load4(UnsafePointer(sum), i) + Kernels.load4(UnsafePointer(power), i),
-                                            to: T.self)
-                Kernels.store4(total, sum, i)
-                sumPoison += total * 0
-                i &+= 4
-            }
-            var badSum = Kernels.total(sumPoison)
-            while i < n {
-                sum[i] += power[i]
-                badSum += Double(sum[i]) * 0
-                i &+= 1
-            }
-            guard badSum == 0 else { throw .nonFiniteResult("the Neumann series overflowed") }
+        if let sum, !Kernels.update(sum, times: 1, plus: 1, times: power, n).allFinite {
+            throw .nonFiniteResult("the Neumann series overflowed")
         }
     }
 

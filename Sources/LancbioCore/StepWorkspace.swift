@@ -28,8 +28,6 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     var productInput: UnsafePointer<T>
     /// ||b|| of the step in progress.
     var rhsNorm = 0.0
-    /// Double scratch for the blocked kernels.
-    let blockScratch: UnsafeMutablePointer<Double>
 
     init(n: Int) {
         self.n = n
@@ -40,13 +38,11 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
         productOutput = .allocate(zeroed: n)
         productInput = UnsafePointer(estimate)
         product = UnsafePointer(productOutput)
-        blockScratch = .allocate(capacity: kernelBlockRows)
-        blockScratch.initialize(repeating: 0, count: kernelBlockRows)
     }
 
     deinit {
         estimate.deallocateZeroed(); pending.deallocateZeroed(); rhsCopy.deallocateZeroed()
-        productOutput.deallocateZeroed(); blockScratch.deallocate()
+        productOutput.deallocateZeroed()
     }
 
     func commitEstimate() { swap(&estimate, &pending) }

@@ -104,8 +104,12 @@ struct FailureAtomicityTests {
 
 @Suite("Reverse communication")
 struct ReverseCommunicationTests {
-    @Test("begin/resume gives bitwise the estimates of the callback driver", arguments: BreakdownTests.allMethods)
-    func matchesCallbackDriver(method: EstimatorMethod) throws {
+    /// callerBuffer: the product is passed to `resume(product:)`, which reads it in place
+    /// (the estimator's own buffer holds NaN, so reading it would show); otherwise it is
+    /// written into `productOutput` before `resume()`.
+    @Test("begin/resume gives bitwise the estimates of the callback driver, product in either buffer",
+          arguments: BreakdownTests.allMethods, [false, true])
+    func matchesCallbackDriver(method: EstimatorMethod, callerBuffer: Bool) throws {
         let n = 18
         let a = DenseMatrix.spd(n: n, condition: 40, seed: 70)
         var rng = TestRandom(seed: 71)
@@ -118,9 +122,14 @@ struct ReverseCommunicationTests {
             var products = 0
             while progress == .needsProduct {
                 let y = a.times(Array(reverse.productInput))
-                for i in 0..<n { reverse.productOutput[i] = y[i] }
                 products += 1
-                progress = try reverse.resume()
+                if callerBuffer {
+                    for i in 0..<n { reverse.productOutput[i] = .nan }
+                    progress = try y.withUnsafeBufferPointer { try reverse.resume(product: $0) }
+                } else {
+                    for i in 0..<n { reverse.productOutput[i] = y[i] }
+                    progress = try reverse.resume()
+                }
             }
             #expect(progress == .finished(expected.info))
             #expect(products == expected.info.products)
@@ -128,28 +137,14 @@ struct ReverseCommunicationTests {
         }
     }
 
-    @Test("resume(product:) reading the caller's buffer gives bitwise the callback driver's estimates",
-          arguments: BreakdownTests.allMethods)
-    func callerProductMatchesCallbackDriver(method: EstimatorMethod) throws {
-        let n = 18
-        let a = DenseMatrix.spd(n: n, condition: 40, seed: 74)
-        var rng = TestRandom(seed: 75)
-        let callback = try Estimator<Double>(n: n, method: method)
-        let reverse = try Estimator<Double>(n: n, method: method)
-        for _ in 0..<6 {
-            let b = rng.vector(n)
-            let expected = try step(callback, a, b)
-            var progress = try b.withUnsafeBufferPointer { try reverse.begin(rhs: $0) }
-            while progress == .needsProduct {
-                let y = a.times(Array(reverse.productInput))
-                // Garbage in the estimator's own buffer: only the caller's may be read.
-                for i in 0..<n { reverse.productOutput[i] = .nan }
-                progress = try y.withUnsafeBufferPointer { try reverse.resume(product: $0) }
-            }
-            #expect(progress == .finished(expected.info))
-            #expect(estimate(reverse) == expected.v)
+    @Test("resume(product:) with a product of the wrong length is rejected and the step stays in progress")
+    func callerProductOfWrongLength() throws {
+        let e = try Estimator<Double>(n: 4, method: .conjugateGradient(maxIterations: 3, tolerance: 0))
+        _ = try [1.0, 2, 3, 4].withUnsafeBufferPointer { try e.begin(rhs: $0) }
+        #expect(throws: EstimatorError.invalidArgument("the product must hold n = 4 values (got 1)")) {
+            _ = try [1.0].withUnsafeBufferPointer { try e.resume(product: $0) }
         }
-        #expect(throws: EstimatorError.self) { _ = try [1.0].withUnsafeBufferPointer { try reverse.resume(product: $0) } }
+        #expect(e.isStepInProgress)
     }
 
     @Test("cancel abandons a step: the next step equals one that never began")
