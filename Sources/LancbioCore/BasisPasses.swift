@@ -1,12 +1,16 @@
 enum BasisSplit {
-    /// Smaller passes stay on one thread. Measured on two cores: a split step gains from
-    /// about 6e4 basis entries on an idle machine (1.3x at n = 1e3, j = 80; 1.4x at 1e4 x 10),
-    /// but below about 1e5 the gain comes and goes with the helper's wake-up latency, and
-    /// one slow wake-up costs more than the split saves. From 2^17 entries (1.3x at 1e4 x 40,
-    /// 2x at 1e5 x 40) it holds; with another process keeping the second core busy it stays
-    /// near the unsplit step (the back-off of `HelperThread`).
-    /// (A variable for tests, which lower it to split small problems.)
-    nonisolated(unsafe) static var minimumEntries = 1 << 17
+    /// Smaller passes stay on one thread. Measured on two cores, in one run alternating
+    /// builds: from 2^16 basis entries a split step is 1.4-1.5x faster (n = 1e4, j = 10:
+    /// 22 us against 33 us; n = 2e4, j = 5: 30 us against 43 us). The two virtual cores of
+    /// a cloud machine do not always run in parallel, though (at times the split gained
+    /// nothing, as if they shared one physical core); the split then cost 5-15%, against
+    /// its 1.5x when they do. (A variable for tests, which lower it to split small problems.)
+    nonisolated(unsafe) static var minimumEntries = 1 << 16
+    /// And passes over fewer rows than this stay on one thread whatever the number of
+    /// columns: a chunk of a few hundred rows per column is a short stream for the
+    /// prefetcher and a microsecond of work; at n = 1e3, j = 80 the split step took 12 us
+    /// or, when the two cores did not run in parallel, 21 us, against 15 us on one thread.
+    nonisolated(unsafe) static var minimumRows = 8192
     /// Rows are cut into this many chunks: enough that the two threads end close together
     /// and that a helper descheduled mid-chunk holds up little.
     static let chunks = 8
@@ -23,9 +27,10 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     let n: Int
     /// Column capacity of the basis (m_max + 1).
     let capacity: Int
-    /// `BasisSplit.minimumEntries` when this was created, so a test changing it cannot
-    /// change the results of estimators that already exist.
+    /// `BasisSplit.minimumEntries` and `minimumRows` when this was created, so a test
+    /// changing them cannot change the results of estimators that already exist.
     private let threshold: Int
+    private let minimumRows: Int
     /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
     private let bounds: UnsafeMutablePointer<Int>
     /// kernelBlockRows Doubles per chunk (one for the unsplit pass).
@@ -57,8 +62,9 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         self.n = n
         self.capacity = capacity
         threshold = BasisSplit.minimumEntries
+        minimumRows = max(BasisSplit.minimumRows, 64 * BasisSplit.chunks)
         let chunks = BasisSplit.chunks
-        let splittable = n >= chunks * 64 && n * capacity >= threshold
+        let splittable = n >= minimumRows && n * capacity >= threshold
         bounds = .allocate(capacity: chunks + 1)
         // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
         for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
@@ -79,7 +85,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     }
 
     private func splits(_ columns: Int) -> Bool {
-        n >= BasisSplit.chunks * 64 && n * columns >= threshold
+        n >= minimumRows && n * columns >= threshold
     }
 
     /// The three-term recurrence streams four vectors: split it like a four-column pass.

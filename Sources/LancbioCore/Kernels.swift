@@ -12,23 +12,30 @@
 
 @usableFromInline
 enum Kernels {
-    /// sum_i x_i * y_i, accumulated in Double.
+    /// sum_i x_i * y_i, accumulated in Double (x and y may differ in precision).
     @inlinable
-    static func dot<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int) -> Double {
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    static func dot<T: BinaryFloatingPoint, U: BinaryFloatingPoint>(
+        _ x: UnsafePointer<T>, _ y: UnsafePointer<U>, _ n: Int
+    ) -> Double {
+        // Two vector accumulators: one chain of fused adds would wait on its own latency
+        // and run at half the speed of a cache-resident vector.
+        var s0 = SIMD4<Double>(), s1 = SIMD4<Double>()
         var i = 0
-        while i &+ 4 <= n {
-            s0 += Double(x[i]) * Double(y[i])
-            s1 += Double(x[i &+ 1]) * Double(y[i &+ 1])
-            s2 += Double(x[i &+ 2]) * Double(y[i &+ 2])
-            s3 += Double(x[i &+ 3]) * Double(y[i &+ 3])
+        while i &+ 8 <= n {
+            s0 = multiplyAdd(load4(x, i), load4(y, i), s0)
+            s1 = multiplyAdd(load4(x, i &+ 4), load4(y, i &+ 4), s1)
+            i &+= 8
+        }
+        if i &+ 4 <= n {
+            s0 = multiplyAdd(load4(x, i), load4(y, i), s0)
             i &+= 4
         }
+        var sum = total(s0 + s1)
         while i < n {
-            s0 += Double(x[i]) * Double(y[i])
+            sum += Double(x[i]) * Double(y[i])
             i &+= 1
         }
-        return (s0 + s1) + (s2 + s3)
+        return sum
     }
 
     /// Euclidean norm without spurious overflow or underflow.
@@ -120,16 +127,26 @@ enum Kernels {
     ) -> (allFinite: Bool, sumOfSquares: Double) {
         let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
         var poison = SIMD4<Double>(), squares = SIMD4<Double>()
-        let vectorRows = n & ~3
+        var poison1 = SIMD4<Double>(), squares1 = SIMD4<Double>()
+        @inline(__always) func next(_ i: Int) -> SIMD4<Double> {
+            rounded(vb * load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
+        }
         var i = 0
-        while i < vectorRows {
-            let value = rounded(vb * load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
-            store4(value, y, i)
-            poison += value * 0
-            squares += value * value
+        while i &+ 8 <= n {
+            let v0 = next(i), v1 = next(i &+ 4)
+            store4(v0, y, i); store4(v1, y, i &+ 4)
+            poison += v0 * 0; poison1 += v1 * 0
+            squares += v0 * v0; squares1 += v1 * v1
+            i &+= 8
+        }
+        if i &+ 4 <= n {
+            let v0 = next(i)
+            store4(v0, y, i)
+            poison += v0 * 0
+            squares += v0 * v0
             i &+= 4
         }
-        var bad = total(poison), sum = total(squares)
+        var bad = total(poison + poison1), sum = total(squares + squares1)
         while i < n {
             let value = T(b * Double(y[i]) + a * Double(x[i]))
             y[i] = value
@@ -164,20 +181,24 @@ extension Kernels {
         q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?, beta b: Double, _ n: Int
     ) -> Double {
         guard let p else { return dot(q, y, n) }
-        var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+        let vb = SIMD4<Double>(repeating: b)
+        var s0 = SIMD4<Double>(), s1 = SIMD4<Double>()
         var i = 0
-        while i &+ 4 <= n {
-            a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i]))
-            a1 += Double(q[i &+ 1]) * (Double(y[i &+ 1]) - b * Double(p[i &+ 1]))
-            a2 += Double(q[i &+ 2]) * (Double(y[i &+ 2]) - b * Double(p[i &+ 2]))
-            a3 += Double(q[i &+ 3]) * (Double(y[i &+ 3]) - b * Double(p[i &+ 3]))
+        while i &+ 8 <= n {
+            s0 = multiplyAdd(load4(q, i), load4(y, i) - vb * load4(p, i), s0)
+            s1 = multiplyAdd(load4(q, i &+ 4), load4(y, i &+ 4) - vb * load4(p, i &+ 4), s1)
+            i &+= 8
+        }
+        if i &+ 4 <= n {
+            s0 = multiplyAdd(load4(q, i), load4(y, i) - vb * load4(p, i), s0)
             i &+= 4
         }
+        var sum = total(s0 + s1)
         while i < n {
-            a0 += Double(q[i]) * (Double(y[i]) - b * Double(p[i]))
+            sum += Double(q[i]) * (Double(y[i]) - b * Double(p[i]))
             i &+= 1
         }
-        return (a0 + a1) + (a2 + a3)
+        return sum
     }
 
     /// out = y - a q - b p (p nil means b p = 0): the unnormalised next Lanczos vector.
@@ -189,25 +210,41 @@ extension Kernels {
         into out: UnsafeMutablePointer<T>, _ n: Int
     ) -> Double {
         let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        var squares = SIMD4<Double>()
-        let vectorRows = n & ~3
+        // Two sums of squares, so that their fused adds do not wait on each other.
+        var squares = SIMD4<Double>(), squares1 = SIMD4<Double>()
         var i = 0
         if let p {
-            while i < vectorRows {
-                let value = rounded(load4(y, i) - va * load4(q, i) - vb * load4(p, i), to: T.self)
-                store4(value, out, i)
-                squares = multiplyAdd(value, value, squares)
+            @inline(__always) func next(_ i: Int) -> SIMD4<Double> {
+                rounded(load4(y, i) - va * load4(q, i) - vb * load4(p, i), to: T.self)
+            }
+            while i &+ 8 <= n {
+                let v0 = next(i), v1 = next(i &+ 4)
+                store4(v0, out, i); store4(v1, out, i &+ 4)
+                squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
+                i &+= 8
+            }
+            if i &+ 4 <= n {
+                let v0 = next(i)
+                store4(v0, out, i)
+                squares = multiplyAdd(v0, v0, squares)
                 i &+= 4
             }
         } else {
-            while i < vectorRows {
-                let value = rounded(load4(y, i) - va * load4(q, i), to: T.self)
-                store4(value, out, i)
-                squares = multiplyAdd(value, value, squares)
+            @inline(__always) func next(_ i: Int) -> SIMD4<Double> { rounded(load4(y, i) - va * load4(q, i), to: T.self) }
+            while i &+ 8 <= n {
+                let v0 = next(i), v1 = next(i &+ 4)
+                store4(v0, out, i); store4(v1, out, i &+ 4)
+                squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
+                i &+= 8
+            }
+            if i &+ 4 <= n {
+                let v0 = next(i)
+                store4(v0, out, i)
+                squares = multiplyAdd(v0, v0, squares)
                 i &+= 4
             }
         }
-        var sum = total(squares)
+        var sum = total(squares + squares1)
         while i < n {
             let value = T(Double(y[i]) - a * Double(q[i]) - (p.map { b * Double($0[i]) } ?? 0))
             out[i] = value
@@ -245,18 +282,26 @@ extension Kernels {
         _ x: UnsafePointer<T>, _ n: Int, store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int) -> Void
     ) -> (allFinite: Bool, sumOfSquares: Double) {
         // x * 0 is 0 for finite x and NaN otherwise: the poison sum stays 0 exactly when
-        // all entries are finite, without a branch in the loop.
+        // all entries are finite, without a branch in the loop. Two of each sum, so that
+        // no add waits on the one before it.
         var squares = SIMD4<Double>(), poison = SIMD4<Double>()
-        let vectorRows = n & ~3
+        var squares1 = SIMD4<Double>(), poison1 = SIMD4<Double>()
         var i = 0
-        while i < vectorRows {
-            let value = load4(x, i)
-            store(i, value)
-            squares = multiplyAdd(value, value, squares)
-            poison += value * 0
+        while i &+ 8 <= n {
+            let v0 = load4(x, i), v1 = load4(x, i &+ 4)
+            store(i, v0); store(i &+ 4, v1)
+            squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
+            poison += v0 * 0; poison1 += v1 * 0
+            i &+= 8
+        }
+        if i &+ 4 <= n {
+            let v0 = load4(x, i)
+            store(i, v0)
+            squares = multiplyAdd(v0, v0, squares)
+            poison += v0 * 0
             i &+= 4
         }
-        var sum = total(squares), bad = total(poison)
+        var sum = total(squares + squares1), bad = total(poison + poison1)
         while i < n {
             let value = Double(x[i])
             storeScalar(i)

@@ -37,9 +37,10 @@ struct TwoCoreSplitTests {
     }
 
     static func withSplitThreshold<R>(_ entries: Int, _ body: () throws -> R) rethrows -> R {
-        let saved = BasisSplit.minimumEntries
+        let saved = (BasisSplit.minimumEntries, BasisSplit.minimumRows)
         BasisSplit.minimumEntries = entries
-        defer { BasisSplit.minimumEntries = saved }
+        BasisSplit.minimumRows = 1
+        defer { (BasisSplit.minimumEntries, BasisSplit.minimumRows) = saved }
         return try body()
     }
 

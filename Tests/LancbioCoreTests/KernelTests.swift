@@ -1,0 +1,169 @@
+import Testing
+@testable import LancbioCore
+
+/// The vector kernels against plain loops, at every length up to a few vector widths: the
+/// kernels run eight entries per step, then four, then one, and each of those paths must
+/// give the same sums (to rounding) and the same non-finite detection.
+@Suite("Vector kernels against plain loops")
+struct KernelTests {
+    static let lengths = Array(0...41) + [2047, 2048, 2049, 4100]
+
+    /// |got - want| within a few roundings of the sum of the terms' magnitudes.
+    static func close(_ got: Double, _ want: Double, scale: Double, ulps: Double = 64) -> Bool {
+        (got - want).magnitude <= ulps * Double.ulpOfOne * max(scale, Double.leastNormalMagnitude)
+    }
+
+    /// n Gaussian values (at least one: an empty array may have no base address; the
+    /// kernels are given n and must not touch the extra entry).
+    static func data<T: BinaryFloatingPoint>(_ n: Int, seed: UInt64, as: T.Type) -> [T] {
+        var rng = TestRandom(seed: seed)
+        return rng.vector(max(n, 1)).map { T($0) }
+    }
+
+    @Test("dot and the Lanczos coefficient q . (y - beta p) match the plain sums",
+          arguments: [false, true])
+    func dotAndCoefficient(float: Bool) {
+        for n in Self.lengths {
+            if float { check(n, Float.self) } else { check(n, Double.self) }
+        }
+        func check<T: BinaryFloatingPoint>(_ n: Int, _: T.Type) {
+            let q = Self.data(n, seed: 1, as: T.self), y = Self.data(n, seed: 2, as: T.self)
+            let p = Self.data(n, seed: 3, as: T.self)
+            let beta = 0.37
+            var dot = 0.0, dotScale = 0.0, coefficient = 0.0, coefficientScale = 0.0
+            for i in 0..<n {
+                let (qi, yi, pi) = (Double(q[i]), Double(y[i]), Double(p[i]))
+                dot += qi * yi; dotScale += (qi * yi).magnitude
+                coefficient += qi * (yi - beta * pi); coefficientScale += (qi * (yi - beta * pi)).magnitude
+            }
+            q.withUnsafeBufferPointer { q in y.withUnsafeBufferPointer { y in p.withUnsafeBufferPointer { p in
+                let qb = q.baseAddress!, yb = y.baseAddress!, pb = p.baseAddress!
+                #expect(Self.close(Kernels.dot(qb, yb, n), dot, scale: dotScale), "dot, n = \(n)")
+                #expect(Self.close(Kernels.lanczosCoefficient(q: qb, y: yb, previous: pb, beta: beta, n),
+                                   coefficient, scale: coefficientScale), "coefficient, n = \(n)")
+                #expect(Self.close(Kernels.lanczosCoefficient(q: qb, y: yb, previous: nil, beta: beta, n),
+                                   dot, scale: dotScale), "coefficient without p, n = \(n)")
+            } } }
+        }
+    }
+
+    @Test("the three-term residual stores y - alpha q - beta p and returns its sum of squares",
+          arguments: [false, true])
+    func residual(float: Bool) {
+        for n in Self.lengths {
+            if float { check(n, Float.self) } else { check(n, Double.self) }
+        }
+        func check<T: BinaryFloatingPoint>(_ n: Int, _: T.Type) {
+            let q = Self.data(n, seed: 4, as: T.self), y = Self.data(n, seed: 5, as: T.self)
+            let p = Self.data(n, seed: 6, as: T.self)
+            let (alpha, beta) = (0.81, -1.3)
+            for withPrevious in [true, false] {
+                var out = [T](repeating: 0, count: max(n, 1))
+                let squares = q.withUnsafeBufferPointer { q in y.withUnsafeBufferPointer { y in
+                    p.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+                        Kernels.lanczosResidual(y: y.baseAddress!, q: q.baseAddress!, alpha: alpha,
+                                                previous: withPrevious ? p.baseAddress! : nil, beta: beta,
+                                                into: o.baseAddress!, n)
+                    } }
+                } }
+                var want = 0.0
+                for i in 0..<n {
+                    let value = Double(y[i]) - alpha * Double(q[i]) - (withPrevious ? beta * Double(p[i]) : 0)
+                    #expect((Double(out[i]) - value).magnitude <= 4 * Double(T.ulpOfOne) * (value.magnitude + 1),
+                            "entry \(i) of \(n)")
+                    want += Double(out[i]) * Double(out[i])
+                }
+                #expect(Self.close(squares, want, scale: want), "sum of squares, n = \(n)")
+            }
+        }
+    }
+
+    @Test("copy-and-measure copies exactly, sums the squares, and finds a non-finite entry anywhere")
+    func copyMeasuring() {
+        for n in Self.lengths {
+            let x = Self.data(n, seed: 7, as: Double.self)
+            var y = [Double](repeating: 0, count: max(n, 1))
+            let measured = x.withUnsafeBufferPointer { x in y.withUnsafeMutableBufferPointer { y in
+                Kernels.copyMeasuring(x.baseAddress!, into: y.baseAddress!, n)
+            } }
+            let want = x.prefix(n).reduce(0) { $0 + $1 * $1 }
+            #expect(measured.allFinite)
+            #expect(Self.close(measured.sumOfSquares, want, scale: want))
+            #expect(y.prefix(n) == x.prefix(n))
+            for bad in [Double.nan, .infinity, -.infinity] where n <= 41 {
+                for i in 0..<n {
+                    var z = x
+                    z[i] = bad
+                    let found = z.withUnsafeBufferPointer { Kernels.measure($0.baseAddress!, n) }
+                    #expect(!found.allFinite, "\(bad) at \(i) of \(n)")
+                }
+            }
+        }
+    }
+
+    @Test("the fused update y = b y + a x reports finiteness and the sum of squares of the new y")
+    func update() {
+        for n in Self.lengths {
+            let x = Self.data(n, seed: 8, as: Float.self)
+            var y = Self.data(n, seed: 9, as: Float.self)
+            let old = y
+            let (a, b) = (0.25, -2.0)
+            let result = x.withUnsafeBufferPointer { x in y.withUnsafeMutableBufferPointer { y in
+                Kernels.update(y.baseAddress!, times: b, plus: a, times: x.baseAddress!, n)
+            } }
+            var want = 0.0
+            for i in 0..<n {
+                #expect(y[i] == Float(b * Double(old[i]) + a * Double(x[i])), "entry \(i) of \(n)")
+                want += Double(y[i]) * Double(y[i])
+            }
+            #expect(result.allFinite)
+            #expect(Self.close(result.sumOfSquares, want, scale: want))
+            if n > 0 {
+                var poisoned = x
+                poisoned[n - 1] = .infinity
+                var z = old
+                let bad = poisoned.withUnsafeBufferPointer { x in z.withUnsafeMutableBufferPointer { z in
+                    Kernels.update(z.baseAddress!, times: b, plus: a, times: x.baseAddress!, n)
+                } }
+                #expect(!bad.allFinite, "infinity at the last entry of \(n)")
+            }
+        }
+    }
+
+    @Test("the projection Q^T (b - w), with and without the check of z, matches plain sums",
+          arguments: [1, 3, 4, 5, 8, 11])
+    func projection(columns: Int) {
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 2047, 2049, 4107] {
+            let basis = Self.data(n * columns, seed: 10, as: Double.self)
+            let b = Self.data(n, seed: 11, as: Double.self), w = Self.data(n, seed: 12, as: Double.self)
+            let z0 = Self.data(n, seed: 13, as: Double.self)
+            var z = z0
+            var s = [Double](repeating: .nan, count: columns), u = [Double](repeating: .nan, count: columns)
+            var scratch = [Double](repeating: 0, count: kernelBlockRows)
+            let zScale = 0.5
+            basis.withUnsafeBufferPointer { q in b.withUnsafeBufferPointer { b in w.withUnsafeBufferPointer { w in
+                z.withUnsafeMutableBufferPointer { z in s.withUnsafeMutableBufferPointer { s in
+                    u.withUnsafeMutableBufferPointer { u in scratch.withUnsafeMutableBufferPointer { scratch in
+                        Kernels.projectResidual(q.baseAddress!, rows: n, stride: n, columns: columns,
+                                                rhs: b.baseAddress!, minus: w.baseAddress!,
+                                                coefficients: s.baseAddress!, and: z.baseAddress!,
+                                                scalingBy: zScale, zCoefficients: u.baseAddress!,
+                                                scratch: scratch.baseAddress!)
+                    } }
+                } }
+            } } }
+            for c in 0..<columns {
+                var want = 0.0, scale = 0.0, wantZ = 0.0, scaleZ = 0.0
+                for i in 0..<n {
+                    let qi = basis[c * n + i]
+                    want += qi * (b[i] - w[i]); scale += (qi * (b[i] - w[i])).magnitude
+                    wantZ += qi * z0[i] * zScale; scaleZ += (qi * z0[i] * zScale).magnitude
+                }
+                #expect(Self.close(s[c], want, scale: scale), "column \(c), n = \(n)")
+                #expect(Self.close(u[c], wantZ, scale: scaleZ), "z column \(c), n = \(n)")
+            }
+            #expect(Array(z.prefix(n)) == z0.prefix(n).map { $0 * zScale })
+            #expect(z.count == n || z[n] == z0[n])
+        }
+    }
+}
