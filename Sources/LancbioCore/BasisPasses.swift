@@ -33,8 +33,9 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     private let minimumRows: Int
     /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
     private let bounds: UnsafeMutablePointer<Int>
-    /// kernelBlockRows Doubles per chunk (one for the unsplit pass).
+    /// `blockRows` Doubles per thread (one thread for an unsplit pass).
     private let scratch: UnsafeMutablePointer<Double>
+    private let blockRows: Int
     /// Per chunk: its coefficients (`capacity`), then its orthogonality products (`capacity`).
     private let partial: UnsafeMutablePointer<Double>
     private let finite: UnsafeMutablePointer<Bool>
@@ -68,11 +69,12 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         bounds = .allocate(capacity: chunks + 1)
         // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
         for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
-        scratch = .allocate(zeroed: (splittable ? chunks : 1) * kernelBlockRows)
+        blockRows = min(kernelBlockRows, n)
+        scratch = .allocate(zeroed: (splittable ? 2 : 1) * blockRows)
         partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
         finite = .allocate(capacity: chunks)
         finite.initialize(repeating: true, count: chunks)
-        work.run = { [unowned self] chunk in self.run(chunk: chunk) }
+        work.run = { [unowned self] chunk, worker in self.run(chunk: chunk, worker: worker) }
         // Create the helper now, not inside a step (creating a thread allocates).
         if splittable { _ = HelperThread.shared }
     }
@@ -154,7 +156,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         if let helper = HelperThread.shared {
             helper.run(work)
         } else {
-            for chunk in 0..<work.chunks { run(chunk: chunk) }
+            for chunk in 0..<work.chunks { run(chunk: chunk, worker: 0) }
         }
         // The pass's vectors may be the caller's: no pointer to them outlives the call.
         rhs = UnsafePointer(bitPattern: 1)!; y = rhs; q = rhs; previous = nil; anchorProduct = nil
@@ -176,10 +178,10 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         }
     }
 
-    private func run(chunk: Int) {
+    private func run(chunk: Int, worker: Int) {
         let start = bounds[chunk]
         let rows = bounds[chunk + 1] - start
-        let blockScratch = scratch + chunk * kernelBlockRows
+        let blockScratch = scratch + worker * blockRows
         switch pass {
         case .project:
             let p = partial + chunk * 2 * capacity

@@ -106,8 +106,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
         var small = 2 * 2 + 9 * 2
         if case .dynamicLanczos(let o) = method {
             let c = o.maxPeriod + 1   // validated: at most 4097
-            // Plus the per-chunk sums and scratch of the two-core passes.
-            small = c * c + 9 * c + BasisSplit.chunks * (2 * c + kernelBlockRows)
+            // Plus the per-chunk sums and the two threads' scratch of the two-core passes.
+            small = c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * min(kernelBlockRows, n)
         }
         return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
     }

@@ -6,15 +6,16 @@ import Darwin
 import Synchronization
 
 /// Work cut into `chunks` independent pieces (by rows), each writing only its own outputs,
-/// so that two threads can share them.
+/// so that two threads can share them. Each piece is told which of the two threads runs it
+/// (0: the caller, 1: the helper), so that the threads can keep separate scratch space.
 ///
 /// A stored closure rather than an overridable method: a closure formed in specialised
 /// code stays specialised, while a generic class's vtable entry would run the unspecialised
 /// (generic, far slower) kernel.
 final class ChunkedWork {
     let chunks: Int
-    /// Runs one chunk, 0 ..< chunks.
-    var run: (_ chunk: Int) -> Void = { _ in }
+    /// Runs one chunk, 0 ..< chunks, on thread `worker` (0 or 1).
+    var run: (_ chunk: Int, _ worker: Int) -> Void = { _, _ in }
 
     init(chunks: Int) { self.chunks = chunks }
 }
@@ -100,13 +101,13 @@ final class HelperThread: @unchecked Sendable {
     /// when all have finished.
     func run(_ work: ChunkedWork) {
         guard Self.isEnabled, !Self.inForkedChild, pthread_mutex_trylock(owner) == 0 else {
-            for chunk in 0..<work.chunks { work.run(chunk) }
+            for chunk in 0..<work.chunks { work.run(chunk, 0) }
             return
         }
         defer { pthread_mutex_unlock(owner) }
         if skip > 0 {
             skip -= 1
-            for chunk in 0..<work.chunks { work.run(chunk) }
+            for chunk in 0..<work.chunks { work.run(chunk, 0) }
             return
         }
         self.work = .passUnretained(work)
@@ -119,7 +120,7 @@ final class HelperThread: @unchecked Sendable {
         pthread_mutex_unlock(lock)
 
         let started = Self.now()
-        let ran = runChunks(work)
+        let ran = runChunks(work, worker: 0)
         // Still posted: the helper never started, and now never will. Expected when it was
         // asleep (the first pass after a pause); when it was polling, its core is taken.
         if state.compareExchange(expected: Self.posted, desired: Self.idle, ordering: .acquiringAndReleasing).exchanged {
@@ -161,12 +162,12 @@ final class HelperThread: @unchecked Sendable {
 
     /// Claims and runs chunks until none are left; returns how many this thread ran.
     @discardableResult
-    private func runChunks(_ work: ChunkedWork) -> Int {
+    private func runChunks(_ work: ChunkedWork, worker: Int) -> Int {
         var ran = 0
         while true {
             let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
             guard chunk < work.chunks else { return ran }
-            work.run(chunk)
+            work.run(chunk, worker)
             ran += 1
         }
     }
@@ -186,7 +187,7 @@ final class HelperThread: @unchecked Sendable {
                                             ordering: .acquiringAndReleasing).exchanged else { continue }
             }
             fesetenv(&environment)
-            runChunks(work!.takeUnretainedValue())
+            runChunks(work!.takeUnretainedValue(), worker: 1)
             state.store(Self.finished, ordering: .releasing)
             pthread_mutex_lock(lock)
             if ownerWaiting { pthread_cond_signal(done) }

@@ -7,8 +7,8 @@ extension Kernels {
     /// need no second pass to check. `out` may be `base`.
     ///
     /// Blocked by rows: eight columns at a time sweep a block, their sum added to the
-    /// partial sums of the block, which stay in `scratch` (Double, count >= kernelBlockRows,
-    /// in L1) between sweeps. The first sweep starts from base and the last writes out, so
+    /// partial sums of the block, which stay in `scratch` (Double, count >=
+    /// min(kernelBlockRows, n), in cache) between sweeps. The first sweep starts from base and the last writes out, so
     /// with up to eight columns a block is a single sweep; each matrix element is read once.
     @inlinable
     static func combineColumns<T: BinaryFloatingPoint>(

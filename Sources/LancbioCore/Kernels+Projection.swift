@@ -8,8 +8,8 @@ extension Kernels {
     /// zCoefficients[c] = zScale * (q_c . z), after which z is scaled by zScale in place.
     ///
     /// Blocked by rows: a block of r = b - w (formed in `scratch`, Double, count >=
-    /// kernelBlockRows) and of z stays in L1 while four columns at a time sweep it. Every
-    /// vector is read from memory once, however many columns there are; b - w and the
+    /// min(kernelBlockRows, rows)) and of z stays in cache while four columns at a time
+    /// sweep it. Every vector is read from memory once, however many columns there are; b - w and the
     /// normalisation of z cost no pass of their own. Each coefficient is one fixed sum
     /// (block by block, lanes in a fixed order), whatever the caller.
     @inlinable

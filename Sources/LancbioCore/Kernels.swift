@@ -6,9 +6,13 @@
 // reductions keep several independent accumulators so the compiler can vectorise them
 // without reassociating a single sum.
 
-/// Rows processed per block by the multi-column kernels: a block of every column touched
-/// stays in L1 while the columns are swept, so each matrix element is read from memory once.
-@usableFromInline let kernelBlockRows = 2048
+/// Rows processed per block by the multi-column kernels. The block of the vector the columns
+/// meet (128 kB in Double) stays in L2 while the columns sweep it, so each matrix element is
+/// read from memory once; and each column is read in runs of this many rows, long enough
+/// for the hardware prefetcher. (Measured at n = 1e6, j = 40, alternating builds: the two
+/// basis passes took 6-12% less time than with 2048-row blocks, which stay in L1 but give
+/// the prefetcher 16 kB runs.)
+@usableFromInline let kernelBlockRows = 16384
 
 @usableFromInline
 enum Kernels {

@@ -133,7 +133,7 @@ struct KernelTests {
     @Test("the projection Q^T (b - w), with and without the check of z, matches plain sums",
           arguments: [1, 3, 4, 5, 8, 11])
     func projection(columns: Int) {
-        for n in [0, 1, 7, 8, 9, 15, 16, 17, 2047, 2049, 4107] {
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 2049, kernelBlockRows + 5, 2 * kernelBlockRows + 3] {
             let basis = Self.data(n * columns, seed: 10, as: Double.self)
             let b = Self.data(n, seed: 11, as: Double.self), w = Self.data(n, seed: 12, as: Double.self)
             let z0 = Self.data(n, seed: 13, as: Double.self)
@@ -164,6 +164,40 @@ struct KernelTests {
             }
             #expect(Array(z.prefix(n)) == z0.prefix(n).map { $0 * zScale })
             #expect(z.count == n || z[n] == z0[n])
+        }
+    }
+
+    @Test("the combination base + Q s matches plain sums, in place or not, across blocks and sweeps",
+          arguments: [0, 1, 3, 8, 9, 17])
+    func combination(columns: Int) {
+        for n in [1, 7, 9, 2049, kernelBlockRows + 5] {
+            let basis = Self.data(n * columns, seed: 14, as: Float.self)
+            let base = Self.data(n, seed: 15, as: Float.self)
+            let s = Self.data(columns, seed: 16, as: Double.self)
+            var scratch = [Double](repeating: 0, count: kernelBlockRows)
+            for (inPlace, withBase) in [(false, true), (false, false), (true, true)] {
+                var out = inPlace ? base : [Float](repeating: .nan, count: n)
+                let finite = basis.withUnsafeBufferPointer { q in s.withUnsafeBufferPointer { s in
+                    base.withUnsafeBufferPointer { base in out.withUnsafeMutableBufferPointer { out in
+                        scratch.withUnsafeMutableBufferPointer { scratch in
+                            Kernels.combineColumns(q.baseAddress!, n: n, columns: columns, coefficients: s.baseAddress!,
+                                                   base: withBase ? (inPlace ? UnsafePointer(out.baseAddress!)
+                                                                             : base.baseAddress!) : nil,
+                                                   into: out.baseAddress!, scratch: scratch.baseAddress!)
+                        }
+                    } }
+                } }
+                #expect(finite)
+                for i in 0..<n {
+                    var want = withBase ? Double(base[i]) : 0, scale = want.magnitude
+                    for c in 0..<columns {
+                        want += s[c] * Double(basis[c * n + i]); scale += (s[c] * Double(basis[c * n + i])).magnitude
+                    }
+                    // One rounding to Float at the end; the sums themselves are in Double.
+                    #expect((Double(out[i]) - want).magnitude <= Double(Float.ulpOfOne) * want.magnitude
+                            + 64 * Double.ulpOfOne * scale, "entry \(i) of \(n), \(columns) columns")
+                }
+            }
         }
     }
 }
