@@ -233,17 +233,22 @@ def _cycle(impl, j, d, rhs, counter):
 
 
 BLAS_SETTLE = 0.15  # seconds: longer than OpenBLAS's workers spin after a call
+HELPER_SETTLE = 0.002  # seconds: longer than lancbio's helper thread polls after a pass
 _blas_busy = [False]
 
 
 def _run_cycle(impl, j, d, rhs, counter):
-    if not impl.uses_blas and _blas_busy[0]:
-        # Untimed: let the BLAS workers of the last numpy run go idle. Busy-waiting rather
-        # than sleeping keeps this core at its working clock (after a sleep, the first
-        # microseconds of a short cycle would run slower).
-        settled = clock() + BLAS_SETTLE
-        while clock() < settled:
-            pass
+    # Untimed: let the other side's threads go idle before switching sides, so that
+    # neither competes with the other's second thread: OpenBLAS's workers spin after each
+    # call, and lancbio's helper thread polls for a while after each pass. Busy-waiting
+    # rather than sleeping keeps this core at its working clock (after a sleep, the first
+    # microseconds of a short cycle would run slower).
+    settle = 0.0
+    if impl.uses_blas != _blas_busy[0]:
+        settle = HELPER_SETTLE if impl.uses_blas else BLAS_SETTLE
+    settled = clock() + settle
+    while clock() < settled:
+        pass
     _blas_busy[0] = impl.uses_blas
     if impl.single_thread:
         limiter = single_thread_blas()
@@ -328,7 +333,9 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                "same round on a buffer of the basis' size (the best of numpy sum and copyto on one thread and "
                "copyto split between two threads: lancbio runs large passes on both cores). Before a lancbio "
                "cycle that follows a numpy one the bench busy-waits 0.15 s, untimed, so that BLAS worker threads, "
-               "which spin for about 0.1 s after each call, do not occupy the second core lancbio uses. "
+               "which spin for about 0.1 s after each call, do not occupy the second core lancbio uses; "
+               "before a numpy cycle that follows a lancbio one it busy-waits 2 ms, so that lancbio's helper "
+               "thread, which polls for 0.25 ms after each pass, has gone to sleep. "
                "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included). lancbio runs with its "
                "defaults, which add an orthogonality check (Q^T q_(j+1), fused into the Q^T r pass: compute, "
                "not memory traffic) that (a) and (b) do not make; it restarts a cycle early only when "
