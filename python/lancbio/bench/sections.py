@@ -331,7 +331,9 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                f"max(3, repeats - 2) at 1e6; --repeats = {cfg.repeats}); median [min, max]. "
                "(c) is the time to read 2 n j 8 bytes (Q^T r and Q s) at the streaming rate measured in the "
                "same round on a buffer of the basis' size (the best of numpy sum and copyto on one thread and "
-               "copyto split between two threads: lancbio runs large passes on both cores). Before a lancbio "
+               "copyto split between two threads: lancbio runs large passes on both cores). A copy's rate counts "
+               "the bytes read and written, as STREAM does; the basis passes mostly read, and reading alone "
+               "streams faster, so a step can beat (c) (above 100% of the bound). Before a lancbio "
                "cycle that follows a numpy one the bench busy-waits 0.15 s, untimed, so that BLAS worker threads, "
                "which spin for about 0.1 s after each call, do not occupy the second core lancbio uses; "
                "before a numpy cycle that follows a lancbio one it busy-waits 2 ms, so that lancbio's helper "
@@ -399,17 +401,31 @@ def section_steps(report, cfg: Config, results: dict) -> None:
     _step_targets(report, results.get("steps", {}))
 
 
+# The least traffic of any implementation besides the 2 j basis passes: read the product,
+# q_j, q_(j-1), b, w, vbar and write q_(j+1), v: 8 n-vectors.
+UNAVOIDABLE_VECTORS = 8
+
+
+def _attainable(s, j) -> float:
+    """The least step time of any implementation on this machine: the bound (c) for the
+    2 j basis passes plus the unavoidable n-vectors at the same rate."""
+    return s["bound"] * (2 * j + UNAVOIDABLE_VECTORS) / (2 * j)
+
+
 def _step_targets(report, steps) -> None:
     report.add("Targets (lancbio = the Python API, begin + resume; (b) = the faster of its 2-thread and "
-               "1-thread runs at each size, the stronger reference):")
+               "1-thread runs at each size, the stronger reference; \"attainable\" = the bound (c) plus "
+               f"the {UNAVOIDABLE_VECTORS} n-vectors any step must also stream, read or written at the same "
+               "rate):")
     report.add("")
     key = (10**5, 40)
     if key in steps:
         s = steps[key]
         ratio = s["research"] / s["lancbio"]
-        ceiling = s["research"] / s["bound"]
-        note = (f"unreachable on this machine: (a) takes only {ceiling:.2f}x the bandwidth bound (c), so "
-                f"even a step at the bound is {ceiling:.2f}x faster" if ceiling < 5 else "")
+        ceiling = s["research"] / _attainable(s, 40)
+        note = (f"unreachable in this run: (a) takes only {ceiling:.2f}x the attainable time, so even a step "
+                f"running at the bandwidth bound is at most {ceiling:.2f}x faster; lancbio runs at "
+                f"{100 * _attainable(s, 40) / s['lancbio']:.0f}% of it" if ceiling < 5 else "")
         report.target("step >= 5x faster than (a) at n = 1e5, j = 40", f"{ratio:.2f}x", ratio >= 5, note)
     else:
         report.target("step >= 5x faster than (a) at n = 1e5, j = 40", "not measured", None)
@@ -424,13 +440,13 @@ def _step_targets(report, steps) -> None:
         if small:
             worst = min(small, key=lambda k: small[k]["careful_best"] / small[k]["lancbio"])
             ratio = small[worst]["careful_best"] / small[worst]["lancbio"]
-            tight = {k: v["careful_best"] / v["bound"] for k, v in small.items()
-                     if v["careful_best"] / v["bound"] < 3}
+            tight = {k: v["careful_best"] / _attainable(v, k[1]) for k, v in small.items()
+                     if v["careful_best"] / _attainable(v, k[1]) < 3}
             note = ""
             if tight:
                 k = min(tight, key=tight.get)
                 note = (f"unreachable at {len(tight)} of {len(small)} sizes: there (b) already runs within 3x of "
-                        f"the bound (c), e.g. (b)/(c) = {tight[k]:.2f}x at n = {_n_label(k[0])}, j = {k[1]}")
+                        f"the attainable time, e.g. at {tight[k]:.2f}x of it at n = {_n_label(k[0])}, j = {k[1]}")
             report.target("step >= 3x faster than (b) for n <= 1e4",
                           f"worst {ratio:.2f}x at n = {_n_label(worst[0])}, j = {worst[1]}", ratio >= 3, note)
     else:
@@ -440,13 +456,11 @@ def _step_targets(report, steps) -> None:
     if key in steps:
         s = steps[key]
         frac = s["bound"] / s["lancbio"]
-        # The least traffic of any implementation besides the 2 j basis passes: read the
-        # product, q_j, q_(j-1), b, w, vbar and write q_(j+1), v: 8 n-vectors.
-        ideal = 2 * 40 / (2 * 40 + 8)
+        ideal = s["bound"] / _attainable(s, 40)
         report.target("step >= 70% of the bandwidth bound (c) at n = 1e6, j = 40",
                       f"{100 * frac:.0f}% (raw ctypes {100 * s['bound'] / s['raw']:.0f}%; an implementation "
-                      f"that also streams the 8 unavoidable n-vectors at the same rate reaches at most "
-                      f"{100 * ideal:.0f}%)", frac >= 0.7)
+                      f"that also streams the {UNAVOIDABLE_VECTORS} unavoidable n-vectors at the same rate "
+                      f"reaches at most {100 * ideal:.0f}%)", frac >= 0.7)
     else:
         report.target("step >= 70% of the bandwidth bound (c) at n = 1e6, j = 40", "not measured", None)
 
