@@ -98,7 +98,8 @@ private func deliver<T>(_ progress: Estimator<T>.Progress, _ estimator: Estimato
                         _ request: UnsafeMutableBufferPointer<T>) -> Int32 {
     switch progress {
     case .needsProduct:
-        _ = request.update(fromContentsOf: estimator.productInput)
+        // The request buffer was checked to hold n values.
+        try? estimator.copyProductInput(into: request)
         return LANCBIO_NEED_PRODUCT
     case .finished(let info):
         return info.outcome.status

@@ -19,6 +19,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     public let n: Int
     public let method: EstimatorMethod
     private let ws: StepWorkspace<T>
+    private let vectorPasses: VectorPasses<T>
     private let engine: Engine
     private var inProgress = false
     private var pendingInfo = StepInfo()
@@ -68,6 +69,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         self.n = n
         self.method = method
         ws = StepWorkspace(n: n)
+        vectorPasses = VectorPasses(n: n)
         switch method {
         case .dynamicLanczos(let o): engine = .lanczos(DynamicLanczos(n: n, options: o))
         case .subspace(let theta0): engine = .subspace(SubspaceSolve(n: n, theta0: theta0))
@@ -176,6 +178,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// `.needsProduct`. Owned by the estimator: read it, do not keep it.
     public var productInput: UnsafeBufferPointer<T> { UnsafeBufferPointer(start: ws.productInput, count: n) }
 
+    /// Copies `productInput` into `destination` (count n), on both cores at large n.
+    public func copyProductInput(into destination: UnsafeMutableBufferPointer<T>) throws(EstimatorError) {
+        guard destination.count == n, let d = destination.baseAddress else {
+            throw .invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
+        }
+        vectorPasses.copy(ws.productInput, into: d)
+    }
+
     /// Where the caller writes A * `productInput` (count n). Owned by the estimator.
     public var productOutput: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: ws.productOutput, count: n) }
 
@@ -202,7 +212,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
             throw .invalidArgument("b must hold n = \(n) values (got \(b.count))")
         }
         // rhsCopy belongs to no committed state, so it may be written before b is accepted.
-        let measured = copying ? Kernels.copyMeasuring(p, into: ws.rhsCopy, n) : Kernels.measure(p, n)
+        let measured = vectorPasses.measure(p, copyingInto: copying ? ws.rhsCopy : nil)
         guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
         let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
         guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }

@@ -115,3 +115,69 @@ struct TwoCoreSplitTests {
         #expect(concurrent == sequential)
     }
 }
+
+/// The passes over b and the request vector split like the basis passes at large n.
+@Suite("Two-core vector passes", .serialized)
+struct TwoCoreVectorPassTests {
+    static let n = VectorPasses<Double>.minimumRows + 4_001   // odd: the last chunk has a tail
+
+    static func measure<T: BinaryFloatingPoint>(_ x: [T], copying: Bool) -> (Bool, Double, [T]) {
+        let passes = VectorPasses<T>(n: x.count)
+        #expect(passes.splits)
+        var copy = [T](repeating: 0, count: x.count)
+        let m = x.withUnsafeBufferPointer { x in copy.withUnsafeMutableBufferPointer { c in
+            passes.measure(x.baseAddress!, copyingInto: copying ? c.baseAddress! : nil)
+        } }
+        return (m.allFinite, m.sumOfSquares, copy)
+    }
+
+    @Test("a split copy and check of b copies exactly, sums the squares, and finds a bad entry in any chunk",
+          arguments: [false, true])
+    func measureAndCopy(copying: Bool) {
+        var rng = TestRandom(seed: 17)
+        let x = rng.vector(Self.n)
+        let (finite, squares, copy) = Self.measure(x, copying: copying)
+        let want = x.reduce(0) { $0 + $1 * $1 }
+        #expect(finite)
+        #expect((squares - want).magnitude <= 1e-12 * want)
+        #expect(copy == (copying ? x : [Double](repeating: 0, count: Self.n)))
+        for i in [0, Self.n / 2, Self.n - 1] {
+            var bad = x
+            bad[i] = .nan
+            #expect(!Self.measure(bad, copying: copying).0, "NaN at \(i)")
+        }
+    }
+
+    @Test("the split passes give the same bits whether the helper ran a chunk or not")
+    func helperDoesNotChangeBits() {
+        var rng = TestRandom(seed: 18)
+        let x = rng.vector(Self.n).map { Float($0) }
+        let split = Self.measure(x, copying: true)
+        HelperThread.isEnabled = false
+        defer { HelperThread.isEnabled = true }
+        let alone = Self.measure(x, copying: true)
+        #expect(split.0 == alone.0 && split.1 == alone.1 && split.2 == alone.2)
+    }
+
+    @Test("the request copy of a large estimator is the vector the step asks to multiply")
+    func requestCopy() throws {
+        let e = try Estimator<Double>(n: Self.n, method: .dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 3)))
+        var rng = TestRandom(seed: 19)
+        let b = rng.vector(Self.n)
+        let diagonal = (0..<Self.n).map { 1 + Double($0 % 7) }
+        var request = [Double](repeating: .nan, count: Self.n)
+        var product = [Double](repeating: 0, count: Self.n)
+        var progress = try b.withUnsafeBufferPointer { try e.begin(rhs: $0) }
+        var requests = 0
+        while progress == .needsProduct {
+            try request.withUnsafeMutableBufferPointer { try e.copyProductInput(into: $0) }
+            #expect(request == Array(e.productInput))
+            for i in 0..<Self.n { product[i] = diagonal[i] * request[i] }
+            progress = try product.withUnsafeBufferPointer { try e.resume(product: $0) }
+            requests += 1
+        }
+        #expect(requests == 2)   // a restart: the product of the estimate, then of q_1
+        var short = [Double](repeating: 0, count: Self.n - 1)
+        #expect(throws: EstimatorError.self) { try short.withUnsafeMutableBufferPointer { try e.copyProductInput(into: $0) } }
+    }
+}
