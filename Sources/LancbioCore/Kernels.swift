@@ -214,48 +214,40 @@ extension Kernels {
         into out: UnsafeMutablePointer<T>, _ n: Int
     ) -> Double {
         let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        // Two sums of squares, so that their fused adds do not wait on each other.
-        var squares = SIMD4<Double>(), squares1 = SIMD4<Double>()
-        var i = 0
-        if let p {
-            @inline(__always) func next(_ i: Int) -> SIMD4<Double> {
-                rounded(load4(y, i) - va * load4(q, i) - vb * load4(p, i), to: T.self)
-            }
-            while i &+ 8 <= n {
-                let v0 = next(i), v1 = next(i &+ 4)
-                store4(v0, out, i); store4(v1, out, i &+ 4)
-                squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
-                i &+= 8
-            }
-            if i &+ 4 <= n {
-                let v0 = next(i)
-                store4(v0, out, i)
-                squares = multiplyAdd(v0, v0, squares)
-                i &+= 4
-            }
-        } else {
-            @inline(__always) func next(_ i: Int) -> SIMD4<Double> { rounded(load4(y, i) - va * load4(q, i), to: T.self) }
-            while i &+ 8 <= n {
-                let v0 = next(i), v1 = next(i &+ 4)
-                store4(v0, out, i); store4(v1, out, i &+ 4)
-                squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
-                i &+= 8
-            }
-            if i &+ 4 <= n {
-                let v0 = next(i)
-                store4(v0, out, i)
-                squares = multiplyAdd(v0, v0, squares)
-                i &+= 4
-            }
-        }
-        var sum = total(squares + squares1)
+        var (squares, i) = p.map { p in
+            storeSquaring(n, into: out) { rounded(load4(y, $0) - va * load4(q, $0) - vb * load4(p, $0), to: T.self) }
+        } ?? storeSquaring(n, into: out) { rounded(load4(y, $0) - va * load4(q, $0), to: T.self) }
         while i < n {
             let value = T(Double(y[i]) - a * Double(q[i]) - (p.map { b * Double($0[i]) } ?? 0))
             out[i] = value
-            sum += Double(value) * Double(value)
+            squares += Double(value) * Double(value)
             i &+= 1
         }
-        return sum
+        return squares
+    }
+
+    /// Stores value(i) (four entries) at out[i ..< i + 4] for every i = 0, 4, 8, ... that
+    /// fits in n; returns the sum of squares of the stored values and the first row left.
+    /// Two sums, so that their fused adds do not wait on each other.
+    @inlinable @inline(__always)
+    static func storeSquaring<T: BinaryFloatingPoint>(
+        _ n: Int, into out: UnsafeMutablePointer<T>, _ value: (Int) -> SIMD4<Double>
+    ) -> (sumOfSquares: Double, rowsDone: Int) {
+        var squares = SIMD4<Double>(), squares1 = SIMD4<Double>()
+        var i = 0
+        while i &+ 8 <= n {
+            let v0 = value(i), v1 = value(i &+ 4)
+            store4(v0, out, i); store4(v1, out, i &+ 4)
+            squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
+            i &+= 8
+        }
+        if i &+ 4 <= n {
+            let v0 = value(i)
+            store4(v0, out, i)
+            squares = multiplyAdd(v0, v0, squares)
+            i &+= 4
+        }
+        return (total(squares + squares1), i)
     }
 
     /// The norm from a sum of squares accumulated in Double, when that sum is safely
