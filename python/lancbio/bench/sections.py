@@ -237,18 +237,20 @@ HELPER_SETTLE = 0.002  # seconds: longer than lancbio's helper thread polls afte
 _blas_busy = [False]
 
 
+def _busy_wait(seconds: float) -> None:
+    settled = clock() + seconds
+    while clock() < settled:
+        pass
+
+
 def _run_cycle(impl, j, d, rhs, counter):
     # Untimed: let the other side's threads go idle before switching sides, so that
     # neither competes with the other's second thread: OpenBLAS's workers spin after each
     # call, and lancbio's helper thread polls for a while after each pass. Busy-waiting
     # rather than sleeping keeps this core at its working clock (after a sleep, the first
     # microseconds of a short cycle would run slower).
-    settle = 0.0
     if impl.uses_blas != _blas_busy[0]:
-        settle = HELPER_SETTLE if impl.uses_blas else BLAS_SETTLE
-    settled = clock() + settle
-    while clock() < settled:
-        pass
+        _busy_wait(HELPER_SETTLE if impl.uses_blas else BLAS_SETTLE)
     _blas_busy[0] = impl.uses_blas
     if impl.single_thread:
         limiter = single_thread_blas()
@@ -275,6 +277,8 @@ def measure_steps(impls, n, j, dtype, repeats, stream_buffer=None, seed=0):
     dims = {impl.name: [impl.dimension()] for impl in impls}
     for r in range(repeats):
         if stream_buffer is not None:
+            # Untimed: lancbio's helper thread must not share a core with the two-thread copy.
+            _busy_wait(HELPER_SETTLE)
             read, copy, copy2 = stream_rate(stream_buffer)
             read_rates.append(read)
             copy_rates.append(copy)
@@ -336,7 +340,8 @@ def section_steps(report, cfg: Config, results: dict) -> None:
                "streams faster, so a step can beat (c) (above 100% of the bound). Before a lancbio "
                "cycle that follows a numpy one the bench busy-waits 0.15 s, untimed, so that BLAS worker threads, "
                "which spin for about 0.1 s after each call, do not occupy the second core lancbio uses; "
-               "before a numpy cycle that follows a lancbio one it busy-waits 2 ms, so that lancbio's helper "
+               "before a numpy cycle that follows a lancbio one, and before each stream measurement, it busy-waits "
+               "2 ms, so that lancbio's helper "
                "thread, which polls for 0.25 ms after each pass, has gone to sleep. "
                "Agreement: ||v - v_(b)|| / ||v_(b)|| after all cycles (restarts included). lancbio runs with its "
                "defaults, which add an orthogonality check (Q^T q_(j+1), fused into the Q^T r pass: compute, "
