@@ -31,15 +31,13 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     /// changing them cannot change the results of estimators that already exist.
     private let threshold: Int
     private let minimumRows: Int
-    /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
-    private let bounds: UnsafeMutablePointer<Int>
     /// `blockRows` Doubles per thread (one thread for an unsplit pass).
     private let scratch: UnsafeMutablePointer<Double>
     private let blockRows: Int
     /// Per chunk: its coefficients (`capacity`), then its orthogonality products (`capacity`).
     private let partial: UnsafeMutablePointer<Double>
     private let finite: UnsafeMutablePointer<Bool>
-    private let work = ChunkedWork(chunks: BasisSplit.chunks)
+    private let work: ChunkedWork
 
     // The pass in progress, set before `HelperThread.run`.
     private enum Pass { case project, combine, coefficient, residual }
@@ -66,9 +64,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         minimumRows = max(BasisSplit.minimumRows, 64 * BasisSplit.chunks)
         let chunks = BasisSplit.chunks
         let splittable = n >= minimumRows && n * capacity >= threshold
-        bounds = .allocate(capacity: chunks + 1)
-        // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
-        for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
+        work = ChunkedWork(rows: n, chunks: chunks)
         blockRows = min(kernelBlockRows, n)
         scratch = .allocate(zeroed: (splittable ? 2 : 1) * blockRows)
         partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
@@ -80,7 +76,6 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     }
 
     deinit {
-        bounds.deallocate()
         scratch.deallocateZeroed()
         partial.deallocateZeroed()
         finite.deallocate()
@@ -153,11 +148,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     }
 
     private func dispatch() {
-        if let helper = HelperThread.shared {
-            helper.run(work)
-        } else {
-            for chunk in 0..<work.chunks { run(chunk: chunk, worker: 0) }
-        }
+        work.runAll()
         // The pass's vectors may be the caller's: no pointer to them outlives the call.
         rhs = UnsafePointer(bitPattern: 1)!; y = rhs; q = rhs; previous = nil; anchorProduct = nil
         z = nil; base = nil; out = UnsafeMutablePointer(bitPattern: 1)!
@@ -179,8 +170,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     }
 
     private func run(chunk: Int, worker: Int) {
-        let start = bounds[chunk]
-        let rows = bounds[chunk + 1] - start
+        let (start, rows) = work.rows(of: chunk)
         let blockScratch = scratch + worker * blockRows
         switch pass {
         case .project:

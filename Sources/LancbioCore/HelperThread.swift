@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Synchronization
 
-/// Work cut into `chunks` independent pieces (by rows), each writing only its own outputs,
+/// Work on n rows cut into `chunks` independent pieces, each writing only its own outputs,
 /// so that two threads can share them. Each piece is told which of the two threads runs it
 /// (0: the caller, 1: the helper), so that the threads can keep separate scratch space.
 ///
@@ -16,8 +16,31 @@ final class ChunkedWork {
     let chunks: Int
     /// Runs one chunk, 0 ..< chunks, on thread `worker` (0 or 1).
     var run: (_ chunk: Int, _ worker: Int) -> Void = { _, _ in }
+    /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
+    private let bounds: UnsafeMutablePointer<Int>
 
-    init(chunks: Int) { self.chunks = chunks }
+    init(rows n: Int, chunks: Int) {
+        self.chunks = chunks
+        bounds = .allocate(capacity: chunks + 1)
+        // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
+        for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
+    }
+
+    deinit { bounds.deallocate() }
+
+    /// The rows of `chunk`: the first, and how many.
+    func rows(of chunk: Int) -> (start: Int, count: Int) {
+        (bounds[chunk], bounds[chunk + 1] - bounds[chunk])
+    }
+
+    /// Runs every chunk, shared with the helper thread when there is one.
+    func runAll() {
+        if let helper = HelperThread.shared {
+            helper.run(self)
+        } else {
+            for chunk in 0..<chunks { run(chunk, 0) }
+        }
+    }
 }
 
 /// One process-wide helper thread that shares the chunks of a `ChunkedWork` with the

@@ -134,19 +134,9 @@ extension Kernels {
             c &+= 4
         }
         while c < columns {
-            let q = basis + c &* n
-            var a = SIMD4<Double>(), e = SIMD4<Double>()
-            var t = 0
-            while t < vectorRows {
-                let p = load4(q, t)
-                a = multiplyAdd(p, load4(r, t), a)
-                e = multiplyAdd(p, load4(z, t), e)
-                t &+= 4
-            }
-            var s = total(a), u = total(e)
-            while t < rows { s += Double(q[t]) * r[t]; u += Double(q[t]) * Double(z[t]); t &+= 1 }
-            coefficients[c] += s
-            zCoefficients[c] += u
+            // At most three columns: the second read of each comes from cache.
+            coefficients[c] += dot(basis + c &* n, r, rows)
+            zCoefficients[c] += dot(basis + c &* n, z, rows)
             c &+= 1
         }
     }

@@ -12,10 +12,9 @@ final class VectorPasses<T: BinaryFloatingPoint> {
 
     let n: Int
     let splits: Bool
-    private let bounds: UnsafeMutablePointer<Int>
     /// Per chunk: its sum of squares, and its poison sum (0 when every entry is finite).
     private let partial: UnsafeMutablePointer<Double>
-    private let work = ChunkedWork(chunks: BasisSplit.chunks)
+    private let work: ChunkedWork
 
     // The pass in progress, set before `HelperThread.run`.
     private var source = UnsafePointer<T>(bitPattern: 1)!
@@ -26,16 +25,13 @@ final class VectorPasses<T: BinaryFloatingPoint> {
         self.n = n
         let chunks = BasisSplit.chunks
         splits = n >= Self.minimumRows
-        bounds = .allocate(capacity: chunks + 1)
-        // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
-        for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
+        work = ChunkedWork(rows: n, chunks: chunks)
         partial = .allocate(zeroed: 2 * chunks)
         work.run = { [unowned self] chunk, _ in self.run(chunk: chunk) }
         if splits { _ = HelperThread.shared }
     }
 
     deinit {
-        bounds.deallocate()
         partial.deallocateZeroed()
     }
 
@@ -69,19 +65,14 @@ final class VectorPasses<T: BinaryFloatingPoint> {
     }
 
     private func dispatch() {
-        if let helper = HelperThread.shared {
-            helper.run(work)
-        } else {
-            for chunk in 0..<work.chunks { run(chunk: chunk) }
-        }
+        work.runAll()
         // The vectors are the caller's: no pointer to them outlives the call.
         source = UnsafePointer(bitPattern: 1)!
         destination = nil
     }
 
     private func run(chunk: Int) {
-        let start = bounds[chunk]
-        let rows = bounds[chunk + 1] - start
+        let (start, rows) = work.rows(of: chunk)
         guard measuring else {
             Kernels.copy(source + start, to: destination! + start, rows)
             return
