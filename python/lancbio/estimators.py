@@ -363,19 +363,10 @@ class _Estimator:
         handle = self._handle
         if handle is None or self._slot[2]:
             self._live()
-        if (type(b) is _ndarray and b.dtype is self._dtype and b.shape == self._shape
-                and b.flags.c_contiguous and b.flags.aligned):
-            view = _memoryview(b)
-            b_arg = self._argument(b) if view.readonly else _byref(self._from_buffer(view))
-        else:
+        b_arg = self._in_place(b)
+        if b_arg is None:
             b_arg = self._argument(self._vector(b, "b"))
-        status = self._begin_rc(handle, b_arg, self._request_arg, self._n_arg)
-        if status == _NEED_PRODUCT:
-            return self._request_view
-        if status < 0:
-            _ffi._check(status, handle)
-        self._info_pending = "library"
-        return None
+        return self._request_or_done(self._begin_rc(handle, b_arg, self._request_arg, self._n_arg), handle)
 
     def resume(self, product):
         """Continues a reverse-communication step with ``product`` = A x for the last x.
@@ -396,13 +387,24 @@ class _Estimator:
             self._live()
         if product is self._request_view:
             product_arg = self._request_arg
-        elif (type(product) is _ndarray and product.dtype is self._dtype and product.shape == self._shape
-              and product.flags.c_contiguous and product.flags.aligned):
-            view = _memoryview(product)
-            product_arg = self._argument(product) if view.readonly else _byref(self._from_buffer(view))
         else:
-            product_arg = self._argument(self._product(product))
-        status = self._resume_rc(handle, product_arg, self._request_arg, self._n_arg)
+            product_arg = self._in_place(product)
+            if product_arg is None:
+                product_arg = self._argument(self._product(product))
+        return self._request_or_done(self._resume_rc(handle, product_arg, self._request_arg, self._n_arg), handle)
+
+    def _in_place(self, a):
+        """The ctypes argument passing ``a`` itself, when it is already a C-contiguous,
+        aligned array of this estimator's dtype and shape; None otherwise (convert it)."""
+        if (type(a) is _ndarray and a.dtype is self._dtype and a.shape == self._shape
+                and a.flags.c_contiguous and a.flags.aligned):
+            view = _memoryview(a)
+            return self._argument(a) if view.readonly else _byref(self._from_buffer(view))
+        return None
+
+    def _request_or_done(self, status, handle):
+        """begin/resume's result for a library status: the request view, or None when the
+        step is complete (errors raise)."""
         if status == _NEED_PRODUCT:
             return self._request_view
         if status < 0:
