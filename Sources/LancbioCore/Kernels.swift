@@ -130,27 +130,9 @@ enum Kernels {
         _ y: UnsafeMutablePointer<T>, times b: Double, plus a: Double, times x: UnsafePointer<T>, _ n: Int
     ) -> (allFinite: Bool, sumOfSquares: Double) {
         let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        var poison = SIMD4<Double>(), squares = SIMD4<Double>()
-        var poison1 = SIMD4<Double>(), squares1 = SIMD4<Double>()
-        @inline(__always) func next(_ i: Int) -> SIMD4<Double> {
-            rounded(vb * load4(UnsafePointer(y), i) + va * load4(x, i), to: T.self)
-        }
-        var i = 0
-        while i &+ 8 <= n {
-            let v0 = next(i), v1 = next(i &+ 4)
-            store4(v0, y, i); store4(v1, y, i &+ 4)
-            poison += v0 * 0; poison1 += v1 * 0
-            squares += v0 * v0; squares1 += v1 * v1
-            i &+= 8
-        }
-        if i &+ 4 <= n {
-            let v0 = next(i)
-            store4(v0, y, i)
-            poison += v0 * 0
-            squares += v0 * v0
-            i &+= 4
-        }
-        var bad = total(poison + poison1), sum = total(squares + squares1)
+        var (sum, bad, i) = streamMeasuring(n, value: {
+            rounded(vb * load4(UnsafePointer(y), $0) + va * load4(x, $0), to: T.self)
+        }, store: { store4($1, y, $0) })
         while i < n {
             let value = T(b * Double(y[i]) + a * Double(x[i]))
             y[i] = value
@@ -214,9 +196,11 @@ extension Kernels {
         into out: UnsafeMutablePointer<T>, _ n: Int
     ) -> Double {
         let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        var (squares, i) = p.map { p in
-            storeSquaring(n, into: out) { rounded(load4(y, $0) - va * load4(q, $0) - vb * load4(p, $0), to: T.self) }
-        } ?? storeSquaring(n, into: out) { rounded(load4(y, $0) - va * load4(q, $0), to: T.self) }
+        var (squares, _, i) = p.map { p in
+            streamMeasuring(n, value: { rounded(load4(y, $0) - va * load4(q, $0) - vb * load4(p, $0), to: T.self) },
+                            store: { store4($1, out, $0) })
+        } ?? streamMeasuring(n, value: { rounded(load4(y, $0) - va * load4(q, $0), to: T.self) },
+                             store: { store4($1, out, $0) })
         while i < n {
             let value = T(Double(y[i]) - a * Double(q[i]) - (p.map { b * Double($0[i]) } ?? 0))
             out[i] = value
@@ -226,28 +210,32 @@ extension Kernels {
         return squares
     }
 
-    /// Stores value(i) (four entries) at out[i ..< i + 4] for every i = 0, 4, 8, ... that
-    /// fits in n; returns the sum of squares of the stored values and the first row left.
-    /// Two sums, so that their fused adds do not wait on each other.
+    /// For i = 0, 4, 8, ... while four entries fit in n: v = value(i), store(i, v). Returns
+    /// the sum of squares of the v (fused adds), their poison sum (v * 0: zero exactly when
+    /// every v is finite) and the first row left. Two of each sum, so that no add waits on
+    /// the one before it; a caller that ignores a sum does not pay for it once inlined.
     @inlinable @inline(__always)
-    static func storeSquaring<T: BinaryFloatingPoint>(
-        _ n: Int, into out: UnsafeMutablePointer<T>, _ value: (Int) -> SIMD4<Double>
-    ) -> (sumOfSquares: Double, rowsDone: Int) {
-        var squares = SIMD4<Double>(), squares1 = SIMD4<Double>()
+    static func streamMeasuring(
+        _ n: Int, value: (Int) -> SIMD4<Double>, store: (Int, SIMD4<Double>) -> Void
+    ) -> (sumOfSquares: Double, poison: Double, rowsDone: Int) {
+        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
+        var squares1 = SIMD4<Double>(), poison1 = SIMD4<Double>()
         var i = 0
         while i &+ 8 <= n {
             let v0 = value(i), v1 = value(i &+ 4)
-            store4(v0, out, i); store4(v1, out, i &+ 4)
+            store(i, v0); store(i &+ 4, v1)
             squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
+            poison += v0 * 0; poison1 += v1 * 0
             i &+= 8
         }
         if i &+ 4 <= n {
             let v0 = value(i)
-            store4(v0, out, i)
+            store(i, v0)
             squares = multiplyAdd(v0, v0, squares)
+            poison += v0 * 0
             i &+= 4
         }
-        return (total(squares + squares1), i)
+        return (total(squares + squares1), total(poison + poison1), i)
     }
 
     /// The norm from a sum of squares accumulated in Double, when that sum is safely
@@ -278,26 +266,8 @@ extension Kernels {
         _ x: UnsafePointer<T>, _ n: Int, store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int) -> Void
     ) -> (allFinite: Bool, sumOfSquares: Double) {
         // x * 0 is 0 for finite x and NaN otherwise: the poison sum stays 0 exactly when
-        // all entries are finite, without a branch in the loop. Two of each sum, so that
-        // no add waits on the one before it.
-        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
-        var squares1 = SIMD4<Double>(), poison1 = SIMD4<Double>()
-        var i = 0
-        while i &+ 8 <= n {
-            let v0 = load4(x, i), v1 = load4(x, i &+ 4)
-            store(i, v0); store(i &+ 4, v1)
-            squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
-            poison += v0 * 0; poison1 += v1 * 0
-            i &+= 8
-        }
-        if i &+ 4 <= n {
-            let v0 = load4(x, i)
-            store(i, v0)
-            squares = multiplyAdd(v0, v0, squares)
-            poison += v0 * 0
-            i &+= 4
-        }
-        var sum = total(squares + squares1), bad = total(poison + poison1)
+        // all entries are finite, without a branch in the loop.
+        var (sum, bad, i) = streamMeasuring(n, value: { load4(x, $0) }, store: store)
         while i < n {
             let value = Double(x[i])
             storeScalar(i)
