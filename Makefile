@@ -66,7 +66,8 @@ bench: lib
 # Reliability checks: `make check` runs every step below (each timed, all of them even when
 # one fails) and fails if any failed. Scratch builds: .build-asan (AddressSanitizer),
 # .build-ubsan (UndefinedBehaviorSanitizer), .build-fuzz (AddressSanitizer + libFuzzer
-# coverage); the C programs under valgrind use the release library.
+# coverage), .build-valgrind (the release library without AVX-512, which valgrind cannot
+# execute: LANCBIO_AVX512=0, see Package.swift).
 CLANG        ?= /opt/swift/usr/bin/clang
 FUZZ_SECONDS ?= 60
 # Steps of test_long_run under valgrind (about 50 times slower there); natively it runs 10^5.
@@ -127,15 +128,20 @@ sanitize-c:
 	$(SAN_ENV) .build-asan/c/test_threads
 	$(SAN_ENV) .build-asan/c/synthetic_lancbio --check
 
-## The C programs under valgrind memcheck against the release library (leaks are errors).
-valgrind: lib | $(C_OUT)
+## The C programs under valgrind memcheck against a release library built without AVX-512
+## (leaks are errors).
+VALGRIND_LIB := .build-valgrind/release
+valgrind:
+	LANCBIO_AVX512=0 $(SWIFT) build -c release --product lancbio --scratch-path .build-valgrind
+	mkdir -p .build-valgrind/c
 	for prog in Tests/c/test_abi.c Tests/c/test_threads.c Tests/c/test_long_run.c examples/synthetic_lancbio.c; do \
-	  $(CC) $(CFLAGS_STRICT) -g $$prog -o $(C_OUT)/$$(basename $$prog .c) $(C_LINK) -pthread || exit 1; \
+	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
+	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
-	$(VALGRIND) $(C_OUT)/test_abi
-	$(VALGRIND) $(C_OUT)/test_threads
-	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) $(C_OUT)/test_long_run
-	$(VALGRIND) $(C_OUT)/synthetic_lancbio --check
+	$(VALGRIND) .build-valgrind/c/test_abi
+	$(VALGRIND) .build-valgrind/c/test_threads
+	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) .build-valgrind/c/test_long_run
+	$(VALGRIND) .build-valgrind/c/synthetic_lancbio --check
 
 ## libFuzzer on the C ABI for FUZZ_SECONDS (default 60); seeds in Tests/fuzz/corpus, new
 ## inputs in .build-fuzz/corpus, crashes in .build-fuzz/artifacts. The library is built with

@@ -4,18 +4,26 @@ import PackageDescription
 
 /// Swift compiles for the baseline x86-64 (SSE2) unless told otherwise, which leaves the
 /// Float32 kernels and cache-resident problems compute-bound. lancbio is always built from
-/// source on the machine that runs it (make, pip), so when the building CPU has AVX2 and
-/// FMA the core targets that level (x86-64-v3, "haswell"), and the baseline otherwise.
-/// Not higher: valgrind, which `make check` runs, cannot execute AVX-512. Set
-/// LANCBIO_PORTABLE=1 when the library will be copied to machines without AVX2.
-let portable = Context.environment["LANCBIO_PORTABLE"].map { $0 != "0" && !$0.isEmpty } ?? false
-let cpuFlags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-    .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? []
-let hasAVX2 = cpuFlags.contains("avx2") && cpuFlags.contains("fma")
+/// source on the machine that runs it (make, pip), so the core targets the highest level
+/// the building CPU has: x86-64-v4 (AVX-512) when it has AVX-512 F, BW, CD, DQ and VL,
+/// x86-64-v3 ("haswell": AVX2 and FMA) when it has those, the baseline otherwise. Set
+/// LANCBIO_AVX512=0 to stop at AVX2 (valgrind, which `make check` runs, cannot execute
+/// AVX-512), and LANCBIO_PORTABLE=1 when the library will be copied to other machines.
+func setting(_ name: String) -> Bool? {
+    Context.environment[name].map { $0 != "0" && !$0.isEmpty }
+}
+let portable = setting("LANCBIO_PORTABLE") ?? false
+let cpuFlags = Set((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? [])
+let hasAVX2 = cpuFlags.isSuperset(of: ["avx2", "fma"])
+let hasAVX512 = hasAVX2 && cpuFlags.isSuperset(of: ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"])
+    && setting("LANCBIO_AVX512") ?? true
 /// LANCBIO_FMA tells the kernels that fused multiply-add is an instruction here (without
-/// it, SIMD addingProduct would call libm's fma, one element at a time).
-let coreSettings: [SwiftSetting] = !portable && hasAVX2
-    ? [.unsafeFlags(["-target-cpu", "haswell"]), .define("LANCBIO_FMA")] : []
+/// it, SIMD addingProduct would call libm's fma, one element at a time); LANCBIO_AVX512
+/// gives them 8-wide vectors (Kernels+SIMD.swift).
+let coreSettings: [SwiftSetting] = portable || !hasAVX2 ? []
+    : hasAVX512 ? [.unsafeFlags(["-target-cpu", "skylake-avx512"]), .define("LANCBIO_FMA"), .define("LANCBIO_AVX512")]
+    : [.unsafeFlags(["-target-cpu", "haswell"]), .define("LANCBIO_FMA")]
 
 let package = Package(
     name: "lancbio",

@@ -38,23 +38,23 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
         // r = A v - b in place (the product buffer is scratch once read), then v -= eta r, in
         // one pass that also sums r's squares. Separate poisons tell the operator's NaN or
         // infinity from our own overflow; vector accumulators keep the loop vectorised.
-        let step = SIMD4<Double>(repeating: eta)
-        var productPoison = SIMD4<Double>(), residualPoison = SIMD4<Double>()
-        var estimatePoison = SIMD4<Double>(), squares = SIMD4<Double>()
-        let vectorRows = n & ~3
+        let step = DoubleLanes(repeating: eta)
+        var productPoison = DoubleLanes(), residualPoison = DoubleLanes()
+        var estimatePoison = DoubleLanes(), squares = DoubleLanes()
+        let vectorRows = n & ~(Kernels.laneCount &- 1)
         var i = 0
         while i < vectorRows {
-            let a = Kernels.load4(UnsafePointer(r), i)
-            let ri = a - Kernels.load4(b, i)
+            let a = Kernels.loadLanes(UnsafePointer(r), i)
+            let ri = a - Kernels.loadLanes(b, i)
             productPoison += a * 0
             residualPoison += ri * 0
             let stored = Kernels.rounded(ri, to: T.self)
-            Kernels.store4(stored, r, i)
+            Kernels.storeLanes(stored, r, i)
             squares += stored * stored
-            let next = Kernels.rounded(Kernels.load4(UnsafePointer(v), i) - step * ri, to: T.self)
-            Kernels.store4(next, v, i)
+            let next = Kernels.rounded(Kernels.loadLanes(UnsafePointer(v), i) - step * ri, to: T.self)
+            Kernels.storeLanes(next, v, i)
             estimatePoison += next * 0
-            i &+= 4
+            i &+= Kernels.laneCount
         }
         var product = Kernels.total(productPoison), residual = Kernels.total(residualPoison)
         var estimate = Kernels.total(estimatePoison), sum = Kernels.total(squares)

@@ -27,7 +27,7 @@ extension Kernels {
             return poison == 0
         }
         let sweeps = (columns + 7) / 8
-        var poison = SIMD4<Double>()
+        var poison = DoubleLanes()
         var start = 0
         while start < n {
             let rows = min(kernelBlockRows, n &- start)
@@ -42,31 +42,32 @@ extension Kernels {
                 let q = (column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7))
                 let a = (coefficient(0), coefficient(1), coefficient(2), coefficient(3),
                          coefficient(4), coefficient(5), coefficient(6), coefficient(7))
-                let fromScratch = sweep > 0, toOut = sweep == sweeps &- 1
-                switch (fromScratch, toOut, base) {
-                case (false, true, let base?):
-                    sweepBlock(q, a, rows, load: { load4(base + start, $0) },
-                               scalar: { Double(base[start &+ $0]) },
-                               store: { t, v in poison += storeRounded(v, out + start, t) },
-                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
-                case (false, true, nil):
-                    sweepBlock(q, a, rows, load: { _ in SIMD4<Double>() }, scalar: { _ in 0 },
-                               store: { t, v in poison += storeRounded(v, out + start, t) },
-                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
-                case (false, false, let base?):
-                    sweepBlock(q, a, rows, load: { load4(base + start, $0) },
-                               scalar: { Double(base[start &+ $0]) },
-                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
-                case (false, false, nil):
-                    sweepBlock(q, a, rows, load: { _ in SIMD4<Double>() }, scalar: { _ in 0 },
-                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
+                // Local functions marked to be inlined rather than closure literals: with
+                // 8-wide vectors the optimiser left some of those out of line (a call per row).
+                let b = base.map { $0 + start }
+                @inline(__always) func fromBase(_ t: Int) -> DoubleLanes { loadLanes(b.unsafelyUnwrapped, t) }
+                @inline(__always) func fromBase(_ t: Int) -> Double { Double(b.unsafelyUnwrapped[t]) }
+                @inline(__always) func zero(_ t: Int) -> DoubleLanes { DoubleLanes() }
+                @inline(__always) func zero(_ t: Int) -> Double { 0 }
+                @inline(__always) func fromScratch(_ t: Int) -> DoubleLanes { loadLanes(scratch, t) }
+                @inline(__always) func fromScratch(_ t: Int) -> Double { scratch[t] }
+                @inline(__always) func toOut(_ t: Int, _ v: DoubleLanes) { poison += storeRounded(v, out + start, t) }
+                @inline(__always) func toOut(_ t: Int, _ v: Double) { poison[0] += storeRounded(v, out + start, t) }
+                @inline(__always) func toScratch(_ t: Int, _ v: DoubleLanes) { storeLanes(v, scratch, t) }
+                @inline(__always) func toScratch(_ t: Int, _ v: Double) { scratch[t] = v }
+                switch (sweep > 0, sweep == sweeps &- 1, b != nil) {
+                case (false, true, true):
+                    sweepBlock(q, a, rows, load: fromBase, scalar: fromBase, store: toOut, storeScalar: toOut)
+                case (false, true, false):
+                    sweepBlock(q, a, rows, load: zero, scalar: zero, store: toOut, storeScalar: toOut)
+                case (false, false, true):
+                    sweepBlock(q, a, rows, load: fromBase, scalar: fromBase, store: toScratch, storeScalar: toScratch)
+                case (false, false, false):
+                    sweepBlock(q, a, rows, load: zero, scalar: zero, store: toScratch, storeScalar: toScratch)
                 case (true, true, _):
-                    sweepBlock(q, a, rows, load: { load4(scratch, $0) }, scalar: { scratch[$0] },
-                               store: { t, v in poison += storeRounded(v, out + start, t) },
-                               storeScalar: { t, v in poison[0] += storeRounded(v, out + start, t) })
+                    sweepBlock(q, a, rows, load: fromScratch, scalar: fromScratch, store: toOut, storeScalar: toOut)
                 case (true, false, _):
-                    sweepBlock(q, a, rows, load: { load4(scratch, $0) }, scalar: { scratch[$0] },
-                               store: { t, v in store4(v, scratch, t) }, storeScalar: { t, v in scratch[t] = v })
+                    sweepBlock(q, a, rows, load: fromScratch, scalar: fromScratch, store: toScratch, storeScalar: toScratch)
                 }
             }
             start &+= rows
@@ -77,10 +78,10 @@ extension Kernels {
     /// Stores v rounded to T at p[t ..< t + 4]; returns v * 0 of the stored values (NaN
     /// lanes where they are not finite), for the caller's poison sum.
     @inlinable @inline(__always)
-    static func storeRounded<T: BinaryFloatingPoint>(_ v: SIMD4<Double>, _ p: UnsafeMutablePointer<T>, _ t: Int)
-        -> SIMD4<Double> {
+    static func storeRounded<T: BinaryFloatingPoint>(_ v: DoubleLanes, _ p: UnsafeMutablePointer<T>, _ t: Int)
+        -> DoubleLanes {
         let stored = rounded(v, to: T.self)
-        store4(stored, p, t)
+        storeLanes(stored, p, t)
         return stored * 0
     }
 
@@ -98,22 +99,22 @@ extension Kernels {
               UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>, UnsafePointer<T>),
         _ a: (Double, Double, Double, Double, Double, Double, Double, Double),
         _ rows: Int,
-        load: (Int) -> SIMD4<Double>, scalar: (Int) -> Double,
-        store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int, Double) -> Void
+        load: (Int) -> DoubleLanes, scalar: (Int) -> Double,
+        store: (Int, DoubleLanes) -> Void, storeScalar: (Int, Double) -> Void
     ) {
-        let a0 = SIMD4(repeating: a.0), a1 = SIMD4(repeating: a.1), a2 = SIMD4(repeating: a.2)
-        let a3 = SIMD4(repeating: a.3), a4 = SIMD4(repeating: a.4), a5 = SIMD4(repeating: a.5)
-        let a6 = SIMD4(repeating: a.6), a7 = SIMD4(repeating: a.7)
-        let vectorRows = rows & ~3
+        let a0 = DoubleLanes(repeating: a.0), a1 = DoubleLanes(repeating: a.1), a2 = DoubleLanes(repeating: a.2)
+        let a3 = DoubleLanes(repeating: a.3), a4 = DoubleLanes(repeating: a.4), a5 = DoubleLanes(repeating: a.5)
+        let a6 = DoubleLanes(repeating: a.6), a7 = DoubleLanes(repeating: a.7)
+        let vectorRows = rows & ~(laneCount &- 1)
         var t = 0
         while t < vectorRows {
             // Two independent chains keep both FMA pipes busy.
-            var low = a0 * load4(q.0, t), high = a4 * load4(q.4, t)
-            low = multiplyAdd(a1, load4(q.1, t), low); high = multiplyAdd(a5, load4(q.5, t), high)
-            low = multiplyAdd(a2, load4(q.2, t), low); high = multiplyAdd(a6, load4(q.6, t), high)
-            low = multiplyAdd(a3, load4(q.3, t), low); high = multiplyAdd(a7, load4(q.7, t), high)
+            var low = a0 * loadLanes(q.0, t), high = a4 * loadLanes(q.4, t)
+            low = multiplyAdd(a1, loadLanes(q.1, t), low); high = multiplyAdd(a5, loadLanes(q.5, t), high)
+            low = multiplyAdd(a2, loadLanes(q.2, t), low); high = multiplyAdd(a6, loadLanes(q.6, t), high)
+            low = multiplyAdd(a3, loadLanes(q.3, t), low); high = multiplyAdd(a7, loadLanes(q.7, t), high)
             store(t, load(t) + (low + high))
-            t &+= 4
+            t &+= laneCount
         }
         while t < rows {
             var low = a.0 * Double(q.0[t]), high = a.4 * Double(q.4[t])

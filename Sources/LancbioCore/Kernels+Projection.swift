@@ -25,16 +25,16 @@ extension Kernels {
         var start = 0
         while start < n {
             let rows = min(kernelBlockRows, n &- start)
-            let vectorRows = rows & ~3
+            let vectorRows = rows & ~(laneCount &- 1)
             let bb = b + start
             if let w {
                 let ww = w + start
                 var t = 0
-                while t < vectorRows { store4(load4(bb, t) - load4(ww, t), scratch, t); t &+= 4 }
+                while t < vectorRows { storeLanes(loadLanes(bb, t) - loadLanes(ww, t), scratch, t); t &+= laneCount }
                 while t < rows { scratch[t] = Double(bb[t]) - Double(ww[t]); t &+= 1 }
             } else {
                 var t = 0
-                while t < vectorRows { store4(load4(bb, t), scratch, t); t &+= 4 }
+                while t < vectorRows { storeLanes(loadLanes(bb, t), scratch, t); t &+= laneCount }
                 while t < rows { scratch[t] = Double(bb[t]); t &+= 1 }
             }
             let r = UnsafePointer(scratch)
@@ -59,28 +59,28 @@ extension Kernels {
         _ basis: UnsafePointer<T>, stride n: Int, rows: Int, columns: Int, _ r: UnsafePointer<Double>,
         _ coefficients: UnsafeMutablePointer<Double>
     ) {
-        let vectorRows = rows & ~3
+        let vectorRows = rows & ~(laneCount &- 1)
         var c = 0
         while c &+ 4 <= columns {
             let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            // Eight rows per step, in two sets of sums: four chains of fused adds would each
-            // wait on their own latency, which halves the speed on a cache-resident block.
-            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
-            var b0 = SIMD4<Double>(), b1 = SIMD4<Double>(), b2 = SIMD4<Double>(), b3 = SIMD4<Double>()
+            // Two vectors of rows per step, in two sets of sums: four chains of fused adds
+            // would each wait on their own latency, which halves the speed on a cached block.
+            var a0 = DoubleLanes(), a1 = DoubleLanes(), a2 = DoubleLanes(), a3 = DoubleLanes()
+            var b0 = DoubleLanes(), b1 = DoubleLanes(), b2 = DoubleLanes(), b3 = DoubleLanes()
             var t = 0
-            while t &+ 8 <= vectorRows {
-                let x = load4(r, t), y = load4(r, t &+ 4)
-                a0 = multiplyAdd(load4(q0, t), x, a0); a1 = multiplyAdd(load4(q1, t), x, a1)
-                a2 = multiplyAdd(load4(q2, t), x, a2); a3 = multiplyAdd(load4(q3, t), x, a3)
-                b0 = multiplyAdd(load4(q0, t &+ 4), y, b0); b1 = multiplyAdd(load4(q1, t &+ 4), y, b1)
-                b2 = multiplyAdd(load4(q2, t &+ 4), y, b2); b3 = multiplyAdd(load4(q3, t &+ 4), y, b3)
-                t &+= 8
+            while t &+ 2 &* laneCount <= vectorRows {
+                let x = loadLanes(r, t), y = loadLanes(r, t &+ laneCount)
+                a0 = multiplyAdd(loadLanes(q0, t), x, a0); a1 = multiplyAdd(loadLanes(q1, t), x, a1)
+                a2 = multiplyAdd(loadLanes(q2, t), x, a2); a3 = multiplyAdd(loadLanes(q3, t), x, a3)
+                b0 = multiplyAdd(loadLanes(q0, t &+ laneCount), y, b0); b1 = multiplyAdd(loadLanes(q1, t &+ laneCount), y, b1)
+                b2 = multiplyAdd(loadLanes(q2, t &+ laneCount), y, b2); b3 = multiplyAdd(loadLanes(q3, t &+ laneCount), y, b3)
+                t &+= 2 &* laneCount
             }
             if t < vectorRows {
-                let x = load4(r, t)
-                a0 = multiplyAdd(load4(q0, t), x, a0); a1 = multiplyAdd(load4(q1, t), x, a1)
-                a2 = multiplyAdd(load4(q2, t), x, a2); a3 = multiplyAdd(load4(q3, t), x, a3)
-                t &+= 4
+                let x = loadLanes(r, t)
+                a0 = multiplyAdd(loadLanes(q0, t), x, a0); a1 = multiplyAdd(loadLanes(q1, t), x, a1)
+                a2 = multiplyAdd(loadLanes(q2, t), x, a2); a3 = multiplyAdd(loadLanes(q3, t), x, a3)
+                t &+= laneCount
             }
             var s0 = total(a0 + b0), s1 = total(a1 + b1), s2 = total(a2 + b2), s3 = total(a3 + b3)
             while t < rows {
@@ -98,39 +98,43 @@ extension Kernels {
         }
     }
 
-    /// Adds q_c . r to coefficients[c] and q_c . z to zCoefficients[c], one sweep per four columns.
+    /// Adds q_c . r to coefficients[c] and q_c . z to zCoefficients[c], one sweep per four
+    /// columns. (Eight per sweep with AVX-512, whose registers hold the sixteen sums, was
+    /// measured: no faster.)
     @inlinable
     static func projectBlock<T: BinaryFloatingPoint>(
         _ basis: UnsafePointer<T>, stride n: Int, rows: Int, columns: Int, _ r: UnsafePointer<Double>,
         _ z: UnsafePointer<T>, _ coefficients: UnsafeMutablePointer<Double>, _ zCoefficients: UnsafeMutablePointer<Double>
     ) {
-        let vectorRows = rows & ~3
+        let vectorRows = rows & ~(laneCount &- 1)
+        /// Column c's lane sums a (with r) and b (with z), plus the rows past the vectors.
+        @inline(__always)
+        func finish(_ c: Int, _ q: UnsafePointer<T>, _ a: DoubleLanes, _ b: DoubleLanes) {
+            var s = total(a), u = total(b)
+            var t = vectorRows
+            while t < rows {
+                let p = Double(q[t])
+                s += p * r[t]; u += p * Double(z[t])
+                t &+= 1
+            }
+            coefficients[c] += s; zCoefficients[c] += u
+        }
         var c = 0
         while c &+ 4 <= columns {
             let q0 = basis + c &* n, q1 = q0 + n, q2 = q1 + n, q3 = q2 + n
-            var a0 = SIMD4<Double>(), a1 = SIMD4<Double>(), a2 = SIMD4<Double>(), a3 = SIMD4<Double>()
-            var b0 = SIMD4<Double>(), b1 = SIMD4<Double>(), b2 = SIMD4<Double>(), b3 = SIMD4<Double>()
+            var a0 = DoubleLanes(), a1 = DoubleLanes(), a2 = DoubleLanes(), a3 = DoubleLanes()
+            var b0 = DoubleLanes(), b1 = DoubleLanes(), b2 = DoubleLanes(), b3 = DoubleLanes()
             var t = 0
             while t < vectorRows {
-                let x = load4(r, t), y = load4(z, t)
-                let p0 = load4(q0, t), p1 = load4(q1, t), p2 = load4(q2, t), p3 = load4(q3, t)
+                let x = loadLanes(r, t), y = loadLanes(z, t)
+                let p0 = loadLanes(q0, t), p1 = loadLanes(q1, t), p2 = loadLanes(q2, t), p3 = loadLanes(q3, t)
                 a0 = multiplyAdd(p0, x, a0); a1 = multiplyAdd(p1, x, a1)
                 a2 = multiplyAdd(p2, x, a2); a3 = multiplyAdd(p3, x, a3)
                 b0 = multiplyAdd(p0, y, b0); b1 = multiplyAdd(p1, y, b1)
                 b2 = multiplyAdd(p2, y, b2); b3 = multiplyAdd(p3, y, b3)
-                t &+= 4
+                t &+= laneCount
             }
-            var s0 = total(a0), s1 = total(a1), s2 = total(a2), s3 = total(a3)
-            var u0 = total(b0), u1 = total(b1), u2 = total(b2), u3 = total(b3)
-            while t < rows {
-                let x = r[t], y = Double(z[t])
-                let p0 = Double(q0[t]), p1 = Double(q1[t]), p2 = Double(q2[t]), p3 = Double(q3[t])
-                s0 += p0 * x; s1 += p1 * x; s2 += p2 * x; s3 += p3 * x
-                u0 += p0 * y; u1 += p1 * y; u2 += p2 * y; u3 += p3 * y
-                t &+= 1
-            }
-            coefficients[c] += s0; coefficients[c &+ 1] += s1; coefficients[c &+ 2] += s2; coefficients[c &+ 3] += s3
-            zCoefficients[c] += u0; zCoefficients[c &+ 1] += u1; zCoefficients[c &+ 2] += u2; zCoefficients[c &+ 3] += u3
+            finish(c, q0, a0, b0); finish(c &+ 1, q1, a1, b1); finish(c &+ 2, q2, a2, b2); finish(c &+ 3, q3, a3, b3)
             c &+= 4
         }
         while c < columns {

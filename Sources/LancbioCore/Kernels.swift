@@ -23,16 +23,16 @@ enum Kernels {
     ) -> Double {
         // Two vector accumulators: one chain of fused adds would wait on its own latency
         // and run at half the speed of a cache-resident vector.
-        var s0 = SIMD4<Double>(), s1 = SIMD4<Double>()
+        var s0 = DoubleLanes(), s1 = DoubleLanes()
         var i = 0
-        while i &+ 8 <= n {
-            s0 = multiplyAdd(load4(x, i), load4(y, i), s0)
-            s1 = multiplyAdd(load4(x, i &+ 4), load4(y, i &+ 4), s1)
-            i &+= 8
+        while i &+ 2 &* laneCount <= n {
+            s0 = multiplyAdd(loadLanes(x, i), loadLanes(y, i), s0)
+            s1 = multiplyAdd(loadLanes(x, i &+ laneCount), loadLanes(y, i &+ laneCount), s1)
+            i &+= 2 &* laneCount
         }
-        if i &+ 4 <= n {
-            s0 = multiplyAdd(load4(x, i), load4(y, i), s0)
-            i &+= 4
+        if i &+ laneCount <= n {
+            s0 = multiplyAdd(loadLanes(x, i), loadLanes(y, i), s0)
+            i &+= laneCount
         }
         var sum = total(s0 + s1)
         while i < n {
@@ -129,10 +129,13 @@ enum Kernels {
     static func update<T: BinaryFloatingPoint>(
         _ y: UnsafeMutablePointer<T>, times b: Double, plus a: Double, times x: UnsafePointer<T>, _ n: Int
     ) -> (allFinite: Bool, sumOfSquares: Double) {
-        let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        var (sum, bad, i) = streamMeasuring(n, value: {
-            rounded(vb * load4(UnsafePointer(y), $0) + va * load4(x, $0), to: T.self)
-        }, store: { store4($1, y, $0) })
+        let va = DoubleLanes(repeating: a), vb = DoubleLanes(repeating: b)
+        // A local function marked to be inlined, not a closure literal: with 8-wide vectors
+        // the optimiser left closure literals that capture vectors out of line.
+        @inline(__always) func value(_ i: Int) -> DoubleLanes {
+            rounded(vb * loadLanes(UnsafePointer(y), i) + va * loadLanes(x, i), to: T.self)
+        }
+        var (sum, bad, i) = streamMeasuring(n, value: value, store: { storeLanes($1, y, $0) })
         while i < n {
             let value = T(b * Double(y[i]) + a * Double(x[i]))
             y[i] = value
@@ -167,17 +170,17 @@ extension Kernels {
         q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?, beta b: Double, _ n: Int
     ) -> Double {
         guard let p else { return dot(q, y, n) }
-        let vb = SIMD4<Double>(repeating: b)
-        var s0 = SIMD4<Double>(), s1 = SIMD4<Double>()
+        let vb = DoubleLanes(repeating: b)
+        var s0 = DoubleLanes(), s1 = DoubleLanes()
         var i = 0
-        while i &+ 8 <= n {
-            s0 = multiplyAdd(load4(q, i), load4(y, i) - vb * load4(p, i), s0)
-            s1 = multiplyAdd(load4(q, i &+ 4), load4(y, i &+ 4) - vb * load4(p, i &+ 4), s1)
-            i &+= 8
+        while i &+ 2 &* laneCount <= n {
+            s0 = multiplyAdd(loadLanes(q, i), loadLanes(y, i) - vb * loadLanes(p, i), s0)
+            s1 = multiplyAdd(loadLanes(q, i &+ laneCount), loadLanes(y, i &+ laneCount) - vb * loadLanes(p, i &+ laneCount), s1)
+            i &+= 2 &* laneCount
         }
-        if i &+ 4 <= n {
-            s0 = multiplyAdd(load4(q, i), load4(y, i) - vb * load4(p, i), s0)
-            i &+= 4
+        if i &+ laneCount <= n {
+            s0 = multiplyAdd(loadLanes(q, i), loadLanes(y, i) - vb * loadLanes(p, i), s0)
+            i &+= laneCount
         }
         var sum = total(s0 + s1)
         while i < n {
@@ -195,12 +198,18 @@ extension Kernels {
         y: UnsafePointer<T>, q: UnsafePointer<T>, alpha a: Double, previous p: UnsafePointer<T>?, beta b: Double,
         into out: UnsafeMutablePointer<T>, _ n: Int
     ) -> Double {
-        let va = SIMD4<Double>(repeating: a), vb = SIMD4<Double>(repeating: b)
-        var (squares, _, i) = p.map { p in
-            streamMeasuring(n, value: { rounded(load4(y, $0) - va * load4(q, $0) - vb * load4(p, $0), to: T.self) },
-                            store: { store4($1, out, $0) })
-        } ?? streamMeasuring(n, value: { rounded(load4(y, $0) - va * load4(q, $0), to: T.self) },
-                             store: { store4($1, out, $0) })
+        let va = DoubleLanes(repeating: a), vb = DoubleLanes(repeating: b)
+        @inline(__always) func store(_ i: Int, _ v: DoubleLanes) { storeLanes(v, out, i) }
+        var squares: Double, i: Int
+        if let p {
+            @inline(__always) func value(_ i: Int) -> DoubleLanes {
+                rounded(loadLanes(y, i) - va * loadLanes(q, i) - vb * loadLanes(p, i), to: T.self)
+            }
+            (squares, _, i) = streamMeasuring(n, value: value, store: store)
+        } else {
+            @inline(__always) func value(_ i: Int) -> DoubleLanes { rounded(loadLanes(y, i) - va * loadLanes(q, i), to: T.self) }
+            (squares, _, i) = streamMeasuring(n, value: value, store: store)
+        }
         while i < n {
             let value = T(Double(y[i]) - a * Double(q[i]) - (p.map { b * Double($0[i]) } ?? 0))
             out[i] = value
@@ -210,30 +219,30 @@ extension Kernels {
         return squares
     }
 
-    /// For i = 0, 4, 8, ... while four entries fit in n: v = value(i), store(i, v). Returns
+    /// For i = 0, w, 2w, ... (w = laneCount) while w entries fit in n: v = value(i), store(i, v). Returns
     /// the sum of squares of the v (fused adds), their poison sum (v * 0: zero exactly when
     /// every v is finite) and the first row left. Two of each sum, so that no add waits on
     /// the one before it; a caller that ignores a sum does not pay for it once inlined.
     @inlinable @inline(__always)
     static func streamMeasuring(
-        _ n: Int, value: (Int) -> SIMD4<Double>, store: (Int, SIMD4<Double>) -> Void
+        _ n: Int, value: (Int) -> DoubleLanes, store: (Int, DoubleLanes) -> Void
     ) -> (sumOfSquares: Double, poison: Double, rowsDone: Int) {
-        var squares = SIMD4<Double>(), poison = SIMD4<Double>()
-        var squares1 = SIMD4<Double>(), poison1 = SIMD4<Double>()
+        var squares = DoubleLanes(), poison = DoubleLanes()
+        var squares1 = DoubleLanes(), poison1 = DoubleLanes()
         var i = 0
-        while i &+ 8 <= n {
-            let v0 = value(i), v1 = value(i &+ 4)
-            store(i, v0); store(i &+ 4, v1)
+        while i &+ 2 &* laneCount <= n {
+            let v0 = value(i), v1 = value(i &+ laneCount)
+            store(i, v0); store(i &+ laneCount, v1)
             squares = multiplyAdd(v0, v0, squares); squares1 = multiplyAdd(v1, v1, squares1)
             poison += v0 * 0; poison1 += v1 * 0
-            i &+= 8
+            i &+= 2 &* laneCount
         }
-        if i &+ 4 <= n {
+        if i &+ laneCount <= n {
             let v0 = value(i)
             store(i, v0)
             squares = multiplyAdd(v0, v0, squares)
             poison += v0 * 0
-            i &+= 4
+            i &+= laneCount
         }
         return (total(squares + squares1), total(poison + poison1), i)
     }
@@ -258,16 +267,16 @@ extension Kernels {
     static func copyMeasuring<T: BinaryFloatingPoint>(
         _ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>, _ n: Int
     ) -> (allFinite: Bool, sumOfSquares: Double) {
-        measuring(x, n, store: { i, value in store4(value, y, i) }, storeScalar: { i in y[i] = x[i] })
+        measuring(x, n, store: { i, value in storeLanes(value, y, i) }, storeScalar: { i in y[i] = x[i] })
     }
 
     @inlinable @inline(__always)
     static func measuring<T: BinaryFloatingPoint>(
-        _ x: UnsafePointer<T>, _ n: Int, store: (Int, SIMD4<Double>) -> Void, storeScalar: (Int) -> Void
+        _ x: UnsafePointer<T>, _ n: Int, store: (Int, DoubleLanes) -> Void, storeScalar: (Int) -> Void
     ) -> (allFinite: Bool, sumOfSquares: Double) {
         // x * 0 is 0 for finite x and NaN otherwise: the poison sum stays 0 exactly when
         // all entries are finite, without a branch in the loop.
-        var (sum, bad, i) = streamMeasuring(n, value: { load4(x, $0) }, store: store)
+        var (sum, bad, i) = streamMeasuring(n, value: { loadLanes(x, $0) }, store: store)
         while i < n {
             let value = Double(x[i])
             storeScalar(i)

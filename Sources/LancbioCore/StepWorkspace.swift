@@ -58,23 +58,36 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
 }
 
 extension UnsafeMutablePointer where Pointee: BinaryFloatingPoint {
-    /// A new buffer of `count` zeros; release it with `deallocateZeroed()`.
+    /// A new buffer of `count` zeros, its first value on a 64-byte boundary; release it
+    /// with `deallocateZeroed()`.
     ///
     /// From calloc: large buffers arrive as fresh zero pages from the system, which take no
     /// memory until first written. A buffer a caller never uses (the product buffer of a
     /// host that only uses reverse communication, basis columns beyond the longest cycle
-    /// so far) then costs address space only.
+    /// so far) then costs address space only. calloc aligns to 16 bytes only (a large
+    /// block starts 16 bytes into its pages), so every other 32-byte load, and every
+    /// 64-byte one, would straddle two cache lines; the block is over-allocated by a cache
+    /// line and the pointer calloc gave is kept just before the aligned start.
     static func allocate(zeroed count: Int) -> UnsafeMutablePointer<Pointee> {
         let count = Swift.max(count, 1)
-        guard let raw = calloc(count, MemoryLayout<Pointee>.stride) else {
+        let line = 64
+        guard let raw = calloc(count * MemoryLayout<Pointee>.stride + line, 1) else {
             // Creation checks that the storage can be allocated before allocating it, so
             // this is reached only when the system runs out of memory in between.
             fatalError("out of memory allocating \(count) values")
         }
-        return raw.bindMemory(to: Pointee.self, capacity: count)
+        // calloc's alignment (16) leaves at least 16 bytes before the next line for the pointer.
+        let aligned = (UInt(bitPattern: raw) &+ UInt(line)) & ~UInt(line - 1)
+        let start = UnsafeMutableRawPointer(bitPattern: aligned)!
+        start.storeBytes(of: raw, toByteOffset: -MemoryLayout<UnsafeMutableRawPointer>.stride,
+                         as: UnsafeMutableRawPointer.self)
+        return start.bindMemory(to: Pointee.self, capacity: count)
     }
 
-    func deallocateZeroed() { free(self) }
+    func deallocateZeroed() {
+        free(UnsafeMutableRawPointer(self).load(fromByteOffset: -MemoryLayout<UnsafeMutableRawPointer>.stride,
+                                                as: UnsafeMutableRawPointer.self))
+    }
 }
 
 /// The reverse-communication contract every method implements. A step is `begin`,

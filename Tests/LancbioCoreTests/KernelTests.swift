@@ -2,8 +2,9 @@ import Testing
 @testable import LancbioCore
 
 /// The vector kernels against plain loops, at every length up to a few vector widths: the
-/// kernels run eight entries per step, then four, then one, and each of those paths must
-/// give the same sums (to rounding) and the same non-finite detection.
+/// kernels run two vectors per step (a vector is 4 or, with AVX-512, 8 values), then one,
+/// then single entries, and each of those paths must give the same sums (to rounding) and
+/// the same non-finite detection.
 @Suite("Vector kernels against plain loops")
 struct KernelTests {
     static let lengths = Array(0...41) + [2047, 2048, 2049, 4100]
@@ -199,5 +200,19 @@ struct KernelTests {
                 }
             }
         }
+    }
+
+    @Test("buffers for the kernels start on a cache line, hold zeros, and are released",
+          arguments: [1, 3, 1000, 1 << 17])
+    func zeroedBuffersAreAligned(count: Int) {
+        // Large blocks come from mmap, 16 bytes into a page: the case alignment must fix.
+        let d = UnsafeMutablePointer<Double>.allocate(zeroed: count)
+        let f = UnsafeMutablePointer<Float>.allocate(zeroed: count)
+        #expect(UInt(bitPattern: d) % 64 == 0)
+        #expect(UInt(bitPattern: f) % 64 == 0)
+        #expect((0..<count).allSatisfy { d[$0] == 0 && f[$0] == 0 })
+        // The whole extent is writable (AddressSanitizer checks the bounds in make check).
+        d.update(repeating: 1, count: count); f.update(repeating: 1, count: count)
+        d.deallocateZeroed(); f.deallocateZeroed()
     }
 }
