@@ -5,8 +5,9 @@ import PackageDescription
 /// Swift compiles for the baseline x86-64 (SSE2) unless told otherwise, which leaves the
 /// Float32 kernels and cache-resident problems compute-bound. lancbio is always built from
 /// source on the machine that runs it (make, pip), so the core targets the highest level
-/// the building CPU has: x86-64-v4 (AVX-512) when it has AVX-512 F, BW, CD, DQ and VL,
-/// x86-64-v3 ("haswell": AVX2 and FMA) when it has those, the baseline otherwise. Set
+/// the building CPU has: AVX-512 when it has AVX-512 F, BW, CD, DQ and VL (the x86-64-v4
+/// set, named "skylake-avx512" because swiftc does not know "x86-64-v4"), AVX2 and FMA
+/// (x86-64-v3, "haswell") when it has those, the baseline otherwise. Set
 /// LANCBIO_AVX512=0 to stop at AVX2 (valgrind, which `make check` runs, cannot execute
 /// AVX-512), and LANCBIO_PORTABLE=1 when the library will be copied to other machines.
 func setting(_ name: String) -> Bool? {

@@ -75,7 +75,7 @@ extension Kernels {
         return total(poison) == 0
     }
 
-    /// Stores v rounded to T at p[t ..< t + 4]; returns v * 0 of the stored values (NaN
+    /// Stores v rounded to T at p[t ..< t + laneCount]; returns v * 0 of the stored values (NaN
     /// lanes where they are not finite), for the caller's poison sum.
     @inlinable @inline(__always)
     static func storeRounded<T: BinaryFloatingPoint>(_ v: DoubleLanes, _ p: UnsafeMutablePointer<T>, _ t: Int)
