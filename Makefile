@@ -67,12 +67,12 @@ bench: lib
 # one fails) and fails if any failed. Scratch builds: .build-asan (AddressSanitizer),
 # .build-ubsan (UndefinedBehaviorSanitizer), .build-fuzz (AddressSanitizer + libFuzzer
 # coverage), .build-valgrind (the release library without AVX-512, which valgrind cannot
-# execute: LANCBIO_AVX512=0, see Package.swift).
+# execute: LANCBIO_AVX512=0, see Package.swift), .build-avx2 (the Swift tests on that level).
 CLANG        ?= /opt/swift/usr/bin/clang
 FUZZ_SECONDS ?= 60
 # Steps of test_long_run under valgrind (about 50 times slower there); natively it runs 10^5.
 VALGRIND_LONG_STEPS ?= 5000
-CHECK_STEPS  := sanitize-swift sanitize-c valgrind test-threads test-long fuzz
+CHECK_STEPS  := sanitize-swift sanitize-c valgrind test-avx2 test-threads test-long fuzz
 SAN_ENV      := SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$(abspath Tests/sanitizers/lsan.supp) \
                 ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -82,7 +82,7 @@ VALGRIND     := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,i
                 --error-exitcode=1 --suppressions=Tests/c/valgrind.supp
 FUZZ_BIN     := .build-fuzz/c/fuzz_abi
 
-.PHONY: fuzz test-threads test-long sanitize-swift sanitize-c valgrind
+.PHONY: fuzz test-threads test-long sanitize-swift sanitize-c valgrind test-avx2
 
 check:
 	@failed=""; summary=""; begin=$$(date +%s); \
@@ -143,6 +143,11 @@ valgrind:
 	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) .build-valgrind/c/test_long_run
 	$(VALGRIND) .build-valgrind/c/synthetic_lancbio --check
 
+## The Swift tests on the AVX2 build (4-wide vectors, LANCBIO_AVX512=0), whose kernel paths
+## an AVX-512 machine's own build does not run.
+test-avx2:
+	LANCBIO_AVX512=0 $(SWIFT) test --scratch-path .build-avx2
+
 ## libFuzzer on the C ABI for FUZZ_SECONDS (default 60); seeds in Tests/fuzz/corpus, new
 ## inputs in .build-fuzz/corpus, crashes in .build-fuzz/artifacts. The library is built with
 ## AddressSanitizer and libFuzzer's coverage instrumentation (-sanitize=fuzzer).
@@ -163,4 +168,4 @@ fuzz:
 	  -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ .build-fuzz/corpus Tests/fuzz/corpus
 
 clean:
-	rm -rf .build $(C_OUT)
+	rm -rf .build .build-asan .build-ubsan .build-fuzz .build-valgrind .build-avx2

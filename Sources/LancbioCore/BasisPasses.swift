@@ -65,7 +65,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         let chunks = BasisSplit.chunks
         let splittable = n >= minimumRows && n * capacity >= threshold
         work = ChunkedWork(rows: n, chunks: chunks)
-        blockRows = min(kernelBlockRows, n)
+        blockRows = Self.scratchRows(n: n)
         scratch = .allocate(zeroed: (splittable ? 2 : 1) * blockRows)
         partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
         finite = .allocate(capacity: chunks)
@@ -74,6 +74,10 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         // Create the helper now, not inside a step (creating a thread allocates).
         if splittable { _ = HelperThread.shared }
     }
+
+    /// Scratch Doubles per thread: a block, rounded up to whole 64-byte lines so that the
+    /// second thread's scratch starts on a line too.
+    static func scratchRows(n: Int) -> Int { (min(kernelBlockRows, n) + 7) & ~7 }
 
     deinit {
         scratch.deallocateZeroed()

@@ -109,7 +109,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         if case .dynamicLanczos(let o) = method {
             let c = o.maxPeriod + 1   // validated: at most 4097
             // Plus the per-chunk sums and the two threads' scratch of the two-core passes.
-            small = c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * min(kernelBlockRows, n)
+            small = c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * BasisPasses<T>.scratchRows(n: n)
         }
         return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
     }

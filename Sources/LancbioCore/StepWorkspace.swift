@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Buffers shared by an estimator and its method: the committed estimate, the estimate
 /// being computed, the right-hand side of the step, and the product buffers exchanged
 /// with the caller. Allocated once; steps allocate nothing.
@@ -58,36 +52,25 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
 }
 
 extension UnsafeMutablePointer where Pointee: BinaryFloatingPoint {
-    /// A new buffer of `count` zeros, its first value on a 64-byte boundary; release it
-    /// with `deallocateZeroed()`.
+    /// A new buffer of `count` zeros, its first value on a 64-byte cache line (see
+    /// `LineAlignedMemory`); release it with `deallocateZeroed()`.
     ///
-    /// From calloc: large buffers arrive as fresh zero pages from the system, which take no
-    /// memory until first written. A buffer a caller never uses (the product buffer of a
-    /// host that only uses reverse communication, basis columns beyond the longest cycle
-    /// so far) then costs address space only. calloc aligns to 16 bytes only (a large
-    /// block starts 16 bytes into its pages), so every other 32-byte load, and every
-    /// 64-byte one, would straddle two cache lines; the block is over-allocated by a cache
-    /// line and the pointer calloc gave is kept just before the aligned start.
+    /// From calloc in release builds: large buffers arrive as fresh zero pages from the
+    /// system, which take no memory until first written. A buffer a caller never uses (the
+    /// product buffer of a host that only uses reverse communication, basis columns beyond
+    /// the longest cycle so far) then costs address space only.
     static func allocate(zeroed count: Int) -> UnsafeMutablePointer<Pointee> {
         let count = Swift.max(count, 1)
-        let line = 64
-        guard let raw = calloc(count * MemoryLayout<Pointee>.stride + line, 1) else {
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
+        guard !overflow, let start = LineAlignedMemory.allocate(bytes) else {
             // Creation checks that the storage can be allocated before allocating it, so
             // this is reached only when the system runs out of memory in between.
             fatalError("out of memory allocating \(count) values")
         }
-        // calloc's alignment (16) leaves at least 16 bytes before the next line for the pointer.
-        let aligned = (UInt(bitPattern: raw) &+ UInt(line)) & ~UInt(line - 1)
-        let start = UnsafeMutableRawPointer(bitPattern: aligned)!
-        start.storeBytes(of: raw, toByteOffset: -MemoryLayout<UnsafeMutableRawPointer>.stride,
-                         as: UnsafeMutableRawPointer.self)
         return start.bindMemory(to: Pointee.self, capacity: count)
     }
 
-    func deallocateZeroed() {
-        free(UnsafeMutableRawPointer(self).load(fromByteOffset: -MemoryLayout<UnsafeMutableRawPointer>.stride,
-                                                as: UnsafeMutableRawPointer.self))
-    }
+    func deallocateZeroed() { LineAlignedMemory.release(UnsafeMutableRawPointer(self)) }
 }
 
 /// The reverse-communication contract every method implements. A step is `begin`,

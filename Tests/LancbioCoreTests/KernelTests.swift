@@ -131,53 +131,70 @@ struct KernelTests {
         }
     }
 
+    /// Row counts for the multi-column kernels: every vector path (two vectors, one, single
+    /// rows) at both vector widths, and blocks of kernelBlockRows rows with a remainder.
+    static let blockLengths = Array(0...41) + [2049, kernelBlockRows + 5, 2 * kernelBlockRows + 3]
+
     @Test("the projection Q^T (b - w), with and without the check of z, matches plain sums",
           arguments: [1, 3, 4, 5, 8, 11])
     func projection(columns: Int) {
-        for n in [0, 1, 7, 8, 9, 15, 16, 17, 2049, kernelBlockRows + 5, 2 * kernelBlockRows + 3] {
-            let basis = Self.data(n * columns, seed: 10, as: Double.self)
-            let b = Self.data(n, seed: 11, as: Double.self), w = Self.data(n, seed: 12, as: Double.self)
-            let z0 = Self.data(n, seed: 13, as: Double.self)
-            var z = z0
-            var s = [Double](repeating: .nan, count: columns), u = [Double](repeating: .nan, count: columns)
-            var scratch = [Double](repeating: 0, count: kernelBlockRows)
-            let zScale = 0.5
-            basis.withUnsafeBufferPointer { q in b.withUnsafeBufferPointer { b in w.withUnsafeBufferPointer { w in
-                z.withUnsafeMutableBufferPointer { z in s.withUnsafeMutableBufferPointer { s in
-                    u.withUnsafeMutableBufferPointer { u in scratch.withUnsafeMutableBufferPointer { scratch in
-                        Kernels.projectResidual(q.baseAddress!, rows: n, stride: n, columns: columns,
-                                                rhs: b.baseAddress!, minus: w.baseAddress!,
-                                                coefficients: s.baseAddress!, and: z.baseAddress!,
-                                                scalingBy: zScale, zCoefficients: u.baseAddress!,
-                                                scratch: scratch.baseAddress!)
+        projection(columns: columns, as: Double.self)
+        projection(columns: columns, as: Float.self)
+    }
+
+    func projection<T: BinaryFloatingPoint>(columns: Int, as: T.Type) {
+        for n in Self.blockLengths {
+            let basis = Self.data(n * columns, seed: 10, as: T.self)
+            let b = Self.data(n, seed: 11, as: T.self), w = Self.data(n, seed: 12, as: T.self)
+            let z0 = Self.data(n, seed: 13, as: T.self)
+            for checkZ in [true, false] {
+                var z = z0
+                var s = [Double](repeating: .nan, count: columns), u = [Double](repeating: .nan, count: columns)
+                var scratch = [Double](repeating: 0, count: kernelBlockRows)
+                let zScale = 0.5
+                basis.withUnsafeBufferPointer { q in b.withUnsafeBufferPointer { b in w.withUnsafeBufferPointer { w in
+                    z.withUnsafeMutableBufferPointer { z in s.withUnsafeMutableBufferPointer { s in
+                        u.withUnsafeMutableBufferPointer { u in scratch.withUnsafeMutableBufferPointer { scratch in
+                            Kernels.projectResidual(q.baseAddress!, rows: n, stride: n, columns: columns,
+                                                    rhs: b.baseAddress!, minus: w.baseAddress!,
+                                                    coefficients: s.baseAddress!, and: checkZ ? z.baseAddress! : nil,
+                                                    scalingBy: zScale, zCoefficients: u.baseAddress!,
+                                                    scratch: scratch.baseAddress!)
+                        } }
                     } }
-                } }
-            } } }
-            for c in 0..<columns {
-                var want = 0.0, scale = 0.0, wantZ = 0.0, scaleZ = 0.0
-                for i in 0..<n {
-                    let qi = basis[c * n + i]
-                    want += qi * (b[i] - w[i]); scale += (qi * (b[i] - w[i])).magnitude
-                    wantZ += qi * z0[i] * zScale; scaleZ += (qi * z0[i] * zScale).magnitude
+                } } }
+                for c in 0..<columns {
+                    var want = 0.0, scale = 0.0, wantZ = 0.0, scaleZ = 0.0
+                    for i in 0..<n {
+                        let qi = Double(basis[c * n + i]), ri = Double(b[i]) - Double(w[i])
+                        want += qi * ri; scale += (qi * ri).magnitude
+                        wantZ += qi * Double(z0[i]) * zScale; scaleZ += (qi * Double(z0[i]) * zScale).magnitude
+                    }
+                    #expect(Self.close(s[c], want, scale: scale), "\(T.self) column \(c), n = \(n), z: \(checkZ)")
+                    if checkZ { #expect(Self.close(u[c], wantZ, scale: scaleZ), "\(T.self) z column \(c), n = \(n)") }
                 }
-                #expect(Self.close(s[c], want, scale: scale), "column \(c), n = \(n)")
-                #expect(Self.close(u[c], wantZ, scale: scaleZ), "z column \(c), n = \(n)")
+                // Scaling by 0.5 is exact: z is halved with the check, untouched without it.
+                #expect(Array(z.prefix(n)) == z0.prefix(n).map { checkZ ? $0 * T(zScale) : $0 })
+                #expect(z.count == n || z[n] == z0[n])
             }
-            #expect(Array(z.prefix(n)) == z0.prefix(n).map { $0 * zScale })
-            #expect(z.count == n || z[n] == z0[n])
         }
     }
 
     @Test("the combination base + Q s matches plain sums, in place or not, across blocks and sweeps",
           arguments: [0, 1, 3, 8, 9, 17])
     func combination(columns: Int) {
-        for n in [1, 7, 9, 2049, kernelBlockRows + 5] {
-            let basis = Self.data(n * columns, seed: 14, as: Float.self)
-            let base = Self.data(n, seed: 15, as: Float.self)
+        combination(columns: columns, as: Double.self)
+        combination(columns: columns, as: Float.self)
+    }
+
+    func combination<T: BinaryFloatingPoint>(columns: Int, as: T.Type) {
+        for n in Self.blockLengths where n > 0 {
+            let basis = Self.data(n * columns, seed: 14, as: T.self)
+            let base = Self.data(n, seed: 15, as: T.self)
             let s = Self.data(columns, seed: 16, as: Double.self)
             var scratch = [Double](repeating: 0, count: kernelBlockRows)
             for (inPlace, withBase) in [(false, true), (false, false), (true, true)] {
-                var out = inPlace ? base : [Float](repeating: .nan, count: n)
+                var out = inPlace ? base : [T](repeating: .nan, count: n)
                 let finite = basis.withUnsafeBufferPointer { q in s.withUnsafeBufferPointer { s in
                     base.withUnsafeBufferPointer { base in out.withUnsafeMutableBufferPointer { out in
                         scratch.withUnsafeMutableBufferPointer { scratch in
@@ -194,9 +211,9 @@ struct KernelTests {
                     for c in 0..<columns {
                         want += s[c] * Double(basis[c * n + i]); scale += (s[c] * Double(basis[c * n + i])).magnitude
                     }
-                    // One rounding to Float at the end; the sums themselves are in Double.
-                    #expect((Double(out[i]) - want).magnitude <= Double(Float.ulpOfOne) * want.magnitude
-                            + 64 * Double.ulpOfOne * scale, "entry \(i) of \(n), \(columns) columns")
+                    // One rounding to T at the end; the sums themselves are in Double.
+                    #expect((Double(out[i]) - want).magnitude <= Double(T.ulpOfOne) * want.magnitude
+                            + 64 * Double.ulpOfOne * scale, "\(T.self) entry \(i) of \(n), \(columns) columns")
                 }
             }
         }
@@ -211,8 +228,18 @@ struct KernelTests {
         #expect(UInt(bitPattern: d) % 64 == 0)
         #expect(UInt(bitPattern: f) % 64 == 0)
         #expect((0..<count).allSatisfy { d[$0] == 0 && f[$0] == 0 })
-        // The whole extent is writable (AddressSanitizer checks the bounds in make check).
         d.update(repeating: 1, count: count); f.update(repeating: 1, count: count)
         d.deallocateZeroed(); f.deallocateZeroed()
+        // Both ways of getting such memory, whichever this build uses: the padded calloc
+        // block of release builds and the exact block of debug (sanitizer) builds.
+        for bytes in [8, 100, 8 * count] {
+            let padded = LineAlignedMemory.padded(bytes)!, exact = LineAlignedMemory.exact(bytes)!
+            #expect(UInt(bitPattern: padded) % 64 == 0 && UInt(bitPattern: exact) % 64 == 0)
+            #expect((0..<bytes).allSatisfy { padded.load(fromByteOffset: $0, as: UInt8.self) == 0 })
+            #expect((0..<bytes).allSatisfy { exact.load(fromByteOffset: $0, as: UInt8.self) == 0 })
+            padded.initializeMemory(as: UInt8.self, repeating: 0xff, count: bytes)
+            exact.initializeMemory(as: UInt8.self, repeating: 0xff, count: bytes)
+            LineAlignedMemory.releasePadded(padded); LineAlignedMemory.releaseExact(exact)
+        }
     }
 }
