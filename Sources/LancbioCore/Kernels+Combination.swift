@@ -8,8 +8,9 @@ extension Kernels {
     ///
     /// Blocked by rows: eight columns at a time sweep a block, their sum added to the
     /// partial sums of the block, which stay in `scratch` (Double, count >=
-    /// min(kernelBlockRows, n), in cache) between sweeps. The first sweep starts from base and the last writes out, so
-    /// with up to eight columns a block is a single sweep; each matrix element is read once.
+    /// min(kernelBlockRows, n), in cache) between sweeps. The first sweep starts from base
+    /// and the last writes out, so with up to eight columns a block is a single sweep; each
+    /// matrix element is read once.
     @inlinable
     static func combineColumns<T: BinaryFloatingPoint>(
         _ basis: UnsafePointer<T>, n: Int, stride: Int? = nil, columns: Int, coefficients: UnsafePointer<Double>,

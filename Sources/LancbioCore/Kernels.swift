@@ -219,10 +219,11 @@ extension Kernels {
         return squares
     }
 
-    /// For i = 0, w, 2w, ... (w = laneCount) while w entries fit in n: v = value(i), store(i, v). Returns
-    /// the sum of squares of the v (fused adds), their poison sum (v * 0: zero exactly when
-    /// every v is finite) and the first row left. Two of each sum, so that no add waits on
-    /// the one before it; a caller that ignores a sum does not pay for it once inlined.
+    /// For i = 0, w, 2w, ... (w = laneCount) while w entries fit in n: v = value(i),
+    /// store(i, v). Returns the sum of squares of the v (fused adds), their poison sum
+    /// (v * 0: zero exactly when every v is finite) and the first row left. Two of each
+    /// sum, so that no add waits on the one before it; a caller that ignores a sum does not
+    /// pay for it once inlined.
     @inlinable @inline(__always)
     static func streamMeasuring(
         _ n: Int, value: (Int) -> DoubleLanes, store: (Int, DoubleLanes) -> Void

@@ -88,9 +88,10 @@ func sturmSampleByMinors(count n: Int, diagonal d: UnsafePointer<Double>, square
 /// With q_{n-1} = d_{n-1} - x and q_i = d_i - x - e_i^2 / q_{i+1}, det(T - x I) is the
 /// product of the pivots, so p'/p is the sum of q_i'/q_i and h the sum of their negated
 /// derivatives. A pivot smaller in magnitude than about ulp^2 (of T's scale, about 1) is
-/// replaced by minus that floor, as LAPACK's dstebz does, so that the count stays defined. The pivots run from the bottom
-/// because the usual shift is an eigenvalue of the leading (n-1) x (n-1) block (the
-/// previous Lanczos step's Ritz value), where a top-down second-to-last pivot vanishes.
+/// replaced by minus that floor, as LAPACK's dstebz does, so that the count stays defined.
+/// The pivots run from the bottom because the usual shift is an eigenvalue of the leading
+/// (n-1) x (n-1) block (the previous Lanczos step's Ritz value), where a top-down
+/// second-to-last pivot vanishes.
 /// Where the terms of h cancelled by more than 1e7 (the shift near an eigenvalue of a
 /// trailing block: h has few correct digits), g is set to NaN.
 func sturmSampleByPivots(count n: Int, diagonal d: UnsafePointer<Double>, squares: UnsafePointer<Double>,
