@@ -34,6 +34,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_abi
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_no_alloc.c -o $(C_OUT)/test_no_alloc $(C_LINK) -ldl
 	$(C_OUT)/test_no_alloc
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_solve.c -o $(C_OUT)/test_solve $(C_LINK)
+	$(C_OUT)/test_solve
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -120,11 +122,12 @@ sanitize-swift:
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c
-	for prog in Tests/c/test_abi.c Tests/c/test_threads.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c examples/synthetic_lancbio.c; do \
 	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
 	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
 	done
 	$(SAN_ENV) .build-asan/c/test_abi
+	$(SAN_ENV) .build-asan/c/test_solve
 	$(SAN_ENV) .build-asan/c/test_threads
 	$(SAN_ENV) .build-asan/c/synthetic_lancbio --check
 
@@ -134,11 +137,12 @@ VALGRIND_LIB := .build-valgrind/release
 valgrind:
 	LANCBIO_AVX512=0 $(SWIFT) build -c release --product lancbio --scratch-path .build-valgrind
 	mkdir -p .build-valgrind/c
-	for prog in Tests/c/test_abi.c Tests/c/test_threads.c Tests/c/test_long_run.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_long_run.c examples/synthetic_lancbio.c; do \
 	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
 	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
 	$(VALGRIND) .build-valgrind/c/test_abi
+	$(VALGRIND) .build-valgrind/c/test_solve
 	$(VALGRIND) .build-valgrind/c/test_threads
 	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) .build-valgrind/c/test_long_run
 	$(VALGRIND) .build-valgrind/c/synthetic_lancbio --check

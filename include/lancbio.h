@@ -309,6 +309,60 @@ int32_t lancbio_estimator_set_v_f32(lancbio_estimator_t *h, const float *v, int6
 
 
 /* ---------------------------------------------------------------------------------
+ * One-shot solves
+ *
+ * A x = b for a fixed symmetric A, to a tolerance, with the loop in the library: the
+ * estimator of options->method run until ||A x - b|| <= tolerance ||b|| or the budget is
+ * spent, and the answer checked with one more product (the true residual, never a
+ * recurrence's). Lanczos steps a fixed period m = min(max_iterations, n, 4096), checking
+ * the truth whenever its estimate meets the tolerance; CG and MINRES run one step of
+ * max_iterations iterations; GD and Neumann take max_iterations steps or terms.
+ * -------------------------------------------------------------------------------*/
+/** How a one-shot solve went. */
+typedef struct lancbio_solve_result {
+    int64_t struct_size;  /**< sizeof(lancbio_solve_result_t). */
+    int32_t converged;    /**< 1 when ||A x - b|| <= tolerance ||b|| for the returned x. */
+    int32_t reserved;     /**< Zero. */
+    int64_t products;     /**< Products used, the residual checks included. */
+    int64_t iterations;   /**< Lanczos steps, CG/MINRES iterations, gradient steps or Neumann terms. */
+    double residual;      /**< ||A x - b|| of the returned x, from one product (units of b). */
+    double rhs_norm;      /**< ||b||. */
+} lancbio_solve_result_t;
+
+/**
+ * Solves A x = b (n x n, symmetric, by products) with one method. Allocates for the call
+ * (the estimator's storage and two n-vectors) and frees before returning.
+ * @param[in]     options         LANCBIO_METHOD_LANCZOS (variant, reorthogonalize and
+ *                                orthogonality_tolerance are used), _CG, _MINRES, _GD or
+ *                                _NEUMANN (step_size is used, and must be set); the
+ *                                budget and tolerance fields are replaced by the arguments
+ *                                below; precision must match the function. SubBiO and the
+ *                                random Neumann series are rejected. Read during the call.
+ * @param[in]     hvp             Product callback, as for lancbio_estimator_step_f64.
+ * @param[in]     user_data       Passed to hvp.
+ * @param[in]     b               n values, finite.
+ * @param[in,out] x               n values: the initial guess on entry (zero for Neumann),
+ *                                the solution on success; unchanged on error.
+ * @param[in]     n               Dimension, >= 1.
+ * @param[in]     tolerance       Relative tolerance, finite, >= 0 (scipy's rtol).
+ * @param[in]     max_iterations  Budget, 1 .. 2^30, or 0 for the default 10 n: Lanczos
+ *                                products, CG/MINRES iterations, gradient steps or
+ *                                Neumann terms (scipy's maxiter).
+ * @param[out]    result          Written on success (may be NULL); struct_size set.
+ * @param[out]    last_step       The estimator's last step info (may be NULL).
+ * @return LANCBIO_OK (converged), LANCBIO_BUDGET_REACHED (a usable x that misses the
+ *         tolerance), LANCBIO_INDEFINITE or LANCBIO_SINGULAR (not converged, and the last
+ *         step met that), or an error; lancbio_last_error() says why.
+ */
+int32_t lancbio_solve_f64(const lancbio_estimator_options_t *options, lancbio_hvp_f64_t hvp, void *user_data,
+                          const double *b, double *x, int64_t n, double tolerance, int64_t max_iterations,
+                          lancbio_solve_result_t *result, lancbio_step_info_t *last_step);
+int32_t lancbio_solve_f32(const lancbio_estimator_options_t *options, lancbio_hvp_f32_t hvp, void *user_data,
+                          const float *b, float *x, int64_t n, double tolerance, int64_t max_iterations,
+                          lancbio_solve_result_t *result, lancbio_step_info_t *last_step);
+
+
+/* ---------------------------------------------------------------------------------
  * Bilevel optimizers (float64)
  *
  * The outer loop of every method: T inner steps on y, v from an estimator, then

@@ -50,23 +50,32 @@ func step<T: HandleScalar>(
     let rhs = try callerBuffer(b, n, of: handle, "b")
     let destination = try callerBuffer(v, n, of: handle, "v")
     if let info { try checkWritableStruct(info, name: "info") }
-    let result: StepInfo
-    do {
-        result = try estimator.step(rhs: rhs, into: destination) { input, output in
-            let code = product(input.baseAddress!, output.baseAddress!)
-            if code != 0 { throw CallbackAbort(code: code) }
+    let result = try withProductCallback(abandoned: "the step was abandoned and the estimator is unchanged",
+                                         onAbort: { handle.callbackStatus = $0 }) {
+        try estimator.step(rhs: rhs, into: destination) { input, output in
+            try CallbackAbort.check(product(input.baseAddress!, output.baseAddress!))
         }
-    } catch let error as EstimatorError {
-        throw CFailure(error)
-    } catch let abort as CallbackAbort {
-        handle.callbackStatus = abort.code
-        throw CFailure(LANCBIO_ERR_CALLBACK,
-                       "the product callback returned \(abort.code); the step was abandoned and the estimator is unchanged")
-    } catch {
-        throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
     }
     if let info { writeVersionedStruct(lancbio_step_info_t(result), to: info) }
     return result.outcome.status
+}
+
+/// Runs a core call whose products come from a C callback (forwarded with
+/// `CallbackAbort.check`): a non-zero code from the callback aborts the call (reported
+/// through `onAbort`, then as LANCBIO_ERR_CALLBACK saying what was `abandoned`), and a
+/// core error becomes its status.
+func withProductCallback<R>(abandoned: String, onAbort: (Int32) -> Void = { _ in },
+                            _ body: () throws -> R) throws(CFailure) -> R {
+    do {
+        return try body()
+    } catch let error as EstimatorError {
+        throw CFailure(error)
+    } catch let abort as CallbackAbort {
+        onAbort(abort.code)
+        throw CFailure(LANCBIO_ERR_CALLBACK, "the product callback returned \(abort.code); \(abandoned)")
+    } catch {
+        throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
+    }
 }
 
 /// Reverse communication: begin a step.

@@ -27,6 +27,11 @@ struct CFailure: Error {
 /// A product callback returned non-zero.
 struct CallbackAbort: Error {
     let code: Int32
+
+    /// Throws for a callback's non-zero return code.
+    static func check(_ code: Int32) throws {
+        if code != 0 { throw CallbackAbort(code: code) }
+    }
 }
 
 /// Static text for each status code, as `lancbio_status_string` returns it.

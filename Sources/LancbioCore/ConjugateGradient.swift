@@ -13,7 +13,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     static var readsProductInPlace: Bool { true }
 
     static func validate(_ o: Options) throws(EstimatorError) {
-        try OptionChecks.count(o.maxIterations, "maxIterations", atLeast: 0)
+        try OptionChecks.count(o.maxIterations, "max_iterations", atLeast: 0)
         try OptionChecks.tolerance(o.tolerance, "tolerance")
     }
 

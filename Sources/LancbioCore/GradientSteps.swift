@@ -7,7 +7,7 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     static var readsProductInPlace: Bool { false }
 
     static func validate(_ o: Options) throws(EstimatorError) {
-        try OptionChecks.positive(o.stepSize, "stepSize")
+        try OptionChecks.positive(o.stepSize, "step_size")
         try OptionChecks.count(o.steps, "steps", atLeast: 1)
     }
 

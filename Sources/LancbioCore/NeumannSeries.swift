@@ -7,8 +7,8 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     static var readsProductInPlace: Bool { true }
 
     static func validate(_ o: Options) throws(EstimatorError) {
-        try OptionChecks.positive(o.stepSize, "stepSize")
-        try OptionChecks.count(o.terms, "terms", atLeast: 0)
+        try OptionChecks.positive(o.stepSize, "step_size")
+        try OptionChecks.count(o.terms, "steps", atLeast: 0)
     }
 
     /// The current power.

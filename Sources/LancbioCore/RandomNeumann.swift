@@ -11,8 +11,8 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     static var readsProductInPlace: Bool { false }
 
     static func validate(_ o: Options) throws(EstimatorError) {
-        try OptionChecks.positive(o.stepSize, "stepSize")
-        try OptionChecks.count(o.maxTerms, "maxTerms", atLeast: 1)
+        try OptionChecks.positive(o.stepSize, "step_size")
+        try OptionChecks.count(o.maxTerms, "steps", atLeast: 1)
     }
 
     /// The current power.

@@ -1,0 +1,168 @@
+/// A one-shot solve of A x = b for a fixed symmetric A given by products: the estimator of
+/// the chosen method run to a tolerance, and the answer checked with one more product.
+///
+/// - Lanczos: dynamic Lanczos with one fixed period m = min(maxIterations, n, m_max limit)
+///   from x0, stepping until its residual estimate is <= tolerance ||b|| (or the space
+///   is invariant); the true residual is then checked with one product, and stepping
+///   goes on if the check fails, until the products reach maxIterations.
+/// - CG, MINRES: one step of maxIterations iterations at most, stopping at the tolerance.
+/// - Gradient steps and the Neumann series: maxIterations steps or terms (the Neumann
+///   series starts from zero, so x0 must be zero).
+/// Every method ends with the true residual ||A x - b|| from one product, so `converged`
+/// never rests on a recurrence that drifted from the truth.
+///
+/// Storage is allocated by `run`; `requiredBytes` says how much first.
+public struct OneShotSolve<T: BinaryFloatingPoint> {
+    /// What maxIterations counts when the caller does not say: 10 n.
+    public static func defaultMaxIterations(n: Int) -> Int {
+        let (budget, overflow) = n.multipliedReportingOverflow(by: 10)
+        return overflow ? OptionChecks.maximumCount : min(budget, OptionChecks.maximumCount)
+    }
+
+    public let n: Int
+    /// The estimator configuration the solve runs (the caller's method with its budget).
+    public let method: EstimatorMethod
+    public let tolerance: Double
+    public let maxIterations: Int
+
+    /// - Parameters:
+    ///   - n: dimension, >= 1.
+    ///   - method: `.dynamicLanczos` (its variant, re-orthogonalisation and orthogonality
+    ///     tolerance are used; the period is the solve's), `.conjugateGradient`, `.minres`
+    ///     (their budget and tolerance are the solve's), `.gradientDescent` or `.neumann`
+    ///     (their step size is used). SubBiO and the random Neumann series have no fixed
+    ///     point to converge to and are rejected.
+    ///   - tolerance: finite, >= 0: converged when ||A x - b|| <= tolerance ||b||.
+    ///   - maxIterations: 1...2^30, or nil for `defaultMaxIterations(n:)`: Lanczos
+    ///     products, CG or MINRES iterations, gradient steps or Neumann terms.
+    /// - Throws: `.invalidArgument` naming what is out of range.
+    public init(n: Int, method: EstimatorMethod, tolerance: Double, maxIterations: Int?) throws(EstimatorError) {
+        guard n >= 1 else { throw .invalidArgument("n must be >= 1 (got \(n))") }
+        try OptionChecks.tolerance(tolerance, "tolerance")
+        let budget = maxIterations ?? Self.defaultMaxIterations(n: n)
+        try OptionChecks.count(budget, "max_iterations", atLeast: 1)
+        switch method {
+        case .dynamicLanczos(var o):
+            let m = min(budget, n, LanczosOptions.maximumPeriod)
+            o.initialPeriod = m
+            o.maxPeriod = m
+            o.growth = 1
+            self.method = .dynamicLanczos(o)
+        case .conjugateGradient: self.method = .conjugateGradient(maxIterations: budget, tolerance: tolerance)
+        case .minres: self.method = .minres(maxIterations: budget, tolerance: tolerance)
+        case .gradientDescent(let eta, _): self.method = .gradientDescent(stepSize: eta, steps: budget)
+        case .neumann(let eta, _): self.method = .neumann(stepSize: eta, terms: budget)
+        case .subbio, .randomNeumann:
+            throw .invalidArgument("\(method.name) has no one-shot solve: use lanczos, cg, minres, gd or neumann")
+        }
+        try self.method.validate()
+        self.n = n
+        self.tolerance = tolerance
+        self.maxIterations = budget
+    }
+
+    /// Bytes `run` allocates (the estimator and one n-vector for the residual check), or
+    /// nil when that overflows.
+    public var requiredBytes: Int? {
+        guard let estimator = Estimator<T>.requiredBytes(n: n, method: method) else { return nil }
+        let (total, overflow) = estimator.addingReportingOverflow(n * MemoryLayout<T>.stride)
+        return overflow ? nil : total
+    }
+
+    /// Solves A x = b.
+    /// - Parameters:
+    ///   - b: n values, finite.
+    ///   - x: n values: the initial guess on entry (all zero for the Neumann series), the
+    ///     solution on return. Unchanged when the call throws.
+    ///   - product: writes A * input into output (both n values, not aliased, valid only
+    ///     during the call).
+    /// - Throws: whatever `product` throws, or an `EstimatorError`.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
+    public func run(
+        rhs b: UnsafeBufferPointer<T>, solution x: UnsafeMutableBufferPointer<T>,
+        product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
+    ) throws -> SolveReport {
+        guard b.count == n, x.count == n, let bp = b.baseAddress, let xp = x.baseAddress else {
+            throw EstimatorError.invalidArgument("b and x must hold n = \(n) values (got \(b.count) and \(x.count))")
+        }
+        guard Kernels.allFinite(xp, n) else { throw EstimatorError.nonFiniteInput("x0 contains NaN or infinity") }
+        let estimator = try Estimator<T>(n: n, method: method)
+        if case .neumann = method {
+            guard Kernels.maxMagnitude(xp, n) == 0 else {
+                throw EstimatorError.invalidArgument("the Neumann series starts from zero: x0 must be zero")
+            }
+        } else {
+            try estimator.setEstimate(UnsafeBufferPointer(x))
+        }
+        // The candidate solution and the residual check's product: x stays the caller's
+        // initial guess until the solve has succeeded.
+        let scratch = UnsafeMutablePointer<T>.allocate(zeroed: 2 * n)
+        defer { scratch.deallocateZeroed() }
+        let candidate = UnsafeMutableBufferPointer(start: scratch, count: n)
+        let residual = scratch + n
+        let bNorm = Kernels.norm(bp, n)
+        let threshold = tolerance * bNorm
+        var checks = 0
+
+        /// ||A x - b|| of the candidate, from one product.
+        func trueResidual() throws -> Double {
+            checks += 1
+            try product(UnsafeBufferPointer(candidate), UnsafeMutableBufferPointer(start: residual, count: n))
+            guard Kernels.allFinite(residual, n) else {
+                throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
+            }
+            Kernels.subtract(UnsafePointer(residual), bp, into: residual, n)
+            return Kernels.norm(residual, n)
+        }
+
+        var report = SolveReport()
+        report.rhsNorm = bNorm
+        if case .dynamicLanczos = method {
+            // Check the truth only when the estimate says the tolerance is met (or the space
+            // is invariant), and after the last step.
+            var residualIsCurrent = false
+            repeat {
+                report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
+                report.iterations += 1
+                residualIsCurrent = false
+                let step = report.lastStep
+                if step.residual <= threshold || step.breakdown || step.zeroResidual {
+                    report.residual = try trueResidual()
+                    residualIsCurrent = true
+                    if report.residual <= threshold { break }
+                }
+            } while report.lastStep.totalProducts + checks < maxIterations
+            if !residualIsCurrent { report.residual = try trueResidual() }
+        } else {
+            report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
+            report.iterations = report.lastStep.iterations
+            report.residual = try trueResidual()
+        }
+        guard report.residual.isFinite else {
+            throw EstimatorError.nonFiniteResult("the residual ||A x - b|| of the solution overflowed")
+        }
+        report.converged = report.residual <= threshold
+        report.products = report.lastStep.totalProducts + checks
+        Kernels.copy(UnsafePointer(scratch), to: xp, n)
+        return report
+    }
+}
+
+/// How a one-shot solve went.
+public struct SolveReport: Equatable, Sendable {
+    /// ||A x - b|| <= tolerance ||b|| held for the returned x.
+    public var converged = false
+    /// ||A x - b|| of the returned x, from one product (units of b).
+    public var residual = 0.0
+    /// ||b||.
+    public var rhsNorm = 0.0
+    /// Operator products used, the residual checks included.
+    public var products = 0
+    /// Lanczos steps, CG or MINRES iterations, gradient steps or Neumann terms.
+    public var iterations = 0
+    /// The info of the estimator's last step.
+    public var lastStep = StepInfo()
+
+    public init() {}
+}
