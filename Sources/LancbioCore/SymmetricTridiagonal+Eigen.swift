@@ -1,3 +1,5 @@
+import RealModule
+
 extension SymmetricTridiagonal {
     /// Eigenvalues, and optionally eigenvectors, of T by the implicit QL/QR iteration with
     /// Wilkinson shifts (the algorithm of LAPACK's dsteqr).
@@ -144,7 +146,7 @@ extension SymmetricTridiagonal {
                     sweeps += 1
 
                     var g = (d[l + 1] - p) / (2 * e[l])
-                    var r = scaledHypot(g, 1)
+                    var r = Double.hypot(g, 1)
                     g = d[m] - p + (e[l] / (g + (g >= 0 ? r : -r)))
                     var s = 1.0
                     var c = 1.0
@@ -196,7 +198,7 @@ extension SymmetricTridiagonal {
                     sweeps += 1
 
                     var g = (d[l - 1] - p) / (2 * e[l - 1])
-                    var r = scaledHypot(g, 1)
+                    var r = Double.hypot(g, 1)
                     g = d[m] - p + (e[l - 1] / (g + (g >= 0 ? r : -r)))
                     var s = 1.0
                     var c = 1.0
@@ -249,30 +251,12 @@ extension SymmetricTridiagonal {
     }
 }
 
-/// sqrt(a^2 + b^2) without spurious overflow or underflow.
-///
-/// The naive formula is the more accurate one whenever a^2 + b^2 is a normal number, so it
-/// is the fast path; only when the sum overflows or loses bits to underflow do we factor
-/// out the larger magnitude (as swift-numerics' `length` / `carefulLength` do).
-@inline(__always)
-fileprivate func scaledHypot(_ a: Double, _ b: Double) -> Double {
-    let naive = a * a + b * b
-    if naive.isNormal && naive.isFinite { return naive.squareRoot() }
-    let x = a.magnitude
-    let y = b.magnitude
-    let big = max(x, y)
-    let small = min(x, y)
-    if small == 0 || big == .infinity { return big }
-    let q = small / big
-    return big * (1 + q * q).squareRoot()
-}
-
 /// The plane rotation with c g + s f = r and c f - s g = 0 (LAPACK dlartg's contract, with
 /// r >= 0). When both inputs vanish the identity is returned, so that an underflowed
 /// bulge leaves the sweep intact instead of dividing by zero.
 @inline(__always)
 fileprivate func givens(_ g: Double, _ f: Double) -> (c: Double, s: Double, r: Double) {
-    let r = scaledHypot(g, f)
+    let r = Double.hypot(g, f)
     if r == 0 { return (1, 0, 0) }
     return (g / r, f / r, r)
 }
@@ -309,20 +293,11 @@ fileprivate func symmetricEigen2x2(_ a: Double, _ b: Double, _ c: Double)
     -> (rt1: Double, rt2: Double, c: Double, s: Double) {
     let sm = a + c
     let df = a - c
-    let adf = df.magnitude
     let tb = b + b
     let ab = tb.magnitude
     let (acmx, acmn) = a.magnitude > c.magnitude ? (a, c) : (c, a)
-    let rt: Double
-    if adf > ab {
-        let q = ab / adf
-        rt = adf * (1 + q * q).squareRoot()
-    } else if adf < ab {
-        let q = adf / ab
-        rt = ab * (1 + q * q).squareRoot()
-    } else {
-        rt = ab * (2.0).squareRoot()
-    }
+    // sqrt((a - c)^2 + 4 b^2): the distance between the eigenvalues.
+    let rt = Double.hypot(df, tb)
     let rt1: Double
     let rt2: Double
     let sgn1: Double
