@@ -46,97 +46,14 @@ extension SymmetricTridiagonal {
         let n = dimension
         precondition(rhs.count == n, "SymmetricTridiagonal.solve: rhs count must equal n")
         precondition(workspace.count >= 4 * n, "SymmetricTridiagonal.solve: workspace too short")
-
-        let diag = diagonal
         let x = rhs.baseAddress!
-        // Workspace layout: U's diagonal, first and second superdiagonals, the eliminated rhs.
-        let d = workspace.baseAddress!
-        let du = d + n
-        let du2 = d + 2 * n
-        let b = d + 3 * n
-
-        var maxT = 0.0
-        var allInputFinite = true
-        for i in 0..<n {
-            d[i] = diag[i]
-            b[i] = x[i]
-            maxT = max(maxT, diag[i].magnitude)
-            allInputFinite = allInputFinite && diag[i].isFinite
-        }
-        // The subdiagonal is read from the caller's buffer: row i + 1's entry is still the
-        // original one when step i uses it, so only the superdiagonal needs a copy.
-        let dl = offDiagonal
-        for i in 0..<(n - 1) {
-            du[i] = dl[i]
-            maxT = max(maxT, dl[i].magnitude)
-            allInputFinite = allInputFinite && dl[i].isFinite
-        }
-        // `max` drops NaN, so finiteness is tracked separately; with NaN or infinity in T no
-        // pivot is trustworthy. A non-finite rhs is caught by the check on x below.
-        guard allInputFinite else { return .singular }
-        let threshold = (Double(n) * Double.ulpOfOne) * maxT
-
-        @inline(__always) func acceptable(_ pivot: Double) -> Bool {
-            let a = pivot.magnitude
-            return a >= threshold && a > 0
-        }
-
-        var smallestPivot = Double.infinity
-        var largestPivot = 0.0
-        for i in 0..<(n - 1) {
-            let sub = dl[i]
-            if d[i].magnitude >= sub.magnitude {
-                // The diagonal is at least as large: multiplier |fact| <= 1 without a swap.
-                guard acceptable(d[i]) else { return .singular }
-                let fact = sub / d[i]
-                d[i + 1] -= fact * du[i]
-                b[i + 1] -= fact * b[i]
-                du2[i] = 0
-            } else {
-                // The subdiagonal is larger: swap rows i and i + 1 so |fact| <= 1; the swap
-                // moves row i + 1's superdiagonal into a second superdiagonal of U.
-                guard acceptable(sub) else { return .singular }
-                let fact = d[i] / sub
-                d[i] = sub
-                let temp = d[i + 1]
-                d[i + 1] = du[i] - fact * temp
-                if i < n - 2 {
-                    du2[i] = du[i + 1]
-                    du[i + 1] = -fact * du2[i]
-                } else {
-                    du2[i] = 0
-                }
-                du[i] = temp
-                let bi = b[i]
-                b[i] = b[i + 1]
-                b[i + 1] = bi - fact * b[i + 1]
-            }
-            let a = d[i].magnitude
-            smallestPivot = min(smallestPivot, a)
-            largestPivot = max(largestPivot, a)
-        }
-        guard acceptable(d[n - 1]) else { return .singular }
-        smallestPivot = min(smallestPivot, d[n - 1].magnitude)
-        largestPivot = max(largestPivot, d[n - 1].magnitude)
-
-        // Back substitution with U, still in the workspace so a non-representable x can be
-        // refused without having touched rhs.
-        var allFinite = true
-        b[n - 1] /= d[n - 1]
-        allFinite = allFinite && b[n - 1].isFinite
-        if n > 1 {
-            b[n - 2] = (b[n - 2] - du[n - 2] * b[n - 1]) / d[n - 2]
-            allFinite = allFinite && b[n - 2].isFinite
-        }
-        var i = n - 3
-        while i >= 0 {
-            b[i] = (b[i] - du[i] * b[i + 1] - du2[i] * b[i + 2]) / d[i]
-            allFinite = allFinite && b[i].isFinite
-            i -= 1
-        }
-        guard allFinite else { return .singular }
-        for k in 0..<n { x[k] = b[k] }
-        return .solved(reciprocalPivotGrowth: smallestPivot / largestPivot)
+        let lu = PivotedLU(dimension: n, workspace: workspace.baseAddress!, subdiagonal: offDiagonal)
+        guard let threshold = lu.load(self, rhs: x),
+              let reciprocalGrowth = lu.eliminate(threshold: threshold),
+              lu.backSubstitute()
+        else { return .singular }
+        for k in 0..<n { x[k] = lu.b[k] }
+        return .solved(reciprocalPivotGrowth: reciprocalGrowth)
     }
 
     /// Minimum-norm least-squares solution of T x = rhs, via T's eigendecomposition,
@@ -220,5 +137,130 @@ extension SymmetricTridiagonal {
         }
         for k in 0..<n { b[k] = x[k] }
         return dropped
+    }
+}
+
+/// The pivoted LU factorisation of `SymmetricTridiagonal.solve(rhs:workspace:)`, step by
+/// step, in a workspace of 4n: U's diagonal, first and second superdiagonals, and the
+/// eliminated right-hand side, so that rhs is written only once x is known to be finite.
+///
+/// The steps are always inlined: called separately, their loops reload the pointers after
+/// every store (the stores might alias `self`), which made the solve 10-15% slower.
+private struct PivotedLU {
+    let n: Int
+    /// T's subdiagonal, read from the caller's storage: row i + 1's entry is still the
+    /// original one when step i uses it, so only the superdiagonal needs a copy.
+    let dl: UnsafePointer<Double>
+    /// U's diagonal.
+    let d: UnsafeMutablePointer<Double>
+    /// U's first superdiagonal.
+    let du: UnsafeMutablePointer<Double>
+    /// U's second superdiagonal, made by the row swaps.
+    let du2: UnsafeMutablePointer<Double>
+    /// The right-hand side, eliminated, then x.
+    let b: UnsafeMutablePointer<Double>
+
+    @inline(__always)
+    init(dimension n: Int, workspace: UnsafeMutablePointer<Double>, subdiagonal: UnsafePointer<Double>) {
+        self.n = n
+        dl = subdiagonal
+        d = workspace
+        du = workspace + n
+        du2 = workspace + 2 * n
+        b = workspace + 3 * n
+    }
+
+    /// Copies T and rhs in; returns the pivot threshold n * ulp * max|T|, or nil when an
+    /// entry of T is not finite, as then no pivot is trustworthy.
+    @inline(__always)
+    func load(_ t: SymmetricTridiagonal, rhs x: UnsafePointer<Double>) -> Double? {
+        let diag = t.diagonal
+        var maxT = 0.0
+        var allInputFinite = true
+        for i in 0..<n {
+            d[i] = diag[i]
+            b[i] = x[i]
+            maxT = max(maxT, diag[i].magnitude)
+            allInputFinite = allInputFinite && diag[i].isFinite
+        }
+        for i in 0..<(n - 1) {
+            du[i] = dl[i]
+            maxT = max(maxT, dl[i].magnitude)
+            allInputFinite = allInputFinite && dl[i].isFinite
+        }
+        // `max` drops NaN, so finiteness is tracked separately. A non-finite rhs is caught
+        // by the check on x in `backSubstitute`.
+        guard allInputFinite else { return nil }
+        return (Double(n) * Double.ulpOfOne) * maxT
+    }
+
+    /// Forward elimination, the row with the larger entry in each column becoming the pivot
+    /// row; returns min|u_ii| / max|u_ii|, or nil at the first pivot below `threshold` (or
+    /// zero), which means T is singular to working precision.
+    @inline(__always)
+    func eliminate(threshold: Double) -> Double? {
+        @inline(__always) func acceptable(_ pivot: Double) -> Bool {
+            let a = pivot.magnitude
+            return a >= threshold && a > 0
+        }
+
+        var smallestPivot = Double.infinity
+        var largestPivot = 0.0
+        for i in 0..<(n - 1) {
+            let sub = dl[i]
+            if d[i].magnitude >= sub.magnitude {
+                // The diagonal is at least as large: multiplier |fact| <= 1 without a swap.
+                guard acceptable(d[i]) else { return nil }
+                let fact = sub / d[i]
+                d[i + 1] -= fact * du[i]
+                b[i + 1] -= fact * b[i]
+                du2[i] = 0
+            } else {
+                // The subdiagonal is larger: swap rows i and i + 1 so |fact| <= 1; the swap
+                // moves row i + 1's superdiagonal into a second superdiagonal of U.
+                guard acceptable(sub) else { return nil }
+                let fact = d[i] / sub
+                d[i] = sub
+                let temp = d[i + 1]
+                d[i + 1] = du[i] - fact * temp
+                if i < n - 2 {
+                    du2[i] = du[i + 1]
+                    du[i + 1] = -fact * du2[i]
+                } else {
+                    du2[i] = 0
+                }
+                du[i] = temp
+                let bi = b[i]
+                b[i] = b[i + 1]
+                b[i + 1] = bi - fact * b[i + 1]
+            }
+            let a = d[i].magnitude
+            smallestPivot = min(smallestPivot, a)
+            largestPivot = max(largestPivot, a)
+        }
+        guard acceptable(d[n - 1]) else { return nil }
+        smallestPivot = min(smallestPivot, d[n - 1].magnitude)
+        largestPivot = max(largestPivot, d[n - 1].magnitude)
+        return smallestPivot / largestPivot
+    }
+
+    /// Back substitution with U, in place in `b`; false when x is not finite (it
+    /// overflowed, or rhs was not finite), so that rhs can be left untouched.
+    @inline(__always)
+    func backSubstitute() -> Bool {
+        var allFinite = true
+        b[n - 1] /= d[n - 1]
+        allFinite = allFinite && b[n - 1].isFinite
+        if n > 1 {
+            b[n - 2] = (b[n - 2] - du[n - 2] * b[n - 1]) / d[n - 2]
+            allFinite = allFinite && b[n - 2].isFinite
+        }
+        var i = n - 3
+        while i >= 0 {
+            b[i] = (b[i] - du[i] * b[i + 1] - du2[i] * b[i + 2]) / d[i]
+            allFinite = allFinite && b[i].isFinite
+            i -= 1
+        }
+        return allFinite
     }
 }
