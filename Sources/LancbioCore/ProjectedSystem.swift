@@ -53,31 +53,28 @@ final class ProjectedSystem {
     /// the full eigendecomposition replaces it (the only O(j^2) path).
     func solve(dimension j: Int, ritzBounds: (min: Double, max: Double)? = nil) -> Report {
         var report = Report()
-        let d = UnsafeBufferPointer(start: diagonal, count: j)
-        let e = UnsafeBufferPointer(start: offDiagonal, count: max(j - 1, 0))
         let work = UnsafeMutableBufferPointer(start: workspace, count: workspaceCount)
         guard Kernels.allFinite(diagonal, j), Kernels.allFinite(offDiagonal, max(j - 1, 0)),
               Kernels.allFinite(solution, j),
-              let extremes = symmetricTridiagonalExtremeEigenvalues(diagonal: d, offDiagonal: e, workspace: work,
-                                                                    bounds: ritzBounds)
+              let t = SymmetricTridiagonal(diagonal: UnsafeBufferPointer(start: diagonal, count: j),
+                                           offDiagonal: UnsafeBufferPointer(start: offDiagonal, count: max(j - 1, 0))),
+              let extremes = t.extremeEigenvalues(workspace: work, bounds: ritzBounds)
         else {
             report.solved = false
             return report
         }
         report.ritzMin = extremes.min
         report.ritzMax = extremes.max
-        report.indefinite = j == 1 ? !(diagonal[0] > 0)
-            : symmetricTridiagonalHasNonPositiveEigenvalue(count: j, workspace: UnsafePointer(workspace))
+        report.indefinite = t.hasNonPositiveEigenvalue(workspace: UnsafePointer(workspace))
         let rhs = UnsafeMutableBufferPointer(start: solution, count: j)
         rhsCopy.update(from: solution, count: j)
-        if case .solved(let growth) = solveSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: work),
+        if case .solved(let growth) = t.solve(rhs: rhs, workspace: work),
            growth > Double(j) * Double.ulpOfOne, Kernels.allFinite(solution, j) {
             return report
         }
         report.singular = true
         solution.update(from: rhsCopy, count: j)
-        if leastSquaresSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: work) < 0
-            || !Kernels.allFinite(solution, j) {
+        if t.solveLeastSquares(rhs: rhs, workspace: work) < 0 || !Kernels.allFinite(solution, j) {
             report.solved = false
         }
         return report

@@ -10,7 +10,7 @@ struct ExtremeEigenvaluesTests {
         var work = [Double](repeating: 0, count: 2 * d.count)
         _ = d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
             values.withUnsafeMutableBufferPointer { vp in work.withUnsafeMutableBufferPointer { wp in
-                symmetricTridiagonalEigen(diagonal: dp, offDiagonal: ep, eigenvalues: vp, eigenvectors: nil, workspace: wp)
+                SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!.eigendecompose(eigenvalues: vp, eigenvectors: nil, workspace: wp)
             } }
         } }
         return (values.first!, values.last!)
@@ -19,7 +19,7 @@ struct ExtremeEigenvaluesTests {
     func extremes(_ d: [Double], _ e: [Double], bounds: (min: Double, max: Double)? = nil) -> (min: Double, max: Double) {
         var work = [Double](repeating: 0, count: 2 * d.count)
         return d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
-            work.withUnsafeMutableBufferPointer { symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: $0, bounds: bounds)! }
+            work.withUnsafeMutableBufferPointer { SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!.extremeEigenvalues(workspace: $0, bounds: bounds)! }
         } }
     }
 
@@ -174,7 +174,9 @@ struct ExtremeEigenvaluesReferenceTests {
     }
 
     @Test("graded, huge (1e+300), tiny (1e-300) and subnormal entries neither overflow nor underflow",
-          arguments: [1e300, 1e150, 1e-150, 1e-300, 1e-310])
+          // The last is 1e-310, spelled as the product that gives its Double exactly: a
+          // subnormal literal warns.
+          arguments: [1e300, 1e150, 1e-150, 1e-300, 20_240_225_330_731 * Double.leastNonzeroMagnitude])
     func extremeScales(scale: Double) {
         var rng = TestRandom(seed: 9)
         for n in [2, 3, 10, 50] {
@@ -249,13 +251,13 @@ struct ExtremeEigenvaluesReferenceTests {
             let d = [1, bad, 2], e = [0.5, 0.5]
             let result = d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
                 work.withUnsafeMutableBufferPointer {
-                    symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: $0)
+                    SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!.extremeEigenvalues(workspace: $0)
                 }
             } }
             #expect(result == nil)
             let offResult = [1.0, 2, 3].withUnsafeBufferPointer { dp in [0.5, bad].withUnsafeBufferPointer { ep in
                 work.withUnsafeMutableBufferPointer {
-                    symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: $0)
+                    SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!.extremeEigenvalues(workspace: $0)
                 }
             } }
             #expect(offResult == nil)
@@ -271,7 +273,7 @@ struct ExtremeEigenvaluesReferenceTests {
             var work = [Double](repeating: .nan, count: 4 * d.count)
             let second = d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
                 work.withUnsafeMutableBufferPointer {
-                    symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: $0, bounds: bounds)!
+                    SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!.extremeEigenvalues(workspace: $0, bounds: bounds)!
                 }
             } }
             #expect(first.min.bitPattern == second.min.bitPattern && first.max.bitPattern == second.max.bitPattern)
@@ -290,8 +292,9 @@ struct ExtremeEigenvaluesReferenceTests {
                 var work = [Double](repeating: 0, count: 2 * n)
                 let nonPositive = d.withUnsafeBufferPointer { dp in e.withUnsafeBufferPointer { ep in
                     work.withUnsafeMutableBufferPointer { wp in
-                        _ = symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: wp)
-                        return symmetricTridiagonalHasNonPositiveEigenvalue(count: n, workspace: UnsafePointer(wp.baseAddress!))
+                        let t = SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!
+                        _ = t.extremeEigenvalues(workspace: wp)
+                        return t.hasNonPositiveEigenvalue(workspace: UnsafePointer(wp.baseAddress!))
                     }
                 } }
                 #expect(nonPositive == (lo <= 0), "n \(n) shift \(shift)")
@@ -301,8 +304,9 @@ struct ExtremeEigenvaluesReferenceTests {
         var work = [Double](repeating: 1, count: 6)
         let zeroHasNonPositive = [0.0, 0, 0].withUnsafeBufferPointer { dp in [0.0, 0].withUnsafeBufferPointer { ep in
             work.withUnsafeMutableBufferPointer { wp in
-                _ = symmetricTridiagonalExtremeEigenvalues(diagonal: dp, offDiagonal: ep, workspace: wp)
-                return symmetricTridiagonalHasNonPositiveEigenvalue(count: 3, workspace: UnsafePointer(wp.baseAddress!))
+                let t = SymmetricTridiagonal(diagonal: dp, offDiagonal: ep)!
+                _ = t.extremeEigenvalues(workspace: wp)
+                return t.hasNonPositiveEigenvalue(workspace: UnsafePointer(wp.baseAddress!))
             }
         } }
         #expect(zeroHasNonPositive)

@@ -174,13 +174,13 @@ private func distance(_ x: [Double], _ y: [Double]) -> Double { norm(zip(x, y).m
 
 // MARK: - Wrappers that supply buffers of exactly the documented minimum sizes
 
-private func solve(_ t: Tridiagonal, _ b: inout [Double]) -> TridiagonalSolveOutcome {
+private func solve(_ t: Tridiagonal, _ b: inout [Double]) -> SymmetricTridiagonal.SolveOutcome {
     var work = [Double](repeating: .nan, count: 4 * t.n)
     return t.d.withUnsafeBufferPointer { d in
         t.e.withUnsafeBufferPointer { e in
             b.withUnsafeMutableBufferPointer { rhs in
                 work.withUnsafeMutableBufferPointer { w in
-                    solveSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs, workspace: w)
+                    SymmetricTridiagonal(diagonal: d, offDiagonal: e)!.solve(rhs: rhs, workspace: w)
                 }
             }
         }
@@ -197,8 +197,8 @@ private func eigen(_ t: Tridiagonal, vectors: Bool = true)
             values.withUnsafeMutableBufferPointer { lambda in
                 z.withUnsafeMutableBufferPointer { zb in
                     work.withUnsafeMutableBufferPointer { w in
-                        symmetricTridiagonalEigen(diagonal: d, offDiagonal: e, eigenvalues: lambda,
-                                                  eigenvectors: vectors ? zb : nil, workspace: w)
+                        SymmetricTridiagonal(diagonal: d, offDiagonal: e)!.eigendecompose(
+                            eigenvalues: lambda, eigenvectors: vectors ? zb : nil, workspace: w)
                     }
                 }
             }
@@ -213,8 +213,8 @@ private func leastSquares(_ t: Tridiagonal, _ b: inout [Double], relativeCutoff:
         t.e.withUnsafeBufferPointer { e in
             b.withUnsafeMutableBufferPointer { rhs in
                 work.withUnsafeMutableBufferPointer { w in
-                    leastSquaresSymmetricTridiagonal(diagonal: d, offDiagonal: e, rhs: rhs,
-                                                     relativeCutoff: relativeCutoff, workspace: w)
+                    SymmetricTridiagonal(diagonal: d, offDiagonal: e)!.solveLeastSquares(
+                        rhs: rhs, relativeCutoff: relativeCutoff, workspace: w)
                 }
             }
         }
