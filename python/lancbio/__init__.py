@@ -13,7 +13,7 @@ compared with, running in the native library liblancbio.so through a thin ctypes
     True
 """
 
-from . import _ffi
+from ._ffi import lib as _lib
 from .errors import (
     CallbackError,
     InvalidArgumentError,
@@ -32,9 +32,9 @@ from .operators import as_operator
 from .solve import SolveInfo, solve
 
 #: The native library's version (lancbio_version()); the package is versioned with it.
-__version__ = _ffi.version()
+__version__ = _lib.lancbio_version().decode()
 #: Path of the loaded liblancbio.so.
-library_path = _ffi.lib._lancbio_path
+library_path = _lib._lancbio_path
 
 __all__ = [
     "__version__",

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _ffi
+from ._ffi import lib
+from ._handle import Handle
+from ._trampoline import ERROR, make_callback, new_state
 from .estimators import _float_option, _int_option
 from .info import StepInfo
 
@@ -43,7 +46,6 @@ METHODS = {
 }
 
 _VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
-_F64 = np.dtype(np.float64)
 _REQUIRED = ("grad_y_g", "grad_x_f", "grad_y_f", "hvp_yy_g", "jvp_xy_g")
 
 
@@ -121,7 +123,7 @@ def _vector(arr, length: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class Bilevel:
+class Bilevel(Handle):
     """A bilevel optimizer: ``step()`` performs one outer iteration on its own x and y.
 
     Parameters
@@ -156,6 +158,9 @@ class Bilevel:
         TTSA/BSA's truncation generator; also the seed of ``problem.initial_point``.
     """
 
+    _destroy_function = lib.lancbio_bilevel_destroy
+    _last_error_function = lib.lancbio_bilevel_last_error
+
     def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -171,10 +176,8 @@ class Bilevel:
             if options.get(required) is None:
                 raise ValueError(f"{required} is required (a step size > 0)")
 
-        self._handle = None
         self._problem = problem
         self._method = method
-        self._error = None
         if x0 is None or y0 is None:
             if not hasattr(problem, "initial_point"):
                 raise ValueError("x0 and y0 are required (the problem has no initial_point)")
@@ -188,7 +191,7 @@ class Bilevel:
         self._dx, self._dy = dx, dy
 
         outer = _ffi.BilevelOptions()
-        _ffi.lib.lancbio_bilevel_options_init(ctypes.byref(outer))
+        lib.lancbio_bilevel_options_init(ctypes.byref(outer))
         outer.lr_x = _float_option(options["lr_x"], "lr_x")
         outer.lr_y = _float_option(options["lr_y"], "lr_y")
         outer.inner_steps = _int_option(options.get("inner_steps", spec["inner_steps"]), "inner_steps")
@@ -198,7 +201,7 @@ class Bilevel:
         outer.lr_y_min = _float_option(options.get("lr_y_min", 0.0), "lr_y_min")
 
         inner = _ffi.EstimatorOptions()
-        _ffi.lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
+        lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
         settings = dict(spec["options"])
         settings.update({k: v for k, v in options.items() if k in spec["options"]})
         for name in ("eta", "theta0"):
@@ -230,106 +233,54 @@ class Bilevel:
                           "lr_x_decay": outer.lr_x_decay, "lr_x_min": outer.lr_x_min,
                           "lr_y_decay": outer.lr_y_decay, "lr_y_min": outer.lr_y_min, **settings}
 
-        handle = ctypes.c_void_p()
-        status = _ffi.lib.lancbio_bilevel_create(dx, dy, ctypes.byref(outer), ctypes.byref(inner), ctypes.byref(handle))
-        if status != _ffi.OK:
-            raise _ffi.error_for(status, f"invalid options for method {method!r}: {self._settings}")
-        self._handle = handle
+        self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
+                     context=f"invalid options for method {method!r}: {self._settings}")
+        # The exception of a failed callback, re-raised by step() after C returns.
+        self._state = new_state()
         self._callbacks = self._make_callbacks()
         self._problem_struct = _ffi.ProblemStruct(
             ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
         self._info = None
         self._v0 = None if v0 is None else _vector(v0, dy, "v0")
         if self._v0 is not None:
-            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
-        """The five C callbacks. Each copies its inputs (a view of native memory must not
-        escape into user code), calls the problem, validates and writes the result, and on
-        any exception stores it and returns 1 so the library abandons the iteration."""
-        problem = self._problem
-        views: dict[tuple[int, int], np.ndarray] = {}
-
-        def view(address: int, length: int) -> np.ndarray:
-            key = (address, length)
-            array = views.get(key)
-            if array is None:
-                if len(views) > 512:
-                    views.clear()
-                array = np.ctypeslib.as_array((ctypes.c_double * length).from_address(address))
-                views[key] = array
-            return array
-
-        def deliver(result, out: int, length: int, name: str) -> None:
-            if type(result) is np.ndarray and result.dtype is _F64 and result.shape == (length,):
-                # The common case, checked in a fraction of the general path's time.
-                view(out, length)[:] = result
-                return
-            r = np.asarray(result)
-            if r.shape != (length,):
-                raise ValueError(f"problem.{name} returned shape {r.shape}, expected ({length},)")
-            if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
-                raise TypeError(f"problem.{name} returned dtype {r.dtype}, expected a real floating type")
-            view(out, length)[:] = r
-
-        def gradient(name: str, out_is_x: bool):
-            method = getattr(problem, name)
-
-            def callback(px, dx, py, dy, pout, _user):
-                try:
-                    result = method(view(px, dx).copy(), view(py, dy).copy())
-                    deliver(result, pout, dx if out_is_x else dy, name)
-                    return 0
-                except BaseException as error:  # noqa: BLE001 - re-raised after the C call
-                    self._error = error
-                    return 1
-            return _ffi.GRADIENT_CALLBACK(callback)
-
-        def product(name: str, out_is_x: bool):
-            method = getattr(problem, name)
-
-            def callback(px, dx, py, dy, pv, pout, _user):
-                try:
-                    result = method(view(px, dx).copy(), view(py, dy).copy(), view(pv, dy).copy())
-                    deliver(result, pout, dx if out_is_x else dy, name)
-                    return 0
-                except BaseException as error:  # noqa: BLE001
-                    self._error = error
-                    return 1
-            return _ffi.PRODUCT_CALLBACK(callback)
-
-        return (gradient("grad_y_g", False), gradient("grad_x_f", True), gradient("grad_y_f", False),
-                product("hvp_yy_g", False), product("jvp_xy_g", True))
+        """The five C callbacks, in the order of lancbio_problem_f64_t. Each passes private
+        copies of x, y (and v) to the problem's method and writes its checked result."""
+        dx, dy = self._dx, self._dy
+        gradient = (("in", dx), None, ("in", dy), None)
+        product = gradient + (("in", dy),)
+        layouts = {"grad_y_g": gradient + (("out", dy), None), "grad_x_f": gradient + (("out", dx), None),
+                   "grad_y_f": gradient + (("out", dy), None), "hvp_yy_g": product + (("out", dy), None),
+                   "jvp_xy_g": product + (("out", dx), None)}
+        return tuple(
+            make_callback(_ffi.GRADIENT_CALLBACK if name.startswith("grad") else _ffi.PRODUCT_CALLBACK,
+                          layouts[name], np.float64, self._state, f"the result of problem.{name}",
+                          function=getattr(self._problem, name))
+            for name in _REQUIRED)
 
     # -- calls -------------------------------------------------------------------------
-    def _live(self):
-        if self._handle is None:
-            raise _ffi.error_class(_ffi.ERR_INVALID_HANDLE)("this Bilevel optimizer is closed", _ffi.ERR_INVALID_HANDLE)
-        return self._handle
-
-    def _call(self, function, *args) -> int:
-        handle = self._live()
-        return _ffi.check_bilevel(function(handle, *args), handle)
-
     def step(self) -> BilevelInfo:
         """One outer iteration. Updates x, y and v; on any error (including an exception
         raised by the problem, which is re-raised as is) nothing changes."""
         handle = self._live()
         raw = _ffi.BilevelInfoStruct()
         raw.struct_size = ctypes.sizeof(raw)
-        self._error = None
-        status = _ffi.lib.lancbio_bilevel_step_f64(
+        state = self._state
+        state[ERROR] = None
+        status = lib.lancbio_bilevel_step_f64(
             handle, ctypes.byref(self._problem_struct),
             self._x.ctypes.data_as(_ffi.F64P), self._dx, self._y.ctypes.data_as(_ffi.F64P), self._dy,
             ctypes.byref(raw))
-        if status == _ffi.ERR_CALLBACK and self._error is not None:
-            error, self._error = self._error, None
+        error, state[ERROR] = state[ERROR], None
+        if status == _ffi.ERR_CALLBACK and error is not None:
             raise error
-        _ffi.check_bilevel(status, handle)
+        self._check(status)
         estimator = _ffi.StepInfoStruct()
         estimator.struct_size = ctypes.sizeof(estimator)
-        _ffi.check_bilevel(_ffi.lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)), handle)
+        self._call(lib.lancbio_bilevel_estimator_info, ctypes.byref(estimator))
         self._info = BilevelInfo(
             iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
             gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
@@ -408,9 +359,9 @@ class Bilevel:
         Arguments are checked first: a failed reset changes nothing."""
         x = None if x0 is None else _vector(x0, self._dx, "x0")
         y = None if y0 is None else _vector(y0, self._dy, "y0")
-        self._call(_ffi.lib.lancbio_bilevel_reset)
+        self._call(lib.lancbio_bilevel_reset)
         if self._v0 is not None:
-            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
         if x is not None:
             self._x[:] = x
         if y is not None:
@@ -434,14 +385,14 @@ class Bilevel:
     def v(self) -> np.ndarray:
         """Copy of the current v (dy,), the estimate of (grad^2_yy g)^{-1} grad_y f."""
         out = np.empty(self._dy)
-        self._call(_ffi.lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
+        self._call(lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
         return out
 
     @property
     def hypergradient(self) -> np.ndarray:
         """Copy of the last hyper-gradient estimate grad_x f - J v (dx,)."""
         out = np.empty(self._dx)
-        self._call(_ffi.lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
+        self._call(lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
         return out
 
     @property
@@ -457,28 +408,6 @@ class Bilevel:
     def settings(self) -> dict:
         """The options in force, defaults filled in."""
         return dict(self._settings)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def close(self) -> None:
-        """Releases the native optimizer; further use raises. Idempotent."""
-        handle, self._handle = self._handle, None
-        if handle is not None and _ffi is not None and _ffi.lib is not None:
-            _ffi.lib.lancbio_bilevel_destroy(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down modules
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"iteration {self._info.iteration if self._info else 0}"

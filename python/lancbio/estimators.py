@@ -22,13 +22,14 @@ from __future__ import annotations
 import ctypes
 import numbers
 import operator as _operator
-import sys
 
 import numpy as np
 
 from . import _ffi
 from ._ffi import lib
-from .errors import InvalidArgumentError, InvalidHandleError, InvalidStateError
+from ._handle import Handle, error
+from ._trampoline import RUNNING, make_callback, new_state, result_error
+from .errors import InvalidArgumentError, InvalidStateError
 from .info import StepInfo
 from .operators import as_operator
 
@@ -49,10 +50,6 @@ _ndarray = np.ndarray
 _byref = ctypes.byref
 _memoryview = memoryview
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-# Caps the trampoline's cache of buffer views: the library's buffers number at most
-# m_max + 10 per handle, but SubBiO's first product is of the caller's own b (read in
-# place by step), whose address changes from call to call.
-_MAX_CACHED_VIEWS = 8192
 
 
 def _precision(dtype) -> np.dtype:
@@ -83,108 +80,16 @@ def _float_option(value, name: str) -> float:
     return float(value)
 
 
-def _result_error(result, n: int) -> Exception | None:
-    """Why an operator result is unusable, or None (then np.asarray(result) is usable)."""
-    try:
-        arr = np.asarray(result)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is the operator's fault
-        return TypeError(f"the operator must return an array of shape ({n},); "
-                         f"got {type(result).__name__}, which numpy cannot convert: {exc}")
-    if arr.dtype.kind not in "fiu":
-        return TypeError(f"the operator must return a real floating or integer array of shape ({n},); "
-                         f"got {type(result).__name__} with dtype {arr.dtype}")
-    if arr.shape != (n,):
-        return ValueError(f"the operator must return an array of shape ({n},), got shape {arr.shape}")
-    return None
-
-
-def _sole_reference_count() -> int:
-    # What sys.getrefcount reports for an object held by one local variable only: 2 up to
-    # CPython 3.13, 1 from 3.14 (locals are passed as borrowed references).
-    probe = np.empty(0)
-    return sys.getrefcount(probe)
-
-
-_SOLE_REFERENCE_COUNT = _sole_reference_count()
-
-
-def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
-    """The C product callback of one estimator.
-
-    ``slot`` is the estimator's ``[operator, exception, busy]`` list: the trampoline
-    calls ``slot[0]`` and stores any exception in ``slot[1]`` for ``step`` to re-raise.
-    Buffer views are cached by address, since the library's product buffers live as long
-    as the handle; the operator only ever sees a copy, so no view of library memory
-    outlives the call.
-    """
-    views = {}
-    shape = (n,)
-    ndarray = np.ndarray
-    frombuffer = np.frombuffer
-    array_type = ctype * n
-    accepted = frozenset("fiu")
-
-    def view(address):
-        if len(views) >= _MAX_CACHED_VIEWS:
-            views.clear()
-        v = views[address] = frombuffer(array_type.from_address(address), dtype=dtype)
-        return v
-
-    # The operator's input: a private copy of the library's vector, in a buffer reused
-    # from call to call while nobody else holds it. A fresh copy per product would
-    # allocate and free n values each time, and glibc returns such freed blocks to the
-    # system (heap trimming), so every product would page-fault its memory back in
-    # (measured: 6x the cost of a product at n = 1e5). An operator that keeps its input
-    # (or a view of it) makes the buffer its own: the next call allocates another.
-    spare = [None]
-    getrefcount = sys.getrefcount
-    alone = _SOLE_REFERENCE_COUNT
-
-    def trampoline(p_in, p_out, _n, _user_data):
-        source = target = None
-        try:
-            source = views.get(p_in)
-            if source is None:
-                source = view(p_in)
-            given = spare[0]
-            spare[0] = None
-            if given is None:
-                given = source.copy()
-            else:
-                given[:] = source
-            result = slot[0](given)
-            if type(result) is not ndarray or result.shape != shape or result.dtype.kind not in accepted:
-                problem = _result_error(result, n)
-                if problem is not None:
-                    raise problem
-                result = np.asarray(result)
-            target = views.get(p_out)
-            if target is None:
-                target = view(p_out)
-            target[:] = result
-            result = None
-            # Reused only if nobody kept it and the operator left it as it was handed over.
-            if (getrefcount(given) == alone and given.flags.writeable and given.dtype == dtype
-                    and given.shape == shape):
-                spare[0] = given
-            return 0
-        except BaseException as exc:  # noqa: BLE001 - re-raised by step() after C returns
-            # The traceback keeps this frame: drop the views so none escapes with it.
-            source = target = None
-            slot[1] = exc
-            return 1
-
-    return _ffi.HVP_CALLBACK(trampoline)
-
-
-class _Estimator:
+class _Estimator(Handle):
     """Common machinery; use one of the concrete classes."""
+
+    _destroy_function = lib.lancbio_estimator_destroy
+    _last_error_function = lib.lancbio_estimator_last_error
 
     _method = 0
     _ranges = ""
 
     def __init__(self, n, fields: dict, settings: dict, v0, dtype):
-        self._handle = None  # first, so that __del__ is safe if __init__ fails
         self._n = _int_option(n, "n")
         self._dtype = _precision(dtype)
         self._settings = settings
@@ -202,8 +107,6 @@ class _Estimator:
         self._shape = (self._n,)
         self._from_buffer = ctype.from_buffer
         self._n_arg = ctypes.c_int64(self._n)
-        # Bound now: module globals may already be gone when __del__ runs at shutdown.
-        self._destroy = lib.lancbio_estimator_destroy
         self._info = None
         # "struct": _info_struct holds the last step's info, converted on first access;
         # "library": fetch it from the library first (reverse communication). Converting on
@@ -213,25 +116,23 @@ class _Estimator:
         self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
         options = _ffi.EstimatorOptions()
-        _ffi._check(lib.lancbio_estimator_options_init(ctypes.byref(options), self._method), None)
+        status = lib.lancbio_estimator_options_init(ctypes.byref(options), self._method)
+        if status < 0:
+            raise error(status)
         options.precision = precision
         for name, value in fields.items():
             setattr(options, name, value)
-        handle = ctypes.c_void_p()
-        status = lib.lancbio_estimator_create(self._n, ctypes.byref(options), ctypes.byref(handle))
-        if status < 0:
-            # Creation failures carry no message (there is no handle yet): name the call.
-            raise _ffi.error_for(status, f"{type(self).__name__}({self._describe()}) was rejected; "
-                                         f"valid values: {self._ranges}")
-        self._handle = handle
+        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(options),
+                     context=f"{type(self).__name__}({self._describe()}) was rejected; valid values: {self._ranges}")
         # One request buffer for reverse communication, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
         self._request_view = self._request.view()
         self._request_view.flags.writeable = False
         self._request_arg = ctypes.c_void_p(self._request.ctypes.data)
-        # slot = [operator of the running step, its exception, running]
-        self._slot = [None, None, False]
-        self._callback = _make_trampoline(self._n, self._dtype, ctype, self._slot)
+        # [operator of the running step, its exception, running]
+        self._slot = new_state()
+        self._callback = make_callback(_ffi.HVP_CALLBACK, (("in", self._n), ("out", self._n), None, None),
+                                       self._dtype, self._slot, "the operator's result")
         if self._v0 is not None:
             self._set_v(self._v0)
 
@@ -241,10 +142,8 @@ class _Estimator:
         return ", ".join(parts + [f"dtype={self._dtype.name}"])
 
     def _live(self):
-        handle = self._handle
-        if handle is None:
-            raise InvalidHandleError(f"this {type(self).__name__} is closed; create a new estimator", -9)
-        if self._slot[2]:
+        handle = super()._live()
+        if self._slot[RUNNING]:
             raise InvalidStateError(
                 f"{type(self).__name__} was used while its step() is running (from inside its own "
                 "operator, or from another thread); an estimator is not re-entrant", -8)
@@ -268,7 +167,7 @@ class _Estimator:
         return arr
 
     def _product(self, product) -> np.ndarray:
-        problem = _result_error(product, self._n)
+        problem = result_error(product, self._n, "the product")
         if problem is not None:
             raise problem
         # Aligned too: the library reads it through a typed pointer (a misaligned one is copied).
@@ -289,20 +188,14 @@ class _Estimator:
         return _byref(self._from_buffer(view))
 
     def _set_v(self, v: np.ndarray) -> None:
-        handle = self._live()
-        _ffi._check(self._set_v_fn(handle, self._as_ptr(v), self._n), handle)
+        self._call(self._set_v_fn, self._as_ptr(v), self._n)
 
     def _ensure_info(self) -> None:
         pending, self._info_pending = self._info_pending, None
         if pending == "library":
-            handle = self._live()
-            _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
+            self._call(lib.lancbio_estimator_info, ctypes.byref(self._info_struct))
         if pending is not None:
             self._info = StepInfo._from_struct(self._info_struct)
-
-    def _load_info(self, handle) -> None:
-        _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
-        self._info = StepInfo._from_struct(self._info_struct)
 
     # -- stepping -------------------------------------------------------------------
     def step(self, op, b: np.ndarray) -> np.ndarray:
@@ -343,7 +236,7 @@ class _Estimator:
             slot[0], slot[1], slot[2] = None, None, False
         if status == _ffi.ERR_CALLBACK and error is not None:
             raise error
-        _ffi._check(status, handle)
+        self._check(status)
         self._info_pending = "struct"
         return v
 
@@ -361,7 +254,7 @@ class _Estimator:
             (reusing one buffer keeps a round trip allocation-free).
         """
         handle = self._handle
-        if handle is None or self._slot[2]:
+        if handle is None or self._slot[RUNNING]:
             self._live()
         b_arg = self._in_place(b)
         if b_arg is None:
@@ -383,7 +276,7 @@ class _Estimator:
             the estimator is as before :meth:`begin`.
         """
         handle = self._handle
-        if handle is None or self._slot[2]:
+        if handle is None or self._slot[RUNNING]:
             self._live()
         if product is self._request_view:
             product_arg = self._request_arg
@@ -408,19 +301,17 @@ class _Estimator:
         if status == _NEED_PRODUCT:
             return self._request_view
         if status < 0:
-            _ffi._check(status, handle)
+            self._check(status)
         self._info_pending = "library"
         return None
 
     def cancel(self) -> None:
         """Abandons a reverse-communication step in progress (no effect if none)."""
-        handle = self._live()
-        _ffi._check(lib.lancbio_estimator_cancel(handle), handle)
+        self._call(lib.lancbio_estimator_cancel)
 
     def reset(self) -> None:
         """Back to the state after creation: v = v0 (or 0), counters and schedules restarted."""
-        handle = self._live()
-        _ffi._check(lib.lancbio_estimator_reset(handle), handle)
+        self._call(lib.lancbio_estimator_reset)
         self._info = None
         self._info_pending = None
         if self._v0 is not None:
@@ -440,9 +331,8 @@ class _Estimator:
     @property
     def v(self) -> np.ndarray:
         """A copy of the committed estimate, shape (n,), the estimator's dtype."""
-        handle = self._live()
         out = np.empty(self._n, dtype=self._dtype)
-        _ffi._check(self._get_v_fn(handle, self._as_ptr(out), self._n), handle)
+        self._call(self._get_v_fn, self._as_ptr(out), self._n)
         return out
 
     @property
@@ -475,39 +365,15 @@ class _Estimator:
         info = self.info
         return info.restarts if info is not None else 0
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle is None
-
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
         """Destroys the native handle. Idempotent; later calls other than close raise
         InvalidHandleError."""
-        handle = self._handle
-        if handle is None:
-            return
-        if self._slot[2]:
+        if self._handle is not None and self._slot[RUNNING]:
             raise InvalidStateError(f"{type(self).__name__}.close() was called from inside its own operator", -8)
-        self._handle = None
-        self._destroy(handle)
+        super().close()
         # The C side can no longer call the trampoline: release it and its views.
         self._callback = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __del__(self):
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            try:
-                self._destroy(handle)
-            except Exception:  # noqa: BLE001 - nothing can be reported from __del__
-                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._handle is None else f"hvp_count={self.hvp_count}"

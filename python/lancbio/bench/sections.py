@@ -140,13 +140,13 @@ class _LancbioRaw(_Impl):
             p = self._pointers[id(b)] = (b, self.est._as_ptr(b))
         status = self._begin_fn(self._handle, p[1], self._request_p, self._n)
         if status < 0:
-            _ffi._check(status, self._handle)
+            self.est._check(status)
         return self._request if status == _ffi.NEED_PRODUCT else None
 
     def resume(self, product):
         status = self._resume_fn(self._handle, self._product_p, self._request_p, self._n)
         if status < 0:
-            _ffi._check(status, self._handle)
+            self.est._check(status)
         return self._request if status == _ffi.NEED_PRODUCT else None
 
     @property
@@ -155,7 +155,7 @@ class _LancbioRaw(_Impl):
 
     def dimension(self):
         info = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
-        _ffi._check(_ffi.lib.lancbio_estimator_info(self._handle, ctypes.byref(info)), self._handle)
+        self.est._check(_ffi.lib.lancbio_estimator_info(self._handle, ctypes.byref(info)))
         return info.dimension
 
     def close(self):
@@ -646,7 +646,7 @@ def section_callback(report, cfg: Config, results: dict) -> None:
             status = resume_fn(handle, rp, rp, n)
             count += 1
         rt_raw.append((clock() - t) / count)
-        _ffi._check(status, handle)
+        est._check(status)
     est.close()
     s_hvp, s_op, s_api, s_raw = stats(per_hvp), stats(op_cost), stats(rt_api), stats(rt_raw)
     overhead = s_hvp.median - s_op.median
