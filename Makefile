@@ -39,8 +39,11 @@ test-c: lib | $(C_OUT)
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
 	  $(C_OUT)/synthetic_lancbio --check; fi
 
+## The wrapper's tests (python/tests), then the benchmark's own (bench/tests: its numpy
+## references against the library, a --quick run).
 test-python: lib
 	@if [ -d python/tests ]; then cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q tests; fi
+	LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q bench/tests
 
 ## Installs the Python package (builds the library inside pip).
 python-install:
@@ -59,8 +62,10 @@ demo-deps:
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install --quiet matplotlib || echo "matplotlib could not be installed: the figure will be skipped"
 	@$(PYTHON) -c "import sklearn" 2>/dev/null || $(PYTHON) -m pip install --quiet scikit-learn || echo "scikit-learn could not be installed: hyperclean needs it"
 
+## The performance benchmark (bench/, not part of the installed package); options in
+## BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --output report.md".
 bench: lib
-	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio bench
+	LANCBIO_LIBRARY=$(abspath $(LIB)) PYTHONPATH=$(abspath python) $(PYTHON) -m bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------
 # Reliability checks: `make check` runs every step below (each timed, all of them even when
