@@ -5,9 +5,11 @@ import LancbioCore
 
 @c @implementation
 public func lancbio_bilevel_options_init(_ options: UnsafeMutablePointer<lancbio_bilevel_options_t>?) -> Int32 {
-    guard let options else { return LANCBIO_ERR_NULL_POINTER }
-    options.pointee = .defaults
-    return LANCBIO_OK
+    ThreadLastError.call { () throws(CFailure) -> Int32 in
+        guard let options else { throw CFailure.null("options") }
+        options.pointee = .defaults
+        return LANCBIO_OK
+    }
 }
 
 @c @implementation
@@ -15,13 +17,13 @@ public func lancbio_bilevel_create(
     _ dx: Int64, _ dy: Int64, _ options: UnsafePointer<lancbio_bilevel_options_t>?,
     _ estimator: UnsafePointer<lancbio_estimator_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
-    guard let out else { return LANCBIO_ERR_NULL_POINTER }
-    out.pointee = nil
-    guard let options, let estimator else { return LANCBIO_ERR_NULL_POINTER }
-    guard dx >= 1, dy >= 1, dx <= Int64(Int32.max) * 64, dy <= Int64(Int32.max) * 64 else {
-        return LANCBIO_ERR_INVALID_ARGUMENT
-    }
-    do throws(CFailure) {
+    ThreadLastError.call { () throws(CFailure) -> Int32 in
+        guard let out else { throw CFailure.null("out") }
+        out.pointee = nil
+        guard let options else { throw CFailure.null("options") }
+        guard let estimator else { throw CFailure.null("estimator") }
+        try checkDimension(dx, "dx")
+        try checkDimension(dy, "dy")
         var outer = lancbio_bilevel_options_t.defaults
         try readVersionedStruct(UnsafeRawPointer(options), into: &outer, name: "options")
         let inner = try lancbio_estimator_options_t.read(estimator)
@@ -40,8 +42,6 @@ public func lancbio_bilevel_create(
         }
         out.pointee = register(BilevelHandle(optimizer: optimizer))
         return LANCBIO_OK
-    } catch {
-        return error.status
     }
 }
 

@@ -119,3 +119,19 @@ func setEstimate<T: HandleScalar>(_ handle: EstimatorHandle, _ v: UnsafePointer<
     try checked { () throws(EstimatorError) in try estimator.setEstimate(source) }
     return LANCBIO_OK
 }
+
+/// A dimension a caller passed (n, dx, dy): >= 1 and small enough that every size derived
+/// from it is checked arithmetic on Int.
+func checkDimension(_ value: Int64, _ name: String) throws(CFailure) {
+    let limit = Int64(Int32.max) * 64
+    guard value >= 1, value <= limit else {
+        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "\(name) = \(value) must be in 1...\(limit)")
+    }
+}
+
+/// A new core estimator, its storage probed first so that running out of memory is a
+/// status rather than an abort.
+func makeEstimator<T: BinaryFloatingPoint>(n: Int, method: EstimatorMethod) throws(CFailure) -> Estimator<T> {
+    try ensureAllocatable(Estimator<T>.requiredBytes(n: n, method: method))
+    return try checked { () throws(EstimatorError) in try Estimator<T>(n: n, method: method) }
+}

@@ -6,40 +6,35 @@ import LancbioCore
 
 @c @implementation
 public func lancbio_estimator_options_init(_ options: UnsafeMutablePointer<lancbio_estimator_options_t>?, _ method: Int32) -> Int32 {
-    guard let options else { return LANCBIO_ERR_NULL_POINTER }
-    guard (LANCBIO_METHOD_LANCZOS...LANCBIO_METHOD_RANDOM_NEUMANN).contains(method) else {
-        return LANCBIO_ERR_INVALID_ARGUMENT
+    ThreadLastError.call { () throws(CFailure) -> Int32 in
+        guard let options else { throw CFailure.null("options") }
+        guard EstimatorMethodCode.isKnown(method) else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "method = \(method) is not a LANCBIO_METHOD_*")
+        }
+        options.pointee = .defaults(method: method)
+        return LANCBIO_OK
     }
-    options.pointee = .defaults(method: method)
-    return LANCBIO_OK
 }
 
 @c @implementation
 public func lancbio_estimator_create(
     _ n: Int64, _ options: UnsafePointer<lancbio_estimator_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> Int32 {
-    guard let out else { return LANCBIO_ERR_NULL_POINTER }
-    out.pointee = nil
-    guard let options else { return LANCBIO_ERR_NULL_POINTER }
-    guard n >= 1, n <= Int64(Int32.max) * 64 else { return LANCBIO_ERR_INVALID_ARGUMENT }
-    do throws(CFailure) {
+    ThreadLastError.call { () throws(CFailure) -> Int32 in
+        guard let out else { throw CFailure.null("out") }
+        out.pointee = nil
+        guard let options else { throw CFailure.null("options") }
+        try checkDimension(n, "n")
         let o = try lancbio_estimator_options_t.read(options)
         let method = try o.method()
-        switch o.precision {
-        case LANCBIO_FLOAT64: try ensureAllocatable(Estimator<Double>.requiredBytes(n: Int(n), method: method))
-        case LANCBIO_FLOAT32: try ensureAllocatable(Estimator<Float>.requiredBytes(n: Int(n), method: method))
-        default: break
-        }
         let storage: EstimatorHandle.Storage
         switch o.precision {
-        case LANCBIO_FLOAT64: storage = .float64(try checked { () throws(EstimatorError) in try Estimator<Double>(n: Int(n), method: method) })
-        case LANCBIO_FLOAT32: storage = .float32(try checked { () throws(EstimatorError) in try Estimator<Float>(n: Int(n), method: method) })
+        case LANCBIO_FLOAT64: storage = .float64(try makeEstimator(n: Int(n), method: method))
+        case LANCBIO_FLOAT32: storage = .float32(try makeEstimator(n: Int(n), method: method))
         default: throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.precision = \(o.precision) is not LANCBIO_FLOAT64 or LANCBIO_FLOAT32")
         }
         out.pointee = register(EstimatorHandle(storage: storage, methodCode: o.method))
         return LANCBIO_OK
-    } catch {
-        return error.status
     }
 }
 

@@ -1,28 +1,41 @@
 import CLancbio
 import LancbioCore
 
+/// The C side of the method table: the LANCBIO_METHOD_* codes, which
+/// `lancbio_estimator_options_t.method()` maps to the core's `EstimatorMethod` cases.
+enum EstimatorMethodCode {
+    static let all: [Int32] = [
+        LANCBIO_METHOD_LANCZOS, LANCBIO_METHOD_SUBBIO, LANCBIO_METHOD_CG, LANCBIO_METHOD_MINRES,
+        LANCBIO_METHOD_GD, LANCBIO_METHOD_NEUMANN, LANCBIO_METHOD_RANDOM_NEUMANN,
+    ]
+
+    static func isKnown(_ code: Int32) -> Bool { all.contains(code) }
+}
 
 extension lancbio_estimator_options_t {
-    /// The defaults of `method`: the paper's settings where it has them; the step sizes
-    /// (theta0, step_size) are 0 because they depend on A's spectrum and must be set.
+    /// The defaults of `method`, the only defaults there are (Python's "library default"
+    /// reads them through `lancbio_estimator_options_init`): the paper's Lanczos schedule
+    /// as the core defines it; the step sizes (theta0, step_size) are 0 because they
+    /// depend on A's spectrum and must be set.
     static func defaults(method: Int32) -> lancbio_estimator_options_t {
+        let lanczos = LanczosOptions.defaults
         var o = lancbio_estimator_options_t()
         o.struct_size = Int64(MemoryLayout<lancbio_estimator_options_t>.size)
         o.method = method
         o.precision = LANCBIO_FLOAT64
-        o.m0 = 1
-        o.m_max = 80
-        o.growth = 1.1
-        o.grow_every = 20
-        o.variant = LANCBIO_VARIANT_RESIDUAL
-        o.reorthogonalize = 0
+        o.m0 = Int64(lanczos.initialPeriod)
+        o.m_max = Int64(lanczos.maxPeriod)
+        o.growth = lanczos.growth
+        o.grow_every = Int64(lanczos.growEvery)
+        o.variant = lanczos.variant == .plain ? LANCBIO_VARIANT_PLAIN : LANCBIO_VARIANT_RESIDUAL
+        o.reorthogonalize = lanczos.reorthogonalize ? 1 : 0
         o.theta0 = 0
         o.max_iterations = 5
         o.tolerance = 0
         o.step_size = 0
         o.steps = method == LANCBIO_METHOD_GD ? 5 : 10
         o.seed = 0
-        o.orthogonality_tolerance = 1e-2
+        o.orthogonality_tolerance = lanczos.orthogonalityTolerance
         return o
     }
 
@@ -66,7 +79,7 @@ extension lancbio_estimator_options_t {
                 growEvery: try count(grow_every, "grow_every"), variant: variant, reorthogonalize: reorthogonalize != 0,
                 orthogonalityTolerance: orthogonality_tolerance))
         case LANCBIO_METHOD_SUBBIO:
-            return .subspace(theta0: try stepSize(theta0, "theta0"))
+            return .subbio(theta0: try stepSize(theta0, "theta0"))
         case LANCBIO_METHOD_CG:
             return .conjugateGradient(maxIterations: try count(max_iterations, "max_iterations"), tolerance: tolerance)
         case LANCBIO_METHOD_MINRES:

@@ -17,3 +17,8 @@ public func lancbio_version() -> UnsafePointer<CChar>? {
 public func lancbio_status_string(_ status: Int32) -> UnsafePointer<CChar>? {
     UnsafeRawPointer(statusDescription(status).utf8Start).assumingMemoryBound(to: CChar.self)
 }
+
+@c @implementation
+public func lancbio_last_error() -> UnsafePointer<CChar>? {
+    ThreadLastError.text
+}

@@ -39,23 +39,18 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     private let finite: UnsafeMutablePointer<Bool>
     private let work: ChunkedWork
 
-    // The pass in progress, set before `HelperThread.run`.
-    private enum Pass { case project, combine, coefficient, residual }
-    private var pass = Pass.project
-    private var basis = UnsafePointer<T>(bitPattern: 1)!
-    private var columns = 0
-    private var rhs = UnsafePointer<T>(bitPattern: 1)!
-    private var anchorProduct: UnsafePointer<T>? = nil
-    private var z: UnsafeMutablePointer<T>? = nil
-    private var zScale = 1.0
-    private var coefficients = UnsafeMutablePointer<Double>(bitPattern: 1)!
-    private var base: UnsafePointer<T>? = nil
-    private var out = UnsafeMutablePointer<T>(bitPattern: 1)!
-    private var q = UnsafePointer<T>(bitPattern: 1)!
-    private var y = UnsafePointer<T>(bitPattern: 1)!
-    private var previous: UnsafePointer<T>? = nil
-    private var alpha = 0.0
-    private var beta = 0.0
+    /// What one pass works on: built on the caller's stack for each call and handed to the
+    /// chunks by pointer (`ChunkedWork.runAll`), so no vector of a call, the caller's own
+    /// included, is held by this object after it.
+    private enum Pass {
+        case project(basis: UnsafePointer<T>, columns: Int, rhs: UnsafePointer<T>, minus: UnsafePointer<T>?,
+                     z: UnsafeMutablePointer<T>?, zScale: Double)
+        case combine(basis: UnsafePointer<T>, columns: Int, coefficients: UnsafeMutablePointer<Double>,
+                     base: UnsafePointer<T>?, out: UnsafeMutablePointer<T>)
+        case coefficient(q: UnsafePointer<T>, y: UnsafePointer<T>, previous: UnsafePointer<T>?, beta: Double)
+        case residual(y: UnsafePointer<T>, q: UnsafePointer<T>, alpha: Double, previous: UnsafePointer<T>?,
+                      beta: Double, out: UnsafeMutablePointer<T>)
+    }
 
     init(n: Int, capacity: Int) {
         self.n = n
@@ -70,7 +65,9 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
         finite = .allocate(capacity: chunks)
         finite.initialize(repeating: true, count: chunks)
-        work.run = { [unowned self] chunk, worker in self.run(chunk: chunk, worker: worker) }
+        work.run = { [unowned self] chunk, worker, pass in
+            self.run(pass.assumingMemoryBound(to: Pass.self).pointee, chunk: chunk, worker: worker)
+        }
         // Create the helper now, not inside a step (creating a thread allocates).
         if splittable { _ = HelperThread.shared }
     }
@@ -96,9 +93,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     func lanczosCoefficient(q: UnsafePointer<T>, y: UnsafePointer<T>, previous p: UnsafePointer<T>?,
                             beta: Double) -> Double {
         guard splitsRecurrence else { return Kernels.lanczosCoefficient(q: q, y: y, previous: p, beta: beta, n) }
-        pass = .coefficient
-        self.q = q; self.y = y; previous = p; self.beta = beta
-        dispatch()
+        dispatch(.coefficient(q: q, y: y, previous: p, beta: beta))
         return sumChunks()
     }
 
@@ -108,9 +103,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         guard splitsRecurrence else {
             return Kernels.lanczosResidual(y: y, q: q, alpha: alpha, previous: p, beta: beta, into: out, n)
         }
-        pass = .residual
-        self.q = q; self.y = y; previous = p; self.alpha = alpha; self.beta = beta; self.out = out
-        dispatch()
+        dispatch(.residual(y: y, q: q, alpha: alpha, previous: p, beta: beta, out: out))
         return sumChunks()
     }
 
@@ -126,12 +119,9 @@ final class BasisPasses<T: BinaryFloatingPoint> {
                                     zCoefficients: zCoefficients, scratch: scratch)
             return
         }
-        pass = .project
-        self.basis = basis; self.columns = columns; self.rhs = rhs; anchorProduct = w
-        self.z = z; self.zScale = zScale
-        dispatch()
-        sumChunks(offset: 0, into: coefficients)
-        if z != nil { sumChunks(offset: capacity, into: zCoefficients) }
+        dispatch(.project(basis: basis, columns: columns, rhs: rhs, minus: w, z: z, zScale: zScale))
+        sumChunks(offset: 0, columns: columns, into: coefficients)
+        if z != nil { sumChunks(offset: capacity, columns: columns, into: zCoefficients) }
     }
 
     /// out = base + Q s over `columns` columns; false if an entry of out is not finite.
@@ -142,20 +132,14 @@ final class BasisPasses<T: BinaryFloatingPoint> {
             return Kernels.combineColumns(basis, n: n, columns: columns, coefficients: coefficients,
                                           base: base, into: out, scratch: scratch)
         }
-        pass = .combine
-        self.basis = basis; self.columns = columns; self.coefficients = coefficients
-        self.base = base; self.out = out
-        dispatch()
+        dispatch(.combine(basis: basis, columns: columns, coefficients: coefficients, base: base, out: out))
         var allFinite = true
         for c in 0..<BasisSplit.chunks { allFinite = allFinite && finite[c] }
         return allFinite
     }
 
-    private func dispatch() {
-        work.runAll()
-        // The pass's vectors may be the caller's: no pointer to them outlives the call.
-        rhs = UnsafePointer(bitPattern: 1)!; y = rhs; q = rhs; previous = nil; anchorProduct = nil
-        z = nil; base = nil; out = UnsafeMutablePointer(bitPattern: 1)!
+    private func dispatch(_ pass: Pass) {
+        withUnsafePointer(to: pass) { work.runAll(UnsafeRawPointer($0)) }
     }
 
     /// The chunks' scalar results (in partial[c * 2 * capacity]), added in chunk order.
@@ -165,7 +149,7 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         return sum
     }
 
-    private func sumChunks(offset: Int, into result: UnsafeMutablePointer<Double>) {
+    private func sumChunks(offset: Int, columns: Int, into result: UnsafeMutablePointer<Double>) {
         for i in 0..<columns { result[i] = partial[offset + i] }
         for c in 1..<BasisSplit.chunks {
             let p = partial + c * 2 * capacity + offset
@@ -173,24 +157,23 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         }
     }
 
-    private func run(chunk: Int, worker: Int) {
+    private func run(_ pass: Pass, chunk: Int, worker: Int) {
         let (start, rows) = work.rows(of: chunk)
         let blockScratch = scratch + worker * blockRows
+        let p = partial + chunk * 2 * capacity
         switch pass {
-        case .project:
-            let p = partial + chunk * 2 * capacity
+        case let .project(basis, columns, rhs, minus, z, zScale):
             Kernels.projectResidual(basis + start, rows: rows, stride: n, columns: columns, rhs: rhs + start,
-                                    minus: anchorProduct.map { $0 + start }, coefficients: p,
+                                    minus: minus.map { $0 + start }, coefficients: p,
                                     and: z.map { $0 + start }, scalingBy: zScale, zCoefficients: p + capacity,
                                     scratch: blockScratch)
-        case .coefficient:
-            partial[chunk * 2 * capacity] = Kernels.lanczosCoefficient(
-                q: q + start, y: y + start, previous: previous.map { $0 + start }, beta: beta, rows)
-        case .residual:
-            partial[chunk * 2 * capacity] = Kernels.lanczosResidual(
-                y: y + start, q: q + start, alpha: alpha, previous: previous.map { $0 + start }, beta: beta,
-                into: out + start, rows)
-        case .combine:
+        case let .coefficient(q, y, previous, beta):
+            p[0] = Kernels.lanczosCoefficient(q: q + start, y: y + start, previous: previous.map { $0 + start },
+                                              beta: beta, rows)
+        case let .residual(y, q, alpha, previous, beta, out):
+            p[0] = Kernels.lanczosResidual(y: y + start, q: q + start, alpha: alpha,
+                                           previous: previous.map { $0 + start }, beta: beta, into: out + start, rows)
+        case let .combine(basis, columns, coefficients, base, out):
             finite[chunk] = Kernels.combineColumns(basis + start, n: rows, stride: n, columns: columns,
                                                    coefficients: coefficients, base: base.map { $0 + start },
                                                    into: out + start, scratch: blockScratch)

@@ -129,13 +129,10 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         try evaluate("grad_x f", xGradient, dx) { try gradXF(xBuffer, yCandidate, $0) }
 
         // 3. v, held uncommitted until the whole iteration has succeeded.
-        var progress = try estimator.beginDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy))
+        let estimatorInfo: StepInfo
         do {
-            while progress == .needsProduct {
-                try estimator.duringProductCallback {
-                    try hvpYY(xBuffer, yCandidate, estimator.productInput, estimator.productOutput)
-                }
-                progress = try estimator.resume()
+            estimatorInfo = try estimator.stepDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy)) { input, output in
+                try hvpYY(xBuffer, yCandidate, input, output)
             }
             let v = UnsafeBufferPointer(start: estimator.pendingEstimate, count: dy)
             try evaluate("grad_xy g v", crossProduct, dx) { try jvpXY(xBuffer, yCandidate, v, $0) }
@@ -143,7 +140,6 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
             estimator.cancel()
             throw error
         }
-        guard case .finished(let estimatorInfo) = progress else { preconditionFailure("estimator did not finish") }
 
         // 4. The hyper-gradient and the x step; check before touching the caller's buffers.
         // The candidate hyper-gradient overwrites grad_x f; it is published only on commit.

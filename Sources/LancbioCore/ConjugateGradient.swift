@@ -8,6 +8,18 @@
 /// by sigma = 1 / ||r0||: their squared norms then stay near 1 whatever the magnitude of b
 /// (1e-300 or 1e+300), where the unscaled r^T r would underflow or overflow.
 final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
+    typealias Options = (maxIterations: Int, tolerance: Double)
+    static var name: String { "cg" }
+    static var readsProductInPlace: Bool { true }
+
+    static func validate(_ o: Options) throws(EstimatorError) {
+        try OptionChecks.count(o.maxIterations, "maxIterations", atLeast: 0)
+        try OptionChecks.tolerance(o.tolerance, "tolerance")
+    }
+
+    /// The residual and the search direction.
+    static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 2) }
+
     let n: Int
     let maxIterations: Int
     let tolerance: Double
@@ -19,32 +31,35 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     private var iterations = 0
     private var started = false
 
-    init(n: Int, maxIterations: Int, tolerance: Double) {
+    init(n: Int, options: Options) {
         self.n = n
-        self.maxIterations = maxIterations
-        self.tolerance = tolerance
+        maxIterations = options.maxIterations
+        tolerance = options.tolerance
         residual = .allocate(zeroed: n)
         direction = .allocate(zeroed: n)
     }
 
     deinit { residual.deallocateZeroed(); direction.deallocateZeroed() }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         Kernels.copy(ws.estimate, to: ws.pending, n)
         iterations = 0
         started = false
-        ws.productInput = UnsafePointer(ws.estimate)
-        return true
+        return .product(of: ws.estimate)
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
-        let ap = ws.product
+        let ap = input.product
         if !started {
             started = true
-            Kernels.subtract(ws.rhs, ap, into: residual, n)
+            Kernels.subtract(input.rhs, ap, into: residual, n)
             let initialNorm = Kernels.norm(residual, n)
-            guard initialNorm.isFinite else { throw ws.productFailure("the initial residual b - A v") }
+            guard initialNorm.isFinite else { throw input.productFailure("the initial residual b - A v", n) }
             if initialNorm == 0 {
                 residualNormSquared = 0
                 sigma = 1
@@ -58,7 +73,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         } else {
             // ap = A (sigma p): the step along sigma p is rr / (p^T A p) in scaled terms.
             let curvature = Kernels.dot(direction, ap, n)
-            guard curvature.isFinite else { throw ws.productFailure("p^T A p") }
+            guard curvature.isFinite else { throw input.productFailure("p^T A p", n) }
             guard curvature > 0 else {
                 info.indefinite = true
                 return finish(&info, converged: false)
@@ -71,39 +86,35 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
             guard residualNormSquared.isFinite, estimateFinite else {
                 throw .nonFiniteResult("conjugate gradients overflowed")
             }
-            if !isConverged(ws) && iterations < maxIterations {
+            if !isConverged(input) && iterations < maxIterations {
                 // p <- r + (rr_new / rr_old) p
                 let ratio = residualNormSquared / previous
                 guard Kernels.update(direction, times: ratio, plus: 1, times: residual, n).allFinite else {
                     throw .nonFiniteResult("the CG search direction overflowed")
                 }
-                ws.productInput = UnsafePointer(direction)
-                return true
+                return .product(of: direction)
             }
         }
-        let converged = isConverged(ws)
+        let converged = isConverged(input)
         if converged || iterations >= maxIterations {
             return finish(&info, converged: converged)
         }
         Kernels.copy(residual, to: direction, n)
-        ws.productInput = UnsafePointer(direction)
-        return true
+        return .product(of: direction)
     }
 
     /// ||r|| <= tolerance ||b||, compared in scaled terms.
-    private func isConverged(_ ws: StepWorkspace<T>) -> Bool {
-        residualNormSquared.squareRoot() <= tolerance * ws.rhsNorm * sigma
+    private func isConverged(_ input: StepInput<T>) -> Bool {
+        residualNormSquared.squareRoot() <= tolerance * input.rhsNorm * sigma
     }
 
-    private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
+    private func finish(_ info: inout StepInfo, converged: Bool) -> StepDemand<T> {
         info.iterations = iterations
         info.residual = residualNormSquared.squareRoot() / sigma
         info.residualKind = .recurrence
         info.settleOutcome(budgetReached: !converged)
-        return false
+        return .done
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
-    func abandon() {}
-    func reset() {}
 }

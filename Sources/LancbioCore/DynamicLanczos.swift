@@ -1,3 +1,5 @@
+import RealModule
+
 /// LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3) as a resumable step.
 ///
 /// Each step performs one Lanczos step with the operator of that step, so the Krylov
@@ -12,6 +14,19 @@
 /// (the schedule and `mustRestart` are unchanged), so nothing reads them before they are
 /// rewritten.
 final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
+    static var name: String { "lanczos" }
+    static var readsProductInPlace: Bool { true }
+    static func validate(_ options: LanczosOptions) throws(EstimatorError) { try options.validate() }
+
+    /// The basis (m_max + 1 columns), the anchor and its product; the projected system
+    /// ((m_max + 1)^2 + 9 (m_max + 1) Doubles: its least-squares fallback needs the full
+    /// eigenvector matrix), the per-chunk sums and the two threads' scratch of the passes.
+    static func storage(n: Int, options: LanczosOptions) -> MethodStorage {
+        let c = options.maxPeriod + 1   // validated: at most 4097
+        return MethodStorage(vectors: c + 2,
+                             doubles: c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * BasisPasses<T>.scratchRows(n: n))
+    }
+
     let n: Int
     let options: LanczosOptions
 
@@ -76,12 +91,11 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         anchorProduct.deallocateZeroed(); reorthogonalization.deallocateZeroed()
     }
 
-    /// Bytes held by this method's storage (the basis dominates).
-    var storageBytes: Int {
-        (n * (options.maxPeriod + 1) + 2 * n) * MemoryLayout<T>.stride
-    }
+    var progress: MethodProgress { MethodProgress(dimension: dimension, period: period, restarts: restarts) }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         let k = steps + 1
         var m = period
         if k > 1 && (k - 1) % options.growEvery == 0 {
@@ -96,64 +110,64 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         info.period = m
         info.restarted = pendingRestart
         guard pendingRestart else {
-            ws.productInput = UnsafePointer(basis + dimension * n)
             phase = .basisProduct
-            return true
+            return .product(of: basis + dimension * n)
         }
         switch options.variant {
         case .residual:
-            ws.productInput = UnsafePointer(ws.estimate)
             phase = .anchorProduct
-            return true
+            return .product(of: ws.estimate)
         case .plain:
-            guard ws.rhsNorm > 0 else {
+            guard input.rhsNorm > 0 else {
                 finishWithoutBasis(ws, &info, estimate: nil)
-                return false
+                return .done
             }
-            pendingStartNorm = ws.rhsNorm
-            Kernels.scaledCopy(ws.rhs, dividingBy: ws.rhsNorm, into: basis, n)
-            ws.productInput = UnsafePointer(basis)
+            pendingStartNorm = input.rhsNorm
+            Kernels.scaledCopy(input.rhs, dividingBy: input.rhsNorm, into: basis, n)
             phase = .basisProduct
-            return true
+            return .product(of: basis)
         }
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
         switch phase {
         case .anchorProduct:
-            return try anchorProductArrived(ws, &info)
+            return try anchorProductArrived(input, ws, &info)
         case .basisProduct:
-            try basisProductArrived(ws, &info)
-            return false
+            try basisProductArrived(input, ws, &info)
+            return .done
         case .idle, .done:
             throw .invalidState("no product was requested")
         }
     }
 
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
-    private func anchorProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        Kernels.copy(ws.product, to: anchorProduct, n)
+    private func anchorProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
+        throws(EstimatorError) -> StepDemand<T> {
+        Kernels.copy(input.product, to: anchorProduct, n)
         let productNorm = Kernels.norm(anchorProduct, n)
-        guard productNorm.isFinite else { throw ws.productFailure("the anchor product A v") }
-        Kernels.subtract(ws.rhs, anchorProduct, into: basis, n)
+        guard productNorm.isFinite else { throw input.productFailure("the anchor product A v", n) }
+        Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
         let rho = Kernels.norm(basis, n)
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
         // b == A v to working precision: v already solves this system.
-        if rho <= Double(T.ulpOfOne) * (ws.rhsNorm + productNorm) {
+        if rho <= Double(T.ulpOfOne) * (input.rhsNorm + productNorm) {
             finishWithoutBasis(ws, &info, estimate: ws.estimate)
-            return false
+            return .done
         }
         pendingStartNorm = rho
         Kernels.scale(basis, n, dividingBy: rho)
-        ws.productInput = UnsafePointer(basis)
         phase = .basisProduct
-        return true
+        return .product(of: basis)
     }
 
     /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
-    private func basisProductArrived(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
-        let y = ws.product
+    private func basisProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
+        throws(EstimatorError) {
+        let y = input.product
         let column = pendingRestart ? 0 : dimension
         let q = UnsafePointer(basis + column * n)
         let previous: UnsafePointer<T>? = column > 0 ? UnsafePointer(basis + (column - 1) * n) : nil
@@ -162,7 +176,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
         let a = passes.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious)
         // Any NaN or infinity in y makes alpha non-finite (inf * 0 and inf - inf are NaN).
-        guard a.isFinite else { throw ws.productFailure("the Lanczos coefficient q^T A q") }
+        guard a.isFinite else { throw input.productFailure("the Lanczos coefficient q^T A q", n) }
         let squares = passes.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious,
                                              into: next)
         let b: Double
@@ -175,7 +189,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
         // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
         // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
-        let scale = Kernels.hypot(Kernels.hypot(a, betaPrevious), b)
+        let scale = Double.hypot(Double.hypot(a, betaPrevious), b)
         let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
         // The orthogonality check measures Q^T q_{j+1} in the projection's pass over the
         // basis, which also normalises q_{j+1} block by block: no pass of its own.
@@ -200,7 +214,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             // r = b - w (residual variant) or b, formed block by block inside the pass.
             let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
             if checkOrthogonality {
-                passes.project(basis, columns: j, rhs: ws.rhs, minus: w, coefficients: s,
+                passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
                                and: next, scalingBy: normaliseInPass ? reciprocal : 1,
                                zCoefficients: reorthogonalization)
                 if !normaliseInPass {
@@ -215,7 +229,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 pendingOrthogonalityLoss = !(loss <= options.orthogonalityTolerance)
                 info.orthogonalityRestart = pendingOrthogonalityLoss
             } else {
-                passes.project(basis, columns: j, rhs: ws.rhs, minus: w, coefficients: s,
+                passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
                                and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
             }
         }
@@ -273,6 +287,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         phase = .done
     }
 
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     func commit(_ ws: StepWorkspace<T>) {
         steps += 1
         period = pendingPeriod

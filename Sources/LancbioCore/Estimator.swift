@@ -9,6 +9,10 @@
 ///   call returns `.finished`. Hosts that compute products on their own device or event
 ///   loop never have to re-enter from a callback.
 ///
+/// The method itself is a `StepMethod` (chosen by `EstimatorMethod`'s table); this class
+/// owns the state machine around it, the same for every method: the check of b, the
+/// request and product buffers, commit and rollback, and the counters.
+///
 /// Failure atomicity: any thrown error (bad input, a non-finite product, overflow, or the
 /// product closure throwing) abandons the step and leaves the estimator exactly as it was
 /// before `begin`/`step`, so the same step can be retried.
@@ -20,15 +24,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
     public let method: EstimatorMethod
     private let ws: StepWorkspace<T>
     private let vectorPasses: VectorPasses<T>
-    private let engine: Engine
-    private var inProgress = false
+    private let engine: any StepMethod<T>
+    private let readsProductInPlace: Bool
+    private var state = State.idle
     private var pendingInfo = StepInfo()
-    /// Set by `beginDeferred`: a finished step waits for `commitDeferred` or `cancel`.
-    private var deferringCommit = false
-    private var awaitingCommit = false
-    /// Set while `step` waits for its product closure: a closure that calls back into this
-    /// estimator (reset, begin, setEstimate, step) must not change the state under it.
-    private var insideProductCallback = false
     /// Diagnostics of the last completed step.
     public private(set) var lastInfo = StepInfo()
     /// Products used since creation or the last reset.
@@ -36,16 +35,28 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// Steps completed since creation or the last reset.
     public private(set) var steps = 0
 
-    /// The method's concrete state machine. A closed enum rather than an existential so
-    /// that every call is statically dispatched and specialised with T.
-    private enum Engine {
-        case lanczos(DynamicLanczos<T>)
-        case subspace(SubspaceSolve<T>)
-        case cg(ConjugateGradient<T>)
-        case minres(MINRES<T>)
-        case gradient(GradientSteps<T>)
-        case neumann(NeumannSeries<T>)
-        case randomNeumann(RandomNeumann<T>)
+    /// Where the estimator is between calls.
+    private enum State {
+        /// No step in progress.
+        case idle
+        /// A step waits for a product (`begin`/`resume` returned `.needsProduct`).
+        case stepping(Step)
+        /// The product closure of `step` or `stepDeferred` is running: calls into this
+        /// estimator from inside it must not change the state under the step.
+        case inProductCallback(Step)
+        /// A deferred step finished; its estimate waits for `commitDeferred` or `cancel`.
+        case awaitingCommit
+    }
+
+    /// A step in progress: scalars and storage the estimator owns, never a caller's pointer.
+    private struct Step {
+        /// ||b||.
+        var rhsNorm: Double
+        /// The vector the method asked to multiply (in method or workspace storage), or nil
+        /// for the step's b.
+        var request: UnsafePointer<T>?
+        /// Whether a finished step waits for `commitDeferred`.
+        var deferred: Bool
     }
 
     /// What a reverse-communication call asks of the caller next.
@@ -62,7 +73,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public init(n: Int, method: EstimatorMethod) throws(EstimatorError) {
         guard n >= 1 else { throw .invalidArgument("n must be >= 1 (got \(n))") }
-        try method.validate()
+        let implementation = method.implementation(T.self)
+        try implementation.validate()
         guard Self.requiredBytes(n: n, method: method) != nil else {
             throw .invalidArgument("n = \(n) is too large for this method's storage")
         }
@@ -70,17 +82,13 @@ public final class Estimator<T: BinaryFloatingPoint> {
         self.method = method
         ws = StepWorkspace(n: n)
         vectorPasses = VectorPasses(n: n)
-        switch method {
-        case .dynamicLanczos(let o): engine = .lanczos(DynamicLanczos(n: n, options: o))
-        case .subspace(let theta0): engine = .subspace(SubspaceSolve(n: n, theta0: theta0))
-        case .conjugateGradient(let k, let tol): engine = .cg(ConjugateGradient(n: n, maxIterations: k, tolerance: tol))
-        case .minres(let k, let tol): engine = .minres(MINRES(n: n, maxIterations: k, tolerance: tol))
-        case .gradientDescent(let eta, let k): engine = .gradient(GradientSteps(n: n, stepSize: eta, steps: k))
-        case .neumann(let eta, let k): engine = .neumann(NeumannSeries(n: n, stepSize: eta, terms: k))
-        case .randomNeumann(let eta, let k, let seed):
-            engine = .randomNeumann(RandomNeumann(n: n, stepSize: eta, maxTerms: k, seed: seed))
-        }
+        engine = implementation.make(n)
+        readsProductInPlace = implementation.readsProductInPlace
     }
+
+    /// Vectors of n values the workspace holds for every method: the estimate, the pending
+    /// estimate, the copy of b and the product buffer.
+    private static var workspaceVectors: Int { 4 }
 
     /// Bytes the estimator allocates at creation (vectors of n values, the Lanczos basis
     /// dominating with m_max + 1 of them, plus the small projected system), or nil when
@@ -91,44 +99,29 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// precise reason rather than an allocation error. Caller-controlled sizes are never
     /// multiplied unchecked, here least of all, since hosts call this before creating.
     public static func requiredBytes(n: Int, method: EstimatorMethod) -> Int? {
-        guard n >= 1, (try? method.validate()) != nil else { return 0 }
-        let vectors: Int
-        switch method {
-        case .dynamicLanczos(let o): vectors = o.maxPeriod + 1 + 2 + 4
-        case .minres: vectors = 6 + 4
-        case .subspace: vectors = 3 + 4
-        case .conjugateGradient: vectors = 2 + 4
-        case .neumann, .randomNeumann: vectors = 1 + 4
-        case .gradientDescent: vectors = 4
-        }
-        let (elements, overflow) = n.multipliedReportingOverflow(by: vectors)
+        let implementation = method.implementation(T.self)
+        guard n >= 1, (try? implementation.validate()) != nil else { return 0 }
+        let storage = implementation.storage(n)
+        let (elements, overflow) = n.multipliedReportingOverflow(by: storage.vectors + workspaceVectors)
         guard !overflow, elements <= (1 << 46) / MemoryLayout<T>.stride else { return nil }
-        // The small projected system: (m_max + 1)^2 + 9 (m_max + 1) doubles for Lanczos
-        // (its least-squares fallback needs the full eigenvector matrix), a few for SubBiO.
-        var small = 2 * 2 + 9 * 2
-        if case .dynamicLanczos(let o) = method {
-            let c = o.maxPeriod + 1   // validated: at most 4097
-            // Plus the per-chunk sums and the two threads' scratch of the two-core passes.
-            small = c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * BasisPasses<T>.scratchRows(n: n)
-        }
-        return elements * MemoryLayout<T>.stride + small * MemoryLayout<Double>.stride
+        return elements * MemoryLayout<T>.stride + storage.doubles * MemoryLayout<Double>.stride
     }
 
     // MARK: Estimate and state
 
     /// Whether a reverse-communication step has begun and not yet finished or been cancelled.
-    public var isStepInProgress: Bool { inProgress }
+    public var isStepInProgress: Bool {
+        if case .idle = state { false } else { true }
+    }
 
     /// Lanczos only: the current subspace dimension j and period m (0 for other methods).
-    public var lanczosDimension: Int { if case .lanczos(let l) = engine { l.dimension } else { 0 } }
-    public var lanczosPeriod: Int { if case .lanczos(let l) = engine { l.period } else { 0 } }
-    public var restarts: Int { if case .lanczos(let l) = engine { l.restarts } else { 0 } }
+    public var lanczosDimension: Int { engine.progress.dimension }
+    public var lanczosPeriod: Int { engine.progress.period }
+    public var restarts: Int { engine.progress.restarts }
 
     /// Copies the committed estimate v (count n) into `destination`.
     public func copyEstimate(into destination: UnsafeMutableBufferPointer<T>) throws(EstimatorError) {
-        guard destination.count == n, let d = destination.baseAddress else {
-            throw .invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
-        }
+        let d = try checkedCount(destination, "the destination")
         Kernels.copy(ws.estimate, to: d, n)
     }
 
@@ -138,17 +131,12 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func setEstimate(_ v: UnsafeBufferPointer<T>) throws(EstimatorError) {
         try rejectReentry("setEstimate")
-        guard !inProgress else { throw .invalidState("a step is in progress: finish or cancel it first") }
-        guard v.count == n, let p = v.baseAddress else {
-            throw .invalidArgument("the estimate must hold n = \(n) values (got \(v.count))")
-        }
+        guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
+        let p = try checkedCount(v, "the estimate")
         guard Kernels.allFinite(p, n) else { throw .nonFiniteInput("the estimate contains NaN or infinity") }
         Kernels.copy(p, to: ws.pending, n)
         ws.commitEstimate()
-        switch engine {
-        case .lanczos(let m): m.estimateReplaced()
-        case .subspace, .cg, .minres, .gradient, .neumann, .randomNeumann: break
-        }
+        engine.estimateReplaced()
     }
 
     /// Back to the state right after creation: v = 0, counters zero, the Lanczos schedule
@@ -161,29 +149,21 @@ public final class Estimator<T: BinaryFloatingPoint> {
         lastInfo = StepInfo()
         totalProducts = 0
         steps = 0
-        switch engine {
-        case .lanczos(let m): m.reset()
-        case .subspace(let m): m.reset()
-        case .cg(let m): m.reset()
-        case .minres(let m): m.reset()
-        case .gradient(let m): m.reset()
-        case .neumann(let m): m.reset()
-        case .randomNeumann(let m): m.reset()
-        }
+        engine.reset()
     }
 
     // MARK: Reverse communication
 
     /// The vector whose product the step needs; valid while `begin`/`resume` last returned
     /// `.needsProduct`. Owned by the estimator: read it, do not keep it.
-    public var productInput: UnsafeBufferPointer<T> { UnsafeBufferPointer(start: ws.productInput, count: n) }
+    public var productInput: UnsafeBufferPointer<T> {
+        UnsafeBufferPointer(start: request(rhs: UnsafePointer(ws.rhsCopy)), count: n)
+    }
 
     /// Copies `productInput` into `destination` (count n), on both cores at large n.
     public func copyProductInput(into destination: UnsafeMutableBufferPointer<T>) throws(EstimatorError) {
-        guard destination.count == n, let d = destination.baseAddress else {
-            throw .invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
-        }
-        vectorPasses.copy(ws.productInput, into: d)
+        let d = try checkedCount(destination, "the destination")
+        vectorPasses.copy(request(rhs: UnsafePointer(ws.rhsCopy)), into: d)
     }
 
     /// Where the caller writes A * `productInput` (count n). Owned by the estimator.
@@ -195,44 +175,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func begin(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
         try rejectReentry("begin")
-        return try start(rhs: b, deferred: false, copying: true)
-    }
-
-    private func rejectReentry(_ call: String) throws(EstimatorError) {
-        guard !insideProductCallback else {
-            throw .invalidState("\(call) was called from inside this estimator's own product callback")
-        }
-    }
-
-    /// `copying` false: b stays valid and unchanged until the step ends (`step`, and the
-    /// bilevel optimizer's own buffer), so the step reads it in place.
-    private func start(rhs b: UnsafeBufferPointer<T>, deferred: Bool, copying: Bool) throws(EstimatorError) -> Progress {
-        guard !inProgress else { throw .invalidState("a step is already in progress: resume or cancel it first") }
-        guard b.count == n, let p = b.baseAddress else {
-            throw .invalidArgument("b must hold n = \(n) values (got \(b.count))")
-        }
-        // rhsCopy belongs to no committed state, so it may be written before b is accepted.
-        let measured = vectorPasses.measure(p, copyingInto: copying ? ws.rhsCopy : nil)
-        guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
-        let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
-        guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
-        ws.rhs = copying ? UnsafePointer(ws.rhsCopy) : p
-        ws.rhsNorm = bNorm
-        pendingInfo = StepInfo()
-        inProgress = true
-        deferringCommit = deferred
-        awaitingCommit = false
-        return try advance { (ws, info) throws(EstimatorError) in
-            switch engine {
-            case .lanczos(let m): try m.begin(ws, &info)
-            case .subspace(let m): try m.begin(ws, &info)
-            case .cg(let m): try m.begin(ws, &info)
-            case .minres(let m): try m.begin(ws, &info)
-            case .gradient(let m): try m.begin(ws, &info)
-            case .neumann(let m): try m.begin(ws, &info)
-            case .randomNeumann(let m): try m.begin(ws, &info)
-            }
-        }
+        let rhsNorm = try accept(rhs: b, copying: true)
+        return try start(rhs: UnsafePointer(ws.rhsCopy), rhsNorm: rhsNorm, deferred: false)
     }
 
     /// Continues the step after the caller wrote A * `productInput` into `productOutput`.
@@ -242,18 +186,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func resume() throws(EstimatorError) -> Progress {
         try rejectReentry("resume")
-        guard inProgress, !awaitingCommit else { throw .invalidState("no step is in progress: call begin first") }
-        return try advance { (ws, info) throws(EstimatorError) in
-            switch engine {
-            case .lanczos(let m): try m.resume(ws, &info)
-            case .subspace(let m): try m.resume(ws, &info)
-            case .cg(let m): try m.resume(ws, &info)
-            case .minres(let m): try m.resume(ws, &info)
-            case .gradient(let m): try m.resume(ws, &info)
-            case .neumann(let m): try m.resume(ws, &info)
-            case .randomNeumann(let m): try m.resume(ws, &info)
-            }
-        }
+        return try advance(rhs: UnsafePointer(ws.rhsCopy), product: UnsafePointer(ws.productOutput))
     }
 
     /// `resume()` with the product A * `productInput` read from `product` (count n) rather
@@ -264,107 +197,25 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func resume(product: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
         try rejectReentry("resume")
-        guard inProgress, !awaitingCommit else { throw .invalidState("no step is in progress: call begin first") }
-        guard product.count == n, let p = product.baseAddress else {
-            throw .invalidArgument("the product must hold n = \(n) values (got \(product.count))")
-        }
-        switch engine {
-        case .lanczos, .cg: break
-        case .subspace, .minres, .gradient, .neumann, .randomNeumann:
-            // These update the product in place: it must be in their own buffer.
+        _ = try stepAwaitingProduct()
+        let p = try checkedCount(product, "the product")
+        guard readsProductInPlace else {
+            // The method updates the product in place: it must be in its own buffer.
             Kernels.copy(p, to: ws.productOutput, n)
             return try resume()
         }
-        ws.product = p
-        defer { ws.product = UnsafePointer(ws.productOutput) }
-        return try resume()
+        return try advance(rhs: UnsafePointer(ws.rhsCopy), product: p)
     }
 
-    /// Abandons a step in progress; the estimator is as before `begin`. No effect otherwise.
+    /// Abandons a step in progress; the estimator is as before `begin`. No effect otherwise,
+    /// nor from inside the step's own product closure.
     public func cancel() {
-        guard inProgress, !insideProductCallback else { return }
-        inProgress = false
-        deferringCommit = false
-        awaitingCommit = false
-        ws.rhs = UnsafePointer(ws.rhsCopy)
-        switch engine {
-        case .lanczos(let m): m.abandon()
-        case .subspace(let m): m.abandon()
-        case .cg(let m): m.abandon()
-        case .minres(let m): m.abandon()
-        case .gradient(let m): m.abandon()
-        case .neumann(let m): m.abandon()
-        case .randomNeumann(let m): m.abandon()
+        switch state {
+        case .idle, .inProductCallback: return
+        case .stepping, .awaitingCommit:
+            state = .idle
+            engine.abandon()
         }
-    }
-
-    /// Runs one state-machine transition; commits on completion, rolls back on error.
-    @inline(__always)
-    private func advance(
-        _ transition: (StepWorkspace<T>, inout StepInfo) throws(EstimatorError) -> Bool
-    ) throws(EstimatorError) -> Progress {
-        let needsProduct: Bool
-        do {
-            needsProduct = try transition(ws, &pendingInfo)
-        } catch {
-            cancel()
-            throw error
-        }
-        if needsProduct { return .needsProduct }
-        if deferringCommit {
-            awaitingCommit = true
-            var info = pendingInfo
-            info.totalProducts = totalProducts + info.products
-            return .finished(info)
-        }
-        commitStep()
-        return .finished(lastInfo)
-    }
-
-    // MARK: Deferred commit (for callers whose own step can still fail afterwards)
-
-    /// Like `begin`, but a finished step is not committed: its estimate is readable through
-    /// `pendingEstimate` until `commitDeferred()` publishes it or `cancel()` discards it.
-    func beginDeferred(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
-        try start(rhs: b, deferred: true, copying: false)
-    }
-
-    /// Runs a product closure of a deferred step: calls into this estimator from inside it
-    /// are rejected, as they are for `step`.
-    func duringProductCallback<R>(_ body: () throws -> R) rethrows -> R {
-        insideProductCallback = true
-        defer { insideProductCallback = false }
-        return try body()
-    }
-
-    /// The estimate of a finished deferred step.
-    var pendingEstimate: UnsafePointer<T> { UnsafePointer(ws.pending) }
-
-    func commitDeferred() {
-        guard awaitingCommit else { return }
-        deferringCommit = false
-        awaitingCommit = false
-        commitStep()
-        ws.rhs = UnsafePointer(ws.rhsCopy)
-    }
-
-    private func commitStep() {
-        switch engine {
-        case .lanczos(let m): m.commit(ws)
-        case .subspace(let m): m.commit(ws)
-        case .cg(let m): m.commit(ws)
-        case .minres(let m): m.commit(ws)
-        case .gradient(let m): m.commit(ws)
-        case .neumann(let m): m.commit(ws)
-        case .randomNeumann(let m): m.commit(ws)
-        }
-        ws.commitEstimate()
-        inProgress = false
-        steps += 1
-        totalProducts += pendingInfo.products
-        pendingInfo.totalProducts = totalProducts
-        if case .lanczos(let m) = engine { pendingInfo.restarts = m.restarts }
-        lastInfo = pendingInfo
     }
 
     // MARK: Callback driver
@@ -381,32 +232,162 @@ public final class Estimator<T: BinaryFloatingPoint> {
         rhs b: UnsafeBufferPointer<T>, into destination: UnsafeMutableBufferPointer<T>,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> StepInfo {
-        guard destination.count == n, destination.baseAddress != nil else {
-            throw EstimatorError.invalidArgument("the destination must hold n = \(n) values (got \(destination.count))")
-        }
+        let d = try checkedCount(destination, "the destination")
         try rejectReentry("step")
-        // The caller's b must not outlive the call in the workspace (SubBiO also asks for
-        // its product: productInput may point at it).
-        defer {
-            if ws.productInput == ws.rhs && ws.rhs != UnsafePointer(ws.rhsCopy) {
-                ws.productInput = UnsafePointer(ws.estimate)
-            }
-            ws.rhs = UnsafePointer(ws.rhsCopy)
+        _ = try drive(rhs: b, deferred: false, product: product)
+        Kernels.copy(ws.estimate, to: d, n)
+        return lastInfo
+    }
+
+    // MARK: Deferred commit (for callers whose own step can still fail afterwards)
+
+    /// `step` without the commit: the finished step's estimate is readable through
+    /// `pendingEstimate` until `commitDeferred()` publishes it or `cancel()` discards it.
+    /// b (count n) is read in place for the whole call. Returns the step's info, its
+    /// total products counting the step.
+    func stepDeferred(
+        rhs b: UnsafeBufferPointer<T>,
+        product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
+    ) throws -> StepInfo {
+        try rejectReentry("step")
+        guard case .finished(let info) = try drive(rhs: b, deferred: true, product: product) else {
+            throw EstimatorError.invalidState("the deferred step did not finish")
         }
-        var progress = try start(rhs: b, deferred: false, copying: false)
+        return info
+    }
+
+    /// The estimate of a finished deferred step.
+    var pendingEstimate: UnsafePointer<T> { UnsafePointer(ws.pending) }
+
+    func commitDeferred() {
+        guard case .awaitingCommit = state else { return }
+        commit()
+    }
+
+    // MARK: The state machine
+
+    private func rejectReentry(_ call: String) throws(EstimatorError) {
+        guard case .inProductCallback = state else { return }
+        throw .invalidState("\(call) was called from inside this estimator's own product callback")
+    }
+
+    private func checkedCount(_ buffer: UnsafeBufferPointer<T>, _ what: String) throws(EstimatorError) -> UnsafePointer<T> {
+        guard buffer.count == n, let p = buffer.baseAddress else {
+            throw .invalidArgument("\(what) must hold n = \(n) values (got \(buffer.count))")
+        }
+        return p
+    }
+
+    private func checkedCount(_ buffer: UnsafeMutableBufferPointer<T>, _ what: String) throws(EstimatorError)
+        -> UnsafeMutablePointer<T> {
+        UnsafeMutablePointer(mutating: try checkedCount(UnsafeBufferPointer(buffer), what))
+    }
+
+    /// The step waiting for a product, or `.invalidState`.
+    private func stepAwaitingProduct() throws(EstimatorError) -> Step {
+        guard case .stepping(let step) = state else { throw .invalidState("no step is in progress: call begin first") }
+        return step
+    }
+
+    /// The vector to multiply, given the step's b.
+    private func request(rhs: UnsafePointer<T>) -> UnsafePointer<T> {
+        switch state {
+        case .stepping(let step), .inProductCallback(let step): step.request ?? rhs
+        case .idle, .awaitingCommit: UnsafePointer(ws.estimate)
+        }
+    }
+
+    /// Checks b (count n: finite, ||b|| finite) and returns ||b||; with `copying`, b is
+    /// also copied into the workspace in the same pass.
+    private func accept(rhs b: UnsafeBufferPointer<T>, copying: Bool) throws(EstimatorError) -> Double {
+        guard case .idle = state else { throw .invalidState("a step is already in progress: resume or cancel it first") }
+        let p = try checkedCount(b, "b")
+        // rhsCopy belongs to no committed state, so it may be written before b is accepted.
+        let measured = vectorPasses.measure(p, copyingInto: copying ? ws.rhsCopy : nil)
+        guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
+        let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
+        guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
+        return bNorm
+    }
+
+    /// Begins a step on b (valid and unchanged until the step ends).
+    private func start(rhs: UnsafePointer<T>, rhsNorm: Double, deferred: Bool) throws(EstimatorError) -> Progress {
+        pendingInfo = StepInfo()
+        state = .stepping(Step(rhsNorm: rhsNorm, request: nil, deferred: deferred))
+        let input = StepInput(rhs: rhs, rhsNorm: rhsNorm, product: UnsafePointer(ws.productOutput))
+        return try transition { () throws(EstimatorError) in try engine.begin(input, ws, &pendingInfo) }
+    }
+
+    /// Hands the method the product of the last request.
+    private func advance(rhs: UnsafePointer<T>, product: UnsafePointer<T>) throws(EstimatorError) -> Progress {
+        let step = try stepAwaitingProduct()
+        let input = StepInput(rhs: rhs, rhsNorm: step.rhsNorm, product: product)
+        return try transition { () throws(EstimatorError) in try engine.resume(input, ws, &pendingInfo) }
+    }
+
+    /// Runs one call of the method; records its request, or commits (or, deferred, holds)
+    /// a finished step; abandons the step on error.
+    @inline(__always)
+    private func transition(_ call: () throws(EstimatorError) -> StepDemand<T>) throws(EstimatorError) -> Progress {
+        guard case .stepping(var step) = state else { throw .invalidState("no step is in progress") }
+        let demand: StepDemand<T>
+        do {
+            demand = try call()
+        } catch {
+            cancel()
+            throw error
+        }
+        switch demand {
+        case .product(let vector):
+            step.request = vector
+        case .productOfRhs:
+            step.request = nil
+        case .done:
+            guard step.deferred else {
+                commit()
+                return .finished(lastInfo)
+            }
+            state = .awaitingCommit
+            var info = pendingInfo
+            info.totalProducts = totalProducts + info.products
+            return .finished(info)
+        }
+        state = .stepping(step)
+        return .needsProduct
+    }
+
+    /// Runs a whole step on the caller's b, read in place, with products from `product`.
+    private func drive(
+        rhs b: UnsafeBufferPointer<T>, deferred: Bool,
+        product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
+    ) throws -> Progress {
+        let rhsNorm = try accept(rhs: b, copying: false)
+        let rhs = b.baseAddress!  // accepted: n values
+        var progress = try start(rhs: rhs, rhsNorm: rhsNorm, deferred: deferred)
         while progress == .needsProduct {
-            insideProductCallback = true
+            guard case .stepping(let step) = state else { break }
+            state = .inProductCallback(step)
             do {
-                try product(productInput, productOutput)
+                try product(UnsafeBufferPointer(start: step.request ?? rhs, count: n), productOutput)
             } catch {
-                insideProductCallback = false
+                state = .stepping(step)
                 cancel()
                 throw error
             }
-            insideProductCallback = false
-            progress = try resume()
+            state = .stepping(step)
+            progress = try advance(rhs: rhs, product: UnsafePointer(ws.productOutput))
         }
-        Kernels.copy(ws.estimate, to: destination.baseAddress!, n)
-        return lastInfo
+        return progress
+    }
+
+    private func commit() {
+        engine.commit(ws)
+        ws.commitEstimate()
+        state = .idle
+        steps += 1
+        totalProducts += pendingInfo.products
+        pendingInfo.totalProducts = totalProducts
+        pendingInfo.restarts = engine.progress.restarts
+        lastInfo = pendingInfo
     }
 }

@@ -1,40 +1,56 @@
 /// Gradient (Richardson) steps v <- v - eta (A v - b) from the committed estimate:
 /// AmIGO-GD with `steps` = Q, SOBA with `steps` = 1. One product per step.
 final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
+    typealias Options = (stepSize: Double, steps: Int)
+    static var name: String { "gd" }
+    /// The product's buffer becomes the residual.
+    static var readsProductInPlace: Bool { false }
+
+    static func validate(_ o: Options) throws(EstimatorError) {
+        try OptionChecks.positive(o.stepSize, "stepSize")
+        try OptionChecks.count(o.steps, "steps", atLeast: 1)
+    }
+
+    static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 0) }
+
     let n: Int
     let stepSize: Double
     let steps: Int
     private var taken = 0
 
-    init(n: Int, stepSize: Double, steps: Int) {
+    init(n: Int, options: Options) {
         self.n = n
-        self.stepSize = stepSize
-        self.steps = steps
+        stepSize = options.stepSize
+        steps = options.steps
     }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         Kernels.copy(ws.estimate, to: ws.pending, n)
         taken = 0
-        ws.productInput = UnsafePointer(ws.pending)
-        return true
+        return .product(of: ws.pending)
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
-        let residualNorm = try Self.gradientStep(ws, stepSize: stepSize)
+        let residualNorm = try Self.gradientStep(input, ws, stepSize: stepSize)
         taken += 1
-        guard taken >= steps else { return true }
+        guard taken >= steps else { return .product(of: ws.pending) }
         info.iterations = taken
         info.residual = residualNorm
         info.residualKind = .previousIterate
         info.settleOutcome()
-        return false
+        return .done
     }
 
     /// pending <- pending - eta (A pending - b), with A pending in ws.productOutput.
     /// Returns ||A pending - b|| before the step.
-    static func gradientStep(_ ws: StepWorkspace<T>, stepSize eta: Double) throws(EstimatorError) -> Double {
-        let v = ws.pending, r = ws.productOutput, b = ws.rhs, n = ws.n
+    static func gradientStep(_ input: StepInput<T>, _ ws: StepWorkspace<T>, stepSize eta: Double)
+        throws(EstimatorError) -> Double {
+        let v = ws.pending, r = ws.productOutput, b = input.rhs, n = ws.n
         // r = A v - b in place (the product buffer is scratch once read), then v -= eta r, in
         // one pass that also sums r's squares. Separate poisons tell the operator's NaN or
         // infinity from our own overflow; vector accumulators keep the loop vectorised.
@@ -76,6 +92,4 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
-    func abandon() {}
-    func reset() {}
 }

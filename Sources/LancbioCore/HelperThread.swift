@@ -11,11 +11,14 @@ import Synchronization
 ///
 /// A stored closure rather than an overridable method: a closure formed in specialised
 /// code stays specialised, while a generic class's vtable entry would run the unspecialised
-/// (generic, far slower) kernel.
+/// (generic, far slower) kernel. What one pass works on (its vectors, which may be the
+/// caller's) is not stored: `runAll` hands each chunk a pointer to the pass's description,
+/// a value on the caller's stack that lives exactly as long as the call.
 final class ChunkedWork {
     let chunks: Int
-    /// Runs one chunk, 0 ..< chunks, on thread `worker` (0 or 1).
-    var run: (_ chunk: Int, _ worker: Int) -> Void = { _, _ in }
+    /// Runs one chunk, 0 ..< chunks, on thread `worker` (0 or 1), of the pass that `pass`
+    /// describes (valid during the call only).
+    var run: (_ chunk: Int, _ worker: Int, _ pass: UnsafeRawPointer) -> Void = { _, _, _ in }
     /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
     private let bounds: UnsafeMutablePointer<Int>
 
@@ -33,12 +36,13 @@ final class ChunkedWork {
         (bounds[chunk], bounds[chunk + 1] - bounds[chunk])
     }
 
-    /// Runs every chunk, shared with the helper thread when there is one.
-    func runAll() {
+    /// Runs every chunk of the pass that `pass` describes, shared with the helper thread
+    /// when there is one.
+    func runAll(_ pass: UnsafeRawPointer) {
         if let helper = HelperThread.shared {
-            helper.run(self)
+            helper.run(self, pass)
         } else {
-            for chunk in 0..<chunks { run(chunk, 0) }
+            for chunk in 0..<chunks { run(chunk, 0, pass) }
         }
     }
 }
@@ -80,6 +84,8 @@ final class HelperThread: @unchecked Sendable {
     /// The job; written by its owner before `state` becomes `posted` (release), read by
     /// the helper after it sees `posted` (acquire).
     private var work: Unmanaged<ChunkedWork>?
+    /// The description of the posted job's pass; cleared when the job ends.
+    private var pass: UnsafeRawPointer?
 
     // The slow paths: sleeping helper, waiting owner. `sleeping` and `ownerWaiting` are
     // guarded by `lock`.
@@ -128,18 +134,22 @@ final class HelperThread: @unchecked Sendable {
 
     /// Runs every chunk of `work`, sharing them with the helper when it is free; returns
     /// when all have finished.
-    func run(_ work: ChunkedWork) {
+    func run(_ work: ChunkedWork, _ pass: UnsafeRawPointer) {
         guard Self.isEnabled, !Self.inForkedChild, pthread_mutex_trylock(owner) == 0 else {
-            for chunk in 0..<work.chunks { work.run(chunk, 0) }
+            for chunk in 0..<work.chunks { work.run(chunk, 0, pass) }
             return
         }
         defer { pthread_mutex_unlock(owner) }
         if skip > 0 {
             skip -= 1
-            for chunk in 0..<work.chunks { work.run(chunk, 0) }
+            for chunk in 0..<work.chunks { work.run(chunk, 0, pass) }
             return
         }
+        // The helper reads both only between claiming the job and finishing it; the
+        // caller's pass ends with this call, so neither outlives it.
+        defer { self.work = nil; self.pass = nil }
         self.work = .passUnretained(work)
+        self.pass = pass
         fegetenv(&environment)
         nextChunk.store(0, ordering: .relaxed)
         state.store(Self.posted, ordering: .releasing)
@@ -149,7 +159,7 @@ final class HelperThread: @unchecked Sendable {
         pthread_mutex_unlock(lock)
 
         let started = Self.now()
-        let ran = runChunks(work, worker: 0)
+        let ran = runChunks(work, worker: 0, pass)
         // Still posted: the helper never started, and now never will. Expected when it was
         // asleep (the first pass after a pause); when it was polling, its core is taken.
         if state.compareExchange(expected: Self.posted, desired: Self.idle, ordering: .acquiringAndReleasing).exchanged {
@@ -191,12 +201,12 @@ final class HelperThread: @unchecked Sendable {
 
     /// Claims and runs chunks until none are left; returns how many this thread ran.
     @discardableResult
-    private func runChunks(_ work: ChunkedWork, worker: Int) -> Int {
+    private func runChunks(_ work: ChunkedWork, worker: Int, _ pass: UnsafeRawPointer) -> Int {
         var ran = 0
         while true {
             let chunk = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
             guard chunk < work.chunks else { return ran }
-            work.run(chunk, worker)
+            work.run(chunk, worker, pass)
             ran += 1
         }
     }
@@ -216,7 +226,7 @@ final class HelperThread: @unchecked Sendable {
                                             ordering: .acquiringAndReleasing).exchanged else { continue }
             }
             fesetenv(&environment)
-            runChunks(work!.takeUnretainedValue(), worker: 1)
+            runChunks(work!.takeUnretainedValue(), worker: 1, pass!)
             state.store(Self.finished, ordering: .releasing)
             pthread_mutex_lock(lock)
             if ownerWaiting { pthread_cond_signal(done) }

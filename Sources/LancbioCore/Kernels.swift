@@ -290,18 +290,6 @@ extension Kernels {
 }
 
 extension Kernels {
-    /// sqrt(a^2 + b^2) without overflow or underflow of the squares.
-    @inlinable
-    static func hypot(_ a: Double, _ b: Double) -> Double {
-        let x = a.magnitude, y = b.magnitude
-        let big = max(x, y), small = min(x, y)
-        guard big > 0, big.isFinite else { return big.isNaN || small.isNaN ? .nan : big }
-        let r = small / big
-        return big * (1 + r * r).squareRoot()
-    }
-}
-
-extension Kernels {
     /// x /= d. Multiplies by 1 / d when that is finite (the fast path); divides element by
     /// element when d is so small (subnormal) that its reciprocal overflows.
     @inlinable

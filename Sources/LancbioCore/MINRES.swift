@@ -1,3 +1,5 @@
+import RealModule
+
 /// MINRES (Paige and Saunders 1975) warm-started from the committed estimate: minimises
 /// ||b - A v|| over the Krylov space of the initial residual, so it handles symmetric
 /// indefinite (and, in the least-squares sense, singular) A, which non-convex lower-level
@@ -7,6 +9,15 @@
 /// stops when the recurrence residual phibar <= tolerance * ||b|| or the Krylov space is
 /// invariant.
 final class MINRES<T: BinaryFloatingPoint>: StepMethod {
+    typealias Options = ConjugateGradient<T>.Options
+    static var name: String { "minres" }
+    /// The product's buffer becomes the next Lanczos vector.
+    static var readsProductInPlace: Bool { false }
+    static func validate(_ o: Options) throws(EstimatorError) { try ConjugateGradient<T>.validate(o) }
+
+    /// r1, r2, the Lanczos vector and the three search directions.
+    static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 6) }
+
     let n: Int
     let maxIterations: Int
     let tolerance: Double
@@ -28,10 +39,10 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     private var sawNegativeCurvature = false
     private var sawSingular = false
 
-    init(n: Int, maxIterations: Int, tolerance: Double) {
+    init(n: Int, options: Options) {
         self.n = n
-        self.maxIterations = maxIterations
-        self.tolerance = tolerance
+        maxIterations = options.maxIterations
+        tolerance = options.tolerance
         r1 = .allocate(zeroed: n); r2 = .allocate(zeroed: n); lanczosVector = .allocate(zeroed: n)
         w = .allocate(zeroed: n); w1 = .allocate(zeroed: n); w2 = .allocate(zeroed: n)
     }
@@ -41,25 +52,28 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         w.deallocateZeroed(); w1.deallocateZeroed(); w2.deallocateZeroed()
     }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         Kernels.copy(ws.estimate, to: ws.pending, n)
         started = false
         iterations = 0
         sawNegativeCurvature = false
         sawSingular = false
-        ws.productInput = UnsafePointer(ws.estimate)
-        return true
+        return .product(of: ws.estimate)
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
         let y = ws.productOutput
-        let target = tolerance * ws.rhsNorm
+        let target = tolerance * input.rhsNorm
         if !started {
             started = true
-            Kernels.subtract(ws.rhs, y, into: r1, n)
+            Kernels.subtract(input.rhs, y, into: r1, n)
             beta = Kernels.norm(r1, n)
-            guard beta.isFinite else { throw ws.productFailure("the initial residual b - A v") }
+            guard beta.isFinite else { throw input.productFailure("the initial residual b - A v", n) }
             residualScale = beta == 0 ? 1 : beta
             phibar = 1
             if beta <= target || beta == 0 {
@@ -73,14 +87,13 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
             oldBeta = 0; dbar = 0; epsilon = 0; cs = -1; sn = 0
             Kernels.fill(w, n, with: 0); Kernels.fill(w2, n, with: 0)
             Kernels.scaledCopy(r2, dividingBy: beta, into: lanczosVector, n)
-            ws.productInput = UnsafePointer(lanczosVector)
-            return true
+            return .product(of: lanczosVector)
         }
         iterations += 1
         // Lanczos: y <- A v - (beta / oldbeta) r1 - (alpha / beta) r2.
         if iterations >= 2 { Kernels.axpy(-beta / oldBeta, r1, y, n) }
         let alpha = Kernels.dot(lanczosVector, y, n)
-        guard alpha.isFinite else { throw ws.productFailure("the Lanczos coefficient v^T A v") }
+        guard alpha.isFinite else { throw input.productFailure("the Lanczos coefficient v^T A v", n) }
         if alpha < 0 { sawNegativeCurvature = true }
         Kernels.axpy(-alpha / beta, r2, y, n)
         swap(&r1, &r2)
@@ -94,7 +107,7 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         let gbar = sn * dbar - cs * alpha
         epsilon = sn * beta
         dbar = -cs * beta
-        var gamma = Kernels.hypot(gbar, beta)
+        var gamma = Double.hypot(gbar, beta)
         if gamma == 0 {
             sawSingular = true
             gamma = Double.ulpOfOne
@@ -123,11 +136,10 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
             return finish(&info, converged: false)
         }
         Kernels.scaledCopy(r2, dividingBy: beta, into: lanczosVector, n)
-        ws.productInput = UnsafePointer(lanczosVector)
-        return true
+        return .product(of: lanczosVector)
     }
 
-    private func finish(_ info: inout StepInfo, converged: Bool) -> Bool {
+    private func finish(_ info: inout StepInfo, converged: Bool) -> StepDemand<T> {
         info.iterations = iterations
         info.residual = phibar * residualScale
         info.residualKind = .recurrence
@@ -135,10 +147,8 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
         info.settleOutcome(budgetReached: !converged && !info.breakdown)
         // MINRES is built for indefinite A: report it, but it is no caveat on the result.
         info.indefinite = sawNegativeCurvature
-        return false
+        return .done
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
-    func abandon() {}
-    func reset() {}
 }

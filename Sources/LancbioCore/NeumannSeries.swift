@@ -2,6 +2,18 @@
 /// `terms` products, no warm start. Converges to A^{-1} b as terms grows when
 /// 0 < eta < 2 / lambda_max(A).
 final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
+    typealias Options = (stepSize: Double, terms: Int)
+    static var name: String { "neumann" }
+    static var readsProductInPlace: Bool { true }
+
+    static func validate(_ o: Options) throws(EstimatorError) {
+        try OptionChecks.positive(o.stepSize, "stepSize")
+        try OptionChecks.count(o.terms, "terms", atLeast: 0)
+    }
+
+    /// The current power.
+    static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
+
     let n: Int
     let stepSize: Double
     let terms: Int
@@ -9,48 +21,49 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     private let power: UnsafeMutablePointer<T>
     private var taken = 0
 
-    init(n: Int, stepSize: Double, terms: Int) {
+    init(n: Int, options: Options) {
         self.n = n
-        self.stepSize = stepSize
-        self.terms = terms
+        stepSize = options.stepSize
+        terms = options.terms
         power = .allocate(zeroed: n)
     }
 
     deinit { power.deallocateZeroed() }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        Kernels.copy(ws.rhs, to: power, n)
-        Kernels.copy(ws.rhs, to: ws.pending, n)  // the running sum, scaled by eta at the end
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
+        Kernels.copy(input.rhs, to: power, n)
+        Kernels.copy(input.rhs, to: ws.pending, n)  // the running sum, scaled by eta at the end
         taken = 0
         return try nextTerm(ws, &info)
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
-        try Self.applyTerm(power: power, sum: ws.pending, ws, stepSize: stepSize, n)
+        try Self.applyTerm(power: power, sum: ws.pending, input, stepSize: stepSize, n)
         taken += 1
         return try nextTerm(ws, &info)
     }
 
-    private func nextTerm(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        if taken < terms {
-            ws.productInput = UnsafePointer(power)
-            return true
-        }
+    private func nextTerm(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
+        if taken < terms { return .product(of: power) }
         Kernels.scale(ws.pending, n, by: stepSize)
         guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("the Neumann series overflowed") }
         info.iterations = taken
         info.residualKind = .unavailable
         info.settleOutcome()
-        return false
+        return .done
     }
 
-    /// power <- power - eta * A power; sum += power (sum nil: no sum).
-    static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ ws: StepWorkspace<T>,
+    /// power <- power - eta * A power (in input.product); sum += power (sum nil: no sum).
+    static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ input: StepInput<T>,
                           stepSize eta: Double, _ n: Int) throws(EstimatorError) {
         // power - eta * product, and sum + power, each rounded once to T.
-        guard Kernels.update(power, times: 1, plus: -eta, times: ws.productOutput, n).allFinite else {
-            throw ws.productFailure("the Neumann term (I - eta A)^i b")
+        guard Kernels.update(power, times: 1, plus: -eta, times: input.product, n).allFinite else {
+            throw input.productFailure("the Neumann term (I - eta A)^i b", n)
         }
         if let sum, !Kernels.update(sum, times: 1, plus: 1, times: power, n).allFinite {
             throw .nonFiniteResult("the Neumann series overflowed")
@@ -58,6 +71,4 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
-    func abandon() {}
-    func reset() {}
 }

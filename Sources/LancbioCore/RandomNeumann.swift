@@ -5,6 +5,19 @@
 /// The generator state is part of the estimator state: a failed step does not advance
 /// it, and `reset` reseeds it.
 final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
+    typealias Options = (stepSize: Double, maxTerms: Int, seed: UInt64)
+    static var name: String { "random-neumann" }
+    /// The gradient steps use the product's buffer as the residual.
+    static var readsProductInPlace: Bool { false }
+
+    static func validate(_ o: Options) throws(EstimatorError) {
+        try OptionChecks.positive(o.stepSize, "stepSize")
+        try OptionChecks.count(o.maxTerms, "maxTerms", atLeast: 1)
+    }
+
+    /// The current power.
+    static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
+
     let n: Int
     let stepSize: Double
     let maxTerms: Int
@@ -17,11 +30,11 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     private var gradientStepsTaken = 0
     private var lastResidual = 0.0
 
-    init(n: Int, stepSize: Double, maxTerms: Int, seed: UInt64) {
+    init(n: Int, options: Options) {
         self.n = n
-        self.stepSize = stepSize
-        self.maxTerms = maxTerms
-        self.seed = seed
+        stepSize = options.stepSize
+        maxTerms = options.maxTerms
+        seed = options.seed
         generator = SplitMix64(seed: seed)
         pendingGenerator = generator
         power = .allocate(zeroed: n)
@@ -32,56 +45,56 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     /// The truncation length p of the last completed step.
     private(set) var lastTruncation = 0
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         pendingGenerator = generator
         truncation = pendingGenerator.next(below: maxTerms)
-        Kernels.copy(ws.rhs, to: power, n)
+        Kernels.copy(input.rhs, to: power, n)
         powersTaken = 0
         gradientStepsTaken = 0
         return try advance(ws)
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
         if powersTaken < truncation {
-            try NeumannSeries<T>.applyTerm(power: power, sum: nil, ws, stepSize: stepSize, n)
+            try NeumannSeries<T>.applyTerm(power: power, sum: nil, input, stepSize: stepSize, n)
             powersTaken += 1
         } else {
-            lastResidual = try GradientSteps<T>.gradientStep(ws, stepSize: stepSize)
+            lastResidual = try GradientSteps<T>.gradientStep(input, ws, stepSize: stepSize)
             gradientStepsTaken += 1
         }
-        guard try !advance(ws) else { return true }
-        info.iterations = powersTaken + gradientStepsTaken
-        info.residual = lastResidual
-        info.residualKind = .previousIterate
-        info.settleOutcome()
-        return false
+        let next = try advance(ws)
+        if case .done = next {
+            info.iterations = powersTaken + gradientStepsTaken
+            info.residual = lastResidual
+            info.residualKind = .previousIterate
+            info.settleOutcome()
+        }
+        return next
     }
 
-    /// Requests the next product, or returns false when all are done.
-    private func advance(_ ws: StepWorkspace<T>) throws(EstimatorError) -> Bool {
-        if powersTaken < truncation {
-            ws.productInput = UnsafePointer(power)
-            return true
-        }
+    /// The next product to ask for, or `.done` when all are done.
+    private func advance(_ ws: StepWorkspace<T>) throws(EstimatorError) -> StepDemand<T> {
+        if powersTaken < truncation { return .product(of: power) }
         if gradientStepsTaken == 0 {
             // The series is done: the gradient steps start from eta (I - eta A)^p b.
             Kernels.scaledCopy(power, by: stepSize, into: ws.pending, n)
             guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("eta (I - eta A)^p b overflowed") }
         }
-        if gradientStepsTaken < maxTerms {
-            ws.productInput = UnsafePointer(ws.pending)
-            return true
-        }
-        return false
+        if gradientStepsTaken < maxTerms { return .product(of: ws.pending) }
+        return .done
     }
 
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     func commit(_ ws: StepWorkspace<T>) {
         generator = pendingGenerator
         lastTruncation = truncation
     }
-
-    func abandon() {}
 
     func reset() {
         generator = SplitMix64(seed: seed)

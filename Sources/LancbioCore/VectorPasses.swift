@@ -16,10 +16,13 @@ final class VectorPasses<T: BinaryFloatingPoint> {
     private let partial: UnsafeMutablePointer<Double>
     private let work: ChunkedWork
 
-    // The pass in progress, set before `HelperThread.run`.
-    private var source = UnsafePointer<T>(bitPattern: 1)!
-    private var destination: UnsafeMutablePointer<T>? = nil
-    private var measuring = false
+    /// What one pass works on, handed to the chunks by pointer for the call only (see
+    /// `ChunkedWork`): the vectors are the caller's.
+    private struct Pass {
+        let source: UnsafePointer<T>
+        let destination: UnsafeMutablePointer<T>?
+        let measuring: Bool
+    }
 
     init(n: Int) {
         self.n = n
@@ -27,7 +30,9 @@ final class VectorPasses<T: BinaryFloatingPoint> {
         splits = n >= Self.minimumRows
         work = ChunkedWork(rows: n, chunks: chunks)
         partial = .allocate(zeroed: 2 * chunks)
-        work.run = { [unowned self] chunk, _ in self.run(chunk: chunk) }
+        work.run = { [unowned self] chunk, _, pass in
+            self.run(pass.assumingMemoryBound(to: Pass.self).pointee, chunk: chunk)
+        }
         if splits { _ = HelperThread.shared }
     }
 
@@ -43,10 +48,7 @@ final class VectorPasses<T: BinaryFloatingPoint> {
             if let destination { return Kernels.copyMeasuring(x, into: destination, n) }
             return Kernels.measure(x, n)
         }
-        source = x
-        self.destination = destination
-        measuring = true
-        dispatch()
+        dispatch(Pass(source: x, destination: destination, measuring: true))
         var squares = 0.0, poison = 0.0
         for c in 0..<BasisSplit.chunks {
             squares += partial[2 * c]
@@ -58,26 +60,21 @@ final class VectorPasses<T: BinaryFloatingPoint> {
     /// destination = x (n values).
     func copy(_ x: UnsafePointer<T>, into destination: UnsafeMutablePointer<T>) {
         guard splits else { return Kernels.copy(x, to: destination, n) }
-        source = x
-        self.destination = destination
-        measuring = false
-        dispatch()
+        dispatch(Pass(source: x, destination: destination, measuring: false))
     }
 
-    private func dispatch() {
-        work.runAll()
-        // The vectors are the caller's: no pointer to them outlives the call.
-        source = UnsafePointer(bitPattern: 1)!
-        destination = nil
+    private func dispatch(_ pass: Pass) {
+        withUnsafePointer(to: pass) { work.runAll(UnsafeRawPointer($0)) }
     }
 
-    private func run(chunk: Int) {
+    private func run(_ pass: Pass, chunk: Int) {
         let (start, rows) = work.rows(of: chunk)
-        guard measuring else {
-            Kernels.copy(source + start, to: destination! + start, rows)
+        let source = pass.source
+        guard pass.measuring else {
+            if let destination = pass.destination { Kernels.copy(source + start, to: destination + start, rows) }
             return
         }
-        let measured = destination.map { Kernels.copyMeasuring(source + start, into: $0 + start, rows) }
+        let measured = pass.destination.map { Kernels.copyMeasuring(source + start, into: $0 + start, rows) }
             ?? Kernels.measure(source + start, rows)
         partial[2 * chunk] = measured.sumOfSquares
         partial[2 * chunk + 1] = measured.allFinite ? 0 : 1

@@ -81,7 +81,7 @@ struct BaselineEstimatorTests {
     @Test("SubBiO: the Galerkin solution on span{b, v - theta0 A v} with 3 products")
     func subBiO() throws {
         let theta0 = 0.03
-        let e = try Estimator<Double>(n: n, method: .subspace(theta0: theta0))
+        let e = try Estimator<Double>(n: n, method: .subbio(theta0: theta0))
         try setEstimate(e, v0)
         var vk = v0
         for k in 0..<3 {

@@ -84,7 +84,7 @@ struct BilevelOptimizerTests {
     /// they get enough terms for that bias to sit below the tolerance.
     @Test("every method drives ||grad phi|| down on a strongly convex bilevel problem", arguments: [
         EstimatorMethod.dynamicLanczos(LanczosOptions(initialPeriod: 1, maxPeriod: 10, growth: 1.1, growEvery: 5)),
-        .subspace(theta0: 0.05),
+        .subbio(theta0: 0.05),
         .conjugateGradient(maxIterations: 5, tolerance: 0),
         .gradientDescent(stepSize: 0.1, steps: 5),
         .neumann(stepSize: 0.1, terms: 150),

@@ -8,7 +8,7 @@ struct BreakdownTests {
     static let allMethods: [EstimatorMethod] = [
         .dynamicLanczos(LanczosOptions(initialPeriod: 5, maxPeriod: 5)),
         .dynamicLanczos(LanczosOptions(initialPeriod: 5, maxPeriod: 5, variant: .plain)),
-        .subspace(theta0: 0.01),
+        .subbio(theta0: 0.01),
         .conjugateGradient(maxIterations: 5, tolerance: 0),
         .minres(maxIterations: 5, tolerance: 0),
         .gradientDescent(stepSize: 0.01, steps: 3),
@@ -84,7 +84,7 @@ struct BreakdownTests {
         // A full cycle on a nonsingular indefinite A still solves it (pivoted tridiagonal solve).
         #expect(relativeError(v, a.solve(b)) < 1e-8)
 
-        let sub = try Estimator<Double>(n: n, method: .subspace(theta0: 0.1))
+        let sub = try Estimator<Double>(n: n, method: .subbio(theta0: 0.1))
         let s = try step(sub, a, b)
         #expect(allFinite(s.v))
 

@@ -5,7 +5,21 @@
 /// subspace to one dimension instead of producing a singular 2 x 2 system; the products of
 /// the orthonormal vectors follow from the three products by linearity. The residual
 /// ||A v - b|| is then exact, from the same products.
-final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
+final class SubBiO<T: BinaryFloatingPoint>: StepMethod {
+    static var name: String { "subbio" }
+    /// The last product's buffer is the residual's scratch.
+    static var readsProductInPlace: Bool { false }
+
+    /// `theta0` > 0, in the units of 1 / eigenvalue of A.
+    static func validate(_ theta0: Double) throws(EstimatorError) {
+        guard theta0.isFinite, theta0 > 0 else {
+            throw .invalidArgument("theta0 must be finite and > 0 (got \(theta0))")
+        }
+    }
+
+    /// A b, the direction and its product; the 2 x 2 projected system.
+    static func storage(n: Int, options: Double) -> MethodStorage { MethodStorage(vectors: 3, doubles: 2 * 2 + 9 * 2) }
+
     let n: Int
     let theta0: Double
     private let rhsProduct: UnsafeMutablePointer<T>     // A b
@@ -15,7 +29,7 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
     private enum Phase { case rhsProduct, estimateProduct, directionProduct }
     private var phase = Phase.rhsProduct
 
-    init(n: Int, theta0: Double) {
+    init(n: Int, options theta0: Double) {
         self.n = n
         self.theta0 = theta0
         rhsProduct = .allocate(zeroed: n)
@@ -25,52 +39,54 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
 
     deinit { rhsProduct.deallocateZeroed(); direction.deallocateZeroed(); directionProduct.deallocateZeroed() }
 
-    func begin(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
-        guard ws.rhsNorm > 0 else {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
+        guard input.rhsNorm > 0 else {
             // b = 0: the Galerkin solution on any subspace is zero.
             Kernels.fill(ws.pending, n, with: 0)
             info.zeroResidual = true
             info.residualKind = .exact
             info.settleOutcome()
-            return false
+            return .done
         }
         phase = .rhsProduct
-        ws.productInput = UnsafePointer(ws.rhs)
-        return true
+        return .productOfRhs
     }
 
-    func resume(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> Bool {
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
-        let y = ws.productOutput
+        let y = input.product
         guard Kernels.allFinite(y, n) else { throw .nonFiniteProduct("the operator returned NaN or infinity") }
         switch phase {
         case .rhsProduct:
             Kernels.copy(y, to: rhsProduct, n)
             phase = .estimateProduct
-            ws.productInput = UnsafePointer(ws.estimate)
-            return true
+            return .product(of: ws.estimate)
         case .estimateProduct:
             let v = ws.estimate
             for i in 0..<n { direction[i] = T(Double(v[i]) - theta0 * Double(y[i])) }
             guard Kernels.allFinite(direction, n) else { throw .nonFiniteResult("v - theta0 A v overflowed") }
             phase = .directionProduct
-            ws.productInput = UnsafePointer(direction)
-            return true
+            return .product(of: direction)
         case .directionProduct:
             Kernels.copy(y, to: directionProduct, n)
-            try galerkinSolve(ws, &info)
-            return false
+            try galerkinSolve(input, ws, &info)
+            return .done
         }
     }
 
-    private func galerkinSolve(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) {
+    private func galerkinSolve(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
+        throws(EstimatorError) {
         // Work with unit vectors throughout, so no inner product squares the scale of b or v
         // (which would overflow or underflow for |b| near 1e+-150).
         // z1 = b / ||b|| into the workspace's copy of b (b itself may be the caller's),
         // A z1 = A b / ||b|| in place.
-        let bn = ws.rhsNorm
+        let bn = input.rhsNorm
         let z1 = ws.rhsCopy, az1 = rhsProduct
-        Kernels.scaledCopy(ws.rhs, dividingBy: bn, into: z1, n)
+        Kernels.scaledCopy(input.rhs, dividingBy: bn, into: z1, n)
         Kernels.scale(az1, n, dividingBy: bn)
         // u = w / ||w||, then its part orthogonal to z1; A u by linearity.
         let directionNorm = Kernels.norm(direction, n)
@@ -124,6 +140,4 @@ final class SubspaceSolve<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
-    func abandon() {}
-    func reset() {}
 }

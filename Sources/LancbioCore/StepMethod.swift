@@ -1,0 +1,82 @@
+/// The contract every estimator method implements, and all the estimator needs to know of
+/// one: its name, the validation and storage of its options, and one resumable step.
+///
+/// A step is `begin`, then `resume` after each product the method asked for, until one
+/// returns `.done`; the estimator then calls `commit`. `abandon` forgets a step in
+/// progress: methods write only to storage that the committed state does not use until
+/// `commit`, so abandoning needs no undo.
+///
+/// The estimator holds its method as `any StepMethod<T>`. A call through the protocol
+/// reaches the generic implementation, which runs its kernels unspecialised (about 75x
+/// slower) unless it carries `@_specialize` for Double and Float: every conformer marks
+/// `begin`, `resume` and `commit` so (the runtime check then jumps to the specialised
+/// copy), and its private helpers are specialised with them.
+protocol StepMethod<Scalar>: AnyObject {
+    associatedtype Scalar: BinaryFloatingPoint
+    /// The method's own options (the parameters of its `EstimatorMethod` case).
+    associatedtype Options
+
+    /// Short lowercase name, as the C and Python layers spell it.
+    static var name: String { get }
+    /// Rejects options out of range with a message naming the option and its valid range.
+    static func validate(_ options: Options) throws(EstimatorError)
+    /// Storage the method allocates at creation for dimension n, beyond the workspace's.
+    static func storage(n: Int, options: Options) -> MethodStorage
+    /// Whether `resume` only reads `StepInput.product`, so that a caller's product buffer
+    /// can be read in place; false when it uses `productOutput` as scratch.
+    static var readsProductInPlace: Bool { get }
+
+    /// Allocates the method's storage; `options` are valid.
+    init(n: Int, options: Options)
+
+    /// Starts a step: asks for a product, or finishes at once (`ws.pending` then holds the
+    /// estimate and `info` is filled).
+    func begin(_ input: StepInput<Scalar>, _ ws: StepWorkspace<Scalar>, _ info: inout StepInfo)
+        throws(EstimatorError) -> StepDemand<Scalar>
+    /// `input.product` holds A * (the vector last asked for). Same result as `begin`.
+    func resume(_ input: StepInput<Scalar>, _ ws: StepWorkspace<Scalar>, _ info: inout StepInfo)
+        throws(EstimatorError) -> StepDemand<Scalar>
+    /// Publishes the step; runs before the workspace swaps in the new estimate, so
+    /// `ws.estimate` is still v_k.
+    func commit(_ ws: StepWorkspace<Scalar>)
+    func abandon()
+    /// Back to the state right after creation.
+    func reset()
+    /// The committed estimate was replaced by the caller.
+    func estimateReplaced()
+    /// Subspace dimension, period and restarts of a Krylov method (zeros for the others).
+    var progress: MethodProgress { get }
+}
+
+extension StepMethod {
+    func abandon() {}
+    func reset() {}
+    func estimateReplaced() {}
+    var progress: MethodProgress { MethodProgress() }
+}
+
+/// What a method asks for after `begin` or `resume`.
+enum StepDemand<T: BinaryFloatingPoint> {
+    /// The product of a vector in the method's or the workspace's storage.
+    case product(of: UnsafePointer<T>)
+    /// The product of the step's b (which may be the caller's buffer, so the method names
+    /// it rather than pointing at it).
+    case productOfRhs
+    /// The step is complete.
+    case done
+}
+
+/// A Krylov method's position in its schedule, for the step info and the estimator's
+/// properties.
+struct MethodProgress {
+    var dimension = 0
+    var period = 0
+    var restarts = 0
+}
+
+/// Storage a method allocates at creation: n-vectors of the estimator's scalar, plus
+/// Doubles for small dense data (projected systems, per-chunk sums, scratch).
+struct MethodStorage {
+    var vectors: Int
+    var doubles: Int = 0
+}
