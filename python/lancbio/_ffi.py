@@ -187,6 +187,7 @@ FUNCTIONS = {
     "lancbio_abi_version": (c_int32, []),
     "lancbio_version": (c_char_p, []),
     "lancbio_status_string": (c_char_p, [c_int32]),
+    "lancbio_last_error": (c_char_p, []),
     "lancbio_estimator_options_init": (c_int32, [POINTER(EstimatorOptions), c_int32]),
     "lancbio_estimator_create": (c_int32, [c_int64, POINTER(EstimatorOptions), POINTER(_handle)]),
     "lancbio_estimator_destroy": (None, [_handle]),

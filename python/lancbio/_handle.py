@@ -62,11 +62,11 @@ class Handle:
 
     def _create(self, create, *arguments, context: str) -> None:
         """Calls ``create(*arguments, &handle)`` and takes ownership of the handle; on a
-        rejection raises with ``context`` as the message."""
+        rejection raises with the library's message (lancbio_last_error) after ``context``."""
         handle = ctypes.c_void_p()
         status = create(*arguments, ctypes.byref(handle))
         if status < 0:
-            raise error(status, None, context)
+            raise error(status, lib.lancbio_last_error(), context)
         self._handle = handle
 
     def _live(self):

@@ -16,36 +16,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _ffi
+from . import _ffi, _options
 from ._ffi import lib
 from ._handle import Handle
+from ._options import to_float, to_int
 from ._trampoline import ERROR, make_callback, new_state
-from .estimators import _float_option, _int_option
 from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
 
-_COMMON = ("lr_x", "lr_y", "inner_steps", "lr_x_decay", "lr_x_min", "lr_y_decay", "lr_y_min")
+_LANCZOS = ("m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize", "orthogonality_tol")
 
-# Each method: its estimator, the paper's defaults (ALGORITHMS.md section 6), and the
-# estimator options it accepts. A default of None for eta or theta0 means "lr_y", as in the
-# research code.
+# Each method: its estimator, the estimator options it accepts (besides the outer loop's
+# lr_x, lr_y, inner_steps and schedules), and the paper's settings where they differ from
+# the library's defaults, which are LancBiO's and AmIGO's (ALGORITHMS.md section 6). v_steps
+# is Q: the estimator's max_iterations for CG, its steps otherwise. eta and theta0 default
+# to lr_y, as in the research code.
 METHODS = {
-    "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, inner_steps=5,
-                    options=dict(m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual", reorthogonalize=False,
-                                 orthogonality_tol=1e-2)),
-    "subbio": dict(estimator=_ffi.METHOD_SUBBIO, inner_steps=5, options=dict(theta0=None)),
-    "amigo-cg": dict(estimator=_ffi.METHOD_CG, inner_steps=5, options=dict(v_steps=5)),
-    "amigo-gd": dict(estimator=_ffi.METHOD_GD, inner_steps=5, options=dict(v_steps=5, eta=None)),
-    "soba": dict(estimator=_ffi.METHOD_GD, inner_steps=1, options=dict(v_steps=1, eta=None)),
-    "stocbio": dict(estimator=_ffi.METHOD_NEUMANN, inner_steps=10, options=dict(v_steps=10, eta=None)),
-    "ttsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=1, lr_x_decay=0.4, lr_x_min=0.01,
-                 options=dict(v_steps=10, eta=None, seed=0)),
-    "bsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=10, lr_x_decay=0.5, lr_x_min=0.01,
-                options=dict(v_steps=10, eta=None, seed=0)),
+    "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, options=_LANCZOS),
+    "subbio": dict(estimator=_ffi.METHOD_SUBBIO, options=("theta0",)),
+    "amigo-cg": dict(estimator=_ffi.METHOD_CG, options=("v_steps",)),
+    "amigo-gd": dict(estimator=_ffi.METHOD_GD, options=("v_steps", "eta")),
+    "soba": dict(estimator=_ffi.METHOD_GD, options=("v_steps", "eta"), inner_steps=1, v_steps=1),
+    "stocbio": dict(estimator=_ffi.METHOD_NEUMANN, options=("v_steps", "eta"), inner_steps=10),
+    "ttsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, options=("v_steps", "eta", "seed"), inner_steps=1,
+                 lr_x_decay=0.4, lr_x_min=0.01),
+    "bsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, options=("v_steps", "eta", "seed"), inner_steps=10,
+                lr_x_decay=0.5, lr_x_min=0.01),
 }
 
-_VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
 _REQUIRED = ("grad_y_g", "grad_x_f", "grad_y_f", "hvp_yy_g", "jvp_xy_g")
 
 
@@ -143,7 +142,7 @@ class Bilevel(Handle):
     lr_x, lr_y : float
         lambda (x step) and theta (inner y step), required.
     inner_steps : int
-        T, inner steps on y per iteration (method default: the paper's).
+        T, inner steps on y per iteration.
     lr_x_decay, lr_x_min, lr_y_decay, lr_y_min : float
         lambda_k = max(lr_x_min, lr_x / k^lr_x_decay); likewise theta_k.
     v_steps : int
@@ -156,6 +155,11 @@ class Bilevel(Handle):
         SubBiO's subspace step; default lr_y.
     seed : int
         TTSA/BSA's truncation generator; also the seed of ``problem.initial_point``.
+
+    Every option not given takes the paper's value for the method where ``METHODS`` sets
+    one, else the library's default (include/lancbio.h documents the defaults and the
+    valid ranges; the library checks them, and a rejected value raises
+    InvalidArgumentError with its message). ``settings`` shows the values in force.
     """
 
     _destroy_function = lib.lancbio_bilevel_destroy
@@ -168,7 +172,7 @@ class Bilevel(Handle):
         if missing:
             raise TypeError(f"the problem lacks the methods {', '.join(missing)}")
         spec = METHODS[method]
-        allowed = set(_COMMON) | set(spec["options"])
+        allowed = set(_options.OUTER) | set(spec["options"])
         unknown = sorted(set(options) - allowed - {"seed"})
         if unknown:
             raise TypeError(f"options {unknown} do not apply to method {method!r}; it accepts {sorted(allowed)}")
@@ -190,51 +194,24 @@ class Bilevel(Handle):
         self._y = _vector(y0, dy, "y0")
         self._dx, self._dy = dx, dy
 
-        outer = _ffi.BilevelOptions()
-        lib.lancbio_bilevel_options_init(ctypes.byref(outer))
-        outer.lr_x = _float_option(options["lr_x"], "lr_x")
-        outer.lr_y = _float_option(options["lr_y"], "lr_y")
-        outer.inner_steps = _int_option(options.get("inner_steps", spec["inner_steps"]), "inner_steps")
-        outer.lr_x_decay = _float_option(options.get("lr_x_decay", spec.get("lr_x_decay", 0.0)), "lr_x_decay")
-        outer.lr_x_min = _float_option(options.get("lr_x_min", spec.get("lr_x_min", 0.0)), "lr_x_min")
-        outer.lr_y_decay = _float_option(options.get("lr_y_decay", 0.0), "lr_y_decay")
-        outer.lr_y_min = _float_option(options.get("lr_y_min", 0.0), "lr_y_min")
-
-        inner = _ffi.EstimatorOptions()
-        lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
-        settings = dict(spec["options"])
-        settings.update({k: v for k, v in options.items() if k in spec["options"]})
+        outer = _options.bilevel_options()
+        _options.fill(outer, _options.OUTER, {name: options.get(name, spec.get(name)) for name in _options.OUTER})
+        self._settings = _options.read(outer, _options.OUTER, _options.OUTER)
+        # The estimator's keywords: v_steps by its name in the estimator's table.
+        q = "maxiter" if spec["estimator"] == _ffi.METHOD_CG else "steps"
+        inner_names = {name: q if name == "v_steps" else name for name in spec["options"]}
+        values = {name: options.get(name, spec.get(name)) for name in spec["options"]}
         for name in ("eta", "theta0"):
-            if name in settings and settings[name] is None:
-                settings[name] = outer.lr_y
-        for name, value in settings.items():
-            if name == "variant":
-                if value not in _VARIANTS:
-                    raise ValueError(f"variant must be one of {list(_VARIANTS)}, got {value!r}")
-                inner.variant = _VARIANTS[value]
-            elif name == "reorthogonalize":
-                inner.reorthogonalize = 1 if value else 0
-            elif name == "orthogonality_tol":
-                inner.orthogonality_tolerance = _float_option(value, name)
-            elif name == "v_steps":
-                inner.max_iterations = inner.steps = _int_option(value, "v_steps")
-            elif name == "eta":
-                inner.step_size = _float_option(value, "eta")
-            elif name in ("m0", "m_max", "grow_every"):
-                setattr(inner, name, _int_option(value, name))
-            elif name == "seed":
-                seed = _int_option(value, "seed")
-                if not 0 <= seed < 2**64:
-                    raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-                inner.seed = seed
-            else:
-                setattr(inner, name, _float_option(value, name))
-        self._settings = {"lr_x": outer.lr_x, "lr_y": outer.lr_y, "inner_steps": outer.inner_steps,
-                          "lr_x_decay": outer.lr_x_decay, "lr_x_min": outer.lr_x_min,
-                          "lr_y_decay": outer.lr_y_decay, "lr_y_min": outer.lr_y_min, **settings}
+            if name in values and values[name] is None:
+                values[name] = outer.lr_y
+        inner = _options.estimator_options(spec["estimator"])
+        _options.fill(inner, _options.ESTIMATOR, {inner_names[name]: value for name, value in values.items()})
+        estimator_settings = _options.read(inner, _options.ESTIMATOR, inner_names.values())
+        self._settings.update((name, estimator_settings[inner_names[name]]) for name in spec["options"])
 
+        described = ", ".join(f"{name}={value!r}" for name, value in self._settings.items())
         self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
-                     context=f"invalid options for method {method!r}: {self._settings}")
+                     context=f"invalid options for method {method!r} ({described})")
         # The exception of a failed callback, re-raised by step() after C returns.
         self._state = new_state()
         self._callbacks = self._make_callbacks()
@@ -304,11 +281,11 @@ class Bilevel(Handle):
         if iterations is None and seconds is None:
             raise ValueError("give iterations=, seconds=, or both")
         if iterations is not None:
-            iterations = _int_option(iterations, "iterations")
+            iterations = to_int(iterations, "iterations")
             if iterations < 0:
                 raise ValueError(f"iterations must be >= 0, got {iterations}")
         if seconds is not None:
-            seconds = _float_option(seconds, "seconds")
+            seconds = to_float(seconds, "seconds")
             if not seconds >= 0:
                 raise ValueError(f"seconds must be >= 0, got {seconds}")
         history = History()

@@ -13,6 +13,10 @@ converted (a silent conversion would change the precision or copy on every step)
 Products returned by the operator (or passed to ``resume``) may have any real floating
 or integer dtype and are cast to the estimator's dtype.
 
+Options: a keyword left at None takes the library's default, and the library checks
+every value's range (a rejected one raises InvalidArgumentError with the library's
+message); include/lancbio.h documents both, at lancbio_estimator_options_t.
+
 Errors: every failure raises a :mod:`lancbio.errors` exception (or the operator's own
 exception) and leaves the estimator exactly as it was before the call.
 """
@@ -20,16 +24,14 @@ exception) and leaves the estimator exactly as it was before the call.
 from __future__ import annotations
 
 import ctypes
-import numbers
-import operator as _operator
 
 import numpy as np
 
-from . import _ffi
+from . import _ffi, _options
 from ._ffi import lib
-from ._handle import Handle, error
+from ._handle import Handle
 from ._trampoline import RUNNING, make_callback, new_state, result_error
-from .errors import InvalidArgumentError, InvalidStateError
+from .errors import InvalidStateError
 from .info import StepInfo
 from .operators import as_operator
 
@@ -49,7 +51,6 @@ _NEED_PRODUCT = _ffi.NEED_PRODUCT
 _ndarray = np.ndarray
 _byref = ctypes.byref
 _memoryview = memoryview
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _precision(dtype) -> np.dtype:
@@ -62,24 +63,6 @@ def _precision(dtype) -> np.dtype:
     return dt
 
 
-def _int_option(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = _operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise InvalidArgumentError(f"{name} = {value} does not fit in int64", -1)
-    return value
-
-
-def _float_option(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    return float(value)
-
-
 class _Estimator(Handle):
     """Common machinery; use one of the concrete classes."""
 
@@ -87,12 +70,11 @@ class _Estimator(Handle):
     _last_error_function = lib.lancbio_estimator_last_error
 
     _method = 0
-    _ranges = ""
 
-    def __init__(self, n, fields: dict, settings: dict, v0, dtype):
-        self._n = _int_option(n, "n")
+    def __init__(self, n, options: dict, v0, dtype):
+        """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default}."""
+        self._n = _options.to_int(n, "n")
         self._dtype = _precision(dtype)
-        self._settings = settings
         precision, ctype, suffix = _PRECISIONS[self._dtype]
         self._pointer = ctypes.POINTER(ctype)
         self._step_fn = getattr(lib, "lancbio_estimator_step" + suffix)
@@ -115,15 +97,13 @@ class _Estimator(Handle):
         self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
         self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
-        options = _ffi.EstimatorOptions()
-        status = lib.lancbio_estimator_options_init(ctypes.byref(options), self._method)
-        if status < 0:
-            raise error(status)
-        options.precision = precision
-        for name, value in fields.items():
-            setattr(options, name, value)
-        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(options),
-                     context=f"{type(self).__name__}({self._describe()}) was rejected; valid values: {self._ranges}")
+        struct = _options.estimator_options(self._method)
+        struct.precision = precision
+        _options.fill(struct, _options.ESTIMATOR, options)
+        # The options in force, the library's defaults included (for repr and messages).
+        self._settings = _options.read(struct, _options.ESTIMATOR, options)
+        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(struct),
+                     context=f"{type(self).__name__}({self._describe()}) was rejected")
         # One request buffer for reverse communication, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
         self._request_view = self._request.view()
@@ -384,20 +364,21 @@ class DynamicLanczos(_Estimator):
     """LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3).
 
     One Lanczos step per ``step`` with the current operator, plus one product at each
-    restart: 1 + 1/m products per step on average.
+    restart: 1 + 1/m products per step on average. Every option left at None takes the
+    library's default (include/lancbio.h, lancbio_estimator_options_t).
 
     Args:
-        n: dimension, >= 1.
-        m0: initial restart period, 1 <= m0 <= m_max.
-        m_max: largest period, 1..4096; the basis holds m_max + 1 vectors of length n.
-        growth: period growth factor >= 1: m <- min(ceil(m * growth), m_max) ...
-        grow_every: ... every this many steps (>= 1).
+        n: dimension.
+        m0: initial restart period (at most m_max).
+        m_max: largest period; the basis holds m_max + 1 vectors of length n.
+        growth: period growth factor: m <- min(ceil(m * growth), m_max) ...
+        grow_every: ... every this many steps.
         variant: "residual" (the paper's, anchored at the last estimate) or "plain"
             (no anchor, q_1 = b / ||b||).
         reorthogonalize: full re-orthogonalisation of each new basis vector.
         orthogonality_tol: restart a cycle early when the newest basis vector has lost
-            orthogonality (max_i |q_i . q_{j+1}| above this; in (0, 1], or math.inf to
-            disable). A drifting operator erodes orthogonality; long cycles on a badly
+            orthogonality (max_i |q_i . q_{j+1}| above this; math.inf disables the check).
+            A drifting operator erodes orthogonality; long cycles on a badly
             non-orthogonal basis can make the estimate diverge.
         v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
             default 0.
@@ -405,23 +386,11 @@ class DynamicLanczos(_Estimator):
     """
 
     _method = _ffi.METHOD_LANCZOS
-    _ranges = ("n >= 1, 1 <= m0 <= m_max <= 4096, finite growth >= 1, grow_every >= 1, "
-               "orthogonality_tol > 0")
-    _VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
 
-    def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual",
-                 reorthogonalize=False, orthogonality_tol=1e-2, v0=None, dtype=np.float64):
-        if variant not in self._VARIANTS:
-            raise ValueError(f"variant must be 'residual' or 'plain', got {variant!r}")
-        fields = dict(
-            m0=_int_option(m0, "m0"), m_max=_int_option(m_max, "m_max"),
-            growth=_float_option(growth, "growth"), grow_every=_int_option(grow_every, "grow_every"),
-            variant=self._VARIANTS[variant], reorthogonalize=1 if reorthogonalize else 0,
-            orthogonality_tolerance=_float_option(orthogonality_tol, "orthogonality_tol"),
-        )
-        settings = dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
-                        reorthogonalize=bool(reorthogonalize), orthogonality_tol=orthogonality_tol)
-        super().__init__(n, fields, settings, v0, dtype)
+    def __init__(self, n, m0=None, m_max=None, growth=None, grow_every=None, variant=None,
+                 reorthogonalize=None, orthogonality_tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
+                                 reorthogonalize=reorthogonalize, orthogonality_tol=orthogonality_tol), v0, dtype)
 
 
 class SubBiO(_Estimator):
@@ -429,17 +398,16 @@ class SubBiO(_Estimator):
     (ALGORITHMS.md section 4).
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         theta0: > 0, in units of 1 / eigenvalue of A (the paper uses 1 / kappa).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_SUBBIO
-    _ranges = "n >= 1, finite theta0 > 0"
 
     def __init__(self, n, theta0, v0=None, dtype=np.float64):
-        super().__init__(n, dict(theta0=_float_option(theta0, "theta0")), dict(theta0=theta0), v0, dtype)
+        super().__init__(n, dict(theta0=theta0), v0, dtype)
 
 
 class CG(_Estimator):
@@ -450,38 +418,34 @@ class CG(_Estimator):
     iterate and outcome "indefinite" (use MINRES for indefinite A).
 
     Args:
-        n: dimension, >= 1.
-        maxiter: iterations per step, >= 0 (the paper's Q).
-        tol: relative tolerance >= 0 (0: always run maxiter iterations).
+        n: dimension.
+        maxiter: iterations per step (the paper's Q).
+        tol: relative tolerance; library default (0: always run maxiter iterations).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_CG
-    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
 
-    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
-        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
-        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
 
 
 class MINRES(_Estimator):
     """MINRES warm-started from the last estimate, for symmetric indefinite A.
 
     Args:
-        n: dimension, >= 1.
-        maxiter: iterations per step, >= 0 (at most maxiter + 1 products).
-        tol: relative tolerance >= 0 on ||A v - b|| / ||b||.
+        n: dimension.
+        maxiter: iterations per step (at most maxiter + 1 products).
+        tol: relative tolerance on ||A v - b|| / ||b||; library default (0).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_MINRES
-    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
 
-    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
-        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
-        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
 
 
 class GD(_Estimator):
@@ -489,19 +453,17 @@ class GD(_Estimator):
     (AmIGO-GD; SOBA is steps=1). One product per gradient step.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge (units 1 / eigenvalue).
-        steps: gradient steps per step, >= 1.
+        steps: gradient steps per step (default 1, SOBA's; None: the library's, AmIGO-GD's Q).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_GD
-    _ranges = "n >= 1, finite eta > 0, steps >= 1"
 
     def __init__(self, n, eta, steps=1, v0=None, dtype=np.float64):
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(steps, "steps"))
-        super().__init__(n, fields, dict(eta=eta, steps=steps), v0, dtype)
+        super().__init__(n, dict(eta=eta, steps=steps), v0, dtype)
 
 
 class Neumann(_Estimator):
@@ -509,18 +471,16 @@ class Neumann(_Estimator):
     (stocBiO); ``terms`` products per step, no warm start.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge.
-        terms: number of products, >= 0.
+        terms: number of products.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_NEUMANN
-    _ranges = "n >= 1, finite eta > 0, terms >= 0"
 
     def __init__(self, n, eta, terms, dtype=np.float64):
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(terms, "terms"))
-        super().__init__(n, fields, dict(eta=eta, terms=terms), None, dtype)
+        super().__init__(n, dict(eta=eta, terms=terms), None, dtype)
 
 
 class RandomNeumann(_Estimator):
@@ -529,20 +489,15 @@ class RandomNeumann(_Estimator):
     v <- v - eta (A v - b); p + max_terms products per step.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge.
-        max_terms: >= 1.
-        seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds).
+        max_terms: the truncation bound and the number of gradient steps.
+        seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds);
+            library default.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_RANDOM_NEUMANN
-    _ranges = "n >= 1, finite eta > 0, max_terms >= 1, 0 <= seed < 2**64"
 
-    def __init__(self, n, eta, max_terms, seed=0, dtype=np.float64):
-        seed_value = _operator.index(seed) if not isinstance(seed, (bool, np.bool_)) else None
-        if seed_value is None or not 0 <= seed_value < 2**64:
-            raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}", -1)
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(max_terms, "max_terms"),
-                      seed=seed_value)
-        super().__init__(n, fields, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)
+    def __init__(self, n, eta, max_terms, seed=None, dtype=np.float64):
+        super().__init__(n, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)

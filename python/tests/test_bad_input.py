@@ -303,8 +303,51 @@ def test_bad_options_raise_documented_errors(index):
 
 
 def test_rejected_options_are_named_in_the_message():
-    with pytest.raises(lancbio.InvalidArgumentError, match=r"m_max=0.*1 <= m0 <= m_max <= 4096.*invalid argument"):
+    # The call as Python saw it (the library's defaults filled in), then the library's reason.
+    with pytest.raises(lancbio.InvalidArgumentError, match=r"m_max=0.*was rejected: .*m_max.*4096.*invalid argument"):
         lancbio.DynamicLanczos(N, m_max=0)
+
+
+def creation_message(make) -> str:
+    """The message of the InvalidArgumentError that ``make()`` raises, checked to end with
+    the library's own text for the failed create (lancbio_last_error)."""
+    with pytest.raises(lancbio.InvalidArgumentError) as excinfo:
+        make()
+    library = _ffi.lib.lancbio_last_error().decode()
+    assert library and library in excinfo.value.message
+    assert excinfo.value.message.endswith(f"{library} ({_handle.status_string(-1)})")
+    return library
+
+
+def test_out_of_range_options_raise_with_the_librarys_message():
+    # The ranges are the library's: Python passes the values on and reports its verdict.
+    message = creation_message(lambda: lancbio.DynamicLanczos(10, m0=5, m_max=3))
+    assert "m0" in message and "m_max" in message
+    message = creation_message(lambda: lancbio.CG(10, maxiter=-1))
+    assert "-1" in message
+    message = creation_message(lambda: lancbio.GD(N, eta=0.0))
+    assert "step_size" in message
+
+
+def test_an_estimator_too_large_to_allocate_is_refused_with_the_librarys_reason():
+    message = creation_message(lambda: lancbio.DynamicLanczos(2**36, m_max=4096))
+    assert "allocate" in message or "memory" in message
+
+
+def test_options_left_at_none_take_the_librarys_defaults():
+    # What lancbio_estimator_options_init writes, read back by the estimator.
+    from lancbio import _options
+
+    defaults = _options.read(_options.estimator_options(_ffi.METHOD_LANCZOS), _options.ESTIMATOR,
+                             ["m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize",
+                              "orthogonality_tol"])
+    with lancbio.DynamicLanczos(N) as est:
+        assert est._settings == defaults
+        assert "m_max=%d" % defaults["m_max"] in repr(est)
+    with lancbio.DynamicLanczos(N, m_max=None, m0=None) as est:
+        assert est._settings == defaults
+    with lancbio.CG(N, maxiter=3) as est:
+        assert est._settings == dict(maxiter=3, tol=_options.estimator_options(_ffi.METHOD_CG).tolerance)
 
 
 @settings(max_examples=60, deadline=None)

@@ -316,8 +316,29 @@ def test_missing_step_size_raises_value_error_naming_it(missing):
     ("lancbio", dict(growth=0.5)), ("subbio", dict(theta0=-1.0)),
 ])
 def test_out_of_range_options_raise_invalid_argument_listing_the_settings(method, options):
-    with pytest.raises(lancbio.InvalidArgumentError, match=f"invalid options for method '{method}'"):
+    with pytest.raises(lancbio.InvalidArgumentError, match=f"invalid options for method '{method}'") as excinfo:
         make(method, **options)
+    # The settings as passed, then the library's own reason (lancbio_last_error).
+    name, value = next(iter(options.items()))
+    assert f"{name}={value!r}" in excinfo.value.message
+    reason = lancbio._ffi.lib.lancbio_last_error().decode()
+    assert reason and excinfo.value.message.endswith(f": {reason} (invalid argument)")
+
+
+@pytest.mark.parametrize("method", sorted(PAPER))
+def test_settings_the_paper_does_not_fix_are_the_librarys_defaults(method):
+    from lancbio import _options
+
+    spec = lancbio.METHODS[method]
+    outer = _options.read(_options.bilevel_options(), _options.OUTER, _options.OUTER)
+    inner = _options.read(_options.estimator_options(spec["estimator"]), _options.ESTIMATOR, _options.ESTIMATOR)
+    inner["v_steps"] = inner["maxiter" if method == "amigo-cg" else "steps"]
+    s = make(method, lr_x=0.5, lr_y=0.2).settings
+    for name, value in s.items():
+        if name in ("lr_x", "lr_y", "eta", "theta0"):  # given, or lr_y
+            continue
+        expected = spec.get(name, outer.get(name, inner.get(name)))
+        assert value == expected, (method, name)
 
 
 @pytest.mark.filterwarnings("ignore:Casting complex values")
