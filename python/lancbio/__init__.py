@@ -14,6 +14,7 @@ compared with, running in the native library liblancbio.so through a thin ctypes
 """
 
 from ._ffi import lib as _lib
+from .bilevel import METHODS, Bilevel, BilevelInfo
 from .errors import (
     CallbackError,
     InvalidArgumentError,
@@ -27,6 +28,7 @@ from .errors import (
     WrongPrecisionError,
 )
 from .estimators import CG, GD, MINRES, DynamicLanczos, Neumann, RandomNeumann, SubBiO
+from .history import History
 from .info import StepInfo
 from .operators import as_operator
 from .solve import SolveInfo, solve
@@ -60,9 +62,8 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "Bilevel",
+    "BilevelInfo",
+    "History",
+    "METHODS",
 ]
-
-# Bilevel optimizers are exported below.
-from .bilevel import METHODS, Bilevel, BilevelInfo, History  # noqa: E402
-
-__all__ += ["Bilevel", "BilevelInfo", "History", "METHODS"]

@@ -9,10 +9,9 @@ optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
 from __future__ import annotations
 
 import ctypes
-import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from ._ffi import lib
 from ._handle import Handle
 from ._options import to_float, to_int
 from ._trampoline import ERROR, make_callback, new_state
+from .history import History
 from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
@@ -65,48 +65,6 @@ class BilevelInfo:
     lr_x: float
     lr_y: float
     estimator: StepInfo
-
-
-class History:
-    """Per-iteration records of ``Bilevel.run``: a list of dicts with at least
-    ``iteration``, ``time`` (seconds of optimizer work since the run started, excluding
-    the user's callback), ``hvps`` and ``gradient_evaluations`` (totals), ``cross_products``,
-    ``hypergradient_norm``, ``residual`` and ``residual_kind`` (the estimator's own report),
-    ``lr_x``, ``lr_y``, plus whatever the callback added."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index):
-        return self.records[index]
-
-    def __iter__(self):
-        return iter(self.records)
-
-    def __repr__(self) -> str:
-        return f"History({len(self.records)} records)"
-
-    def column(self, name: str) -> np.ndarray:
-        """One field over all records as a float array (NaN where a record lacks it)."""
-        return np.array([r.get(name, math.nan) for r in self.records], dtype=float)
-
-    def to_dict(self) -> dict:
-        """{field: list of values}, one entry per record (None where a record lacks it)."""
-        names: list[str] = []
-        for r in self.records:
-            names.extend(k for k in r if k not in names)
-        return {name: [r.get(name) for r in self.records] for name in names}
-
-    def to_dataframe(self):
-        """The records as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError("History.to_dataframe needs pandas: pip install pandas") from error
-        return pd.DataFrame.from_records(self.records)
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:

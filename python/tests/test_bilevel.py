@@ -421,6 +421,79 @@ def test_run_iterations_records_the_documented_fields_consistent_with_step():
     assert "6 records" in repr(history)
 
 
+def test_history_columns_by_name_and_a_repr_that_shows_the_last_record():
+    history = make("amigo-cg").run(iterations=4, progress=False)
+    times = history["time"]
+    assert isinstance(times, np.ndarray) and times.dtype == float and np.array_equal(times, history.column("time"))
+    assert history["iteration"].tolist() == [1, 2, 3, 4] and history["hvps"].dtype.kind == "i"
+    assert history["residual_kind"].tolist() == ["recurrence"] * 4
+    assert history.columns == list(history[0])
+    with pytest.raises(KeyError, match="'tme'.*'time'"):
+        history["tme"]
+    assert history[1:3] == history.records[1:3]  # indices and slices still give records
+    text = repr(history)
+    assert text.startswith("History(4 records; columns: iteration, time, hvps, ")
+    assert "last: iteration=4, time=" in text and f"hvps={history[-1]['hvps']}" in text
+    assert repr(lancbio.History()) == "History(0 records)"
+
+
+def test_history_column_of_a_field_some_records_lack_fills_nan_or_none():
+    history = lancbio.History()
+    history.records += [{"iteration": 1, "note": "a"}, {"iteration": 2, "extra": 0.5}]
+    assert np.array_equal(history["extra"], [np.nan, 0.5], equal_nan=True)
+    assert history["note"].tolist() == ["a", None]
+
+
+class FakeAxes:
+    """Records what History.plot asks of matplotlib axes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def test_history_plot_draws_y_against_x_on_the_given_axes():
+    history = make("amigo-cg").run(iterations=5, progress=False)
+    ax = FakeAxes()
+    assert history.plot(ax=ax) is ax
+    (name, (xs, ys), kwargs), *rest = ax.calls
+    assert name == "plot" and np.array_equal(xs, history["hvps"]) and np.array_equal(ys, history["hypergradient_norm"])
+    assert ("set_xlabel", ("HVPs",), {}) in rest and ("set_ylabel", ("hypergradient_norm",), {}) in rest
+    assert ("set_yscale", ("log",), {}) in rest
+    ax = FakeAxes()
+    history.plot(x="time", y="lr_x", ax=ax, label="amigo-cg", color="k")
+    assert np.array_equal(ax.calls[0][1][0], history["time"]) and ax.calls[0][2] == dict(label="amigo-cg", color="k")
+    assert ("legend", (), {}) in ax.calls
+    with pytest.raises(KeyError, match="no column 'hvp'"):
+        history.plot(x="hvp", ax=FakeAxes())
+    with pytest.raises(ValueError, match="no records"):
+        lancbio.History().plot(ax=FakeAxes())
+
+
+def test_history_plot_without_matplotlib_says_how_to_install_it(monkeypatch):
+    import sys
+
+    history = make("amigo-cg").run(iterations=2, progress=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        history.plot()
+
+
+def test_history_plot_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history = make("amigo-cg").run(iterations=5, progress=False)
+    ax = history.plot(x="iteration")
+    assert ax.get_xlabel() == "iteration" and ax.get_yscale() == "log"
+    assert np.array_equal(ax.lines[0].get_xdata(), history["iteration"])
+    ax.figure.savefig(tmp_path / "history.png")
+
+
 def test_run_continues_from_the_current_state():
     opt, twin = make(), make()
     opt.run(iterations=2, progress=False)
