@@ -10,7 +10,7 @@ CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic -O2 -Iinclude
 C_LINK     := -L$(BUILD_DIR) -llancbio -Wl,-rpath,$(abspath $(BUILD_DIR)) -lm
 C_OUT      := .build/c
 
-.PHONY: all lib test test-swift test-c test-python demo demo-deps hyperclean bench check python-install clean
+.PHONY: all lib test test-swift test-c test-python test-deps demo demo-deps hyperclean bench check python-install clean
 
 all: lib
 
@@ -39,9 +39,20 @@ test-c: lib | $(C_OUT)
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
 	  $(C_OUT)/synthetic_lancbio --check; fi
 
+## What the Python tests import besides the standard library (module names are pip's):
+## installed with pip when missing, as demo-deps does for the demo. Tests of optional
+## features (matplotlib, scikit-learn) skip without them.
+TEST_DEPS := numpy pytest hypothesis scipy
+
+test-deps:
+	@for module in $(TEST_DEPS); do \
+	  $(PYTHON) -c "import $$module" 2>/dev/null || $(PYTHON) -m pip install --quiet $$module || \
+	    { echo "make test needs $$module: pip install $$module"; exit 1; }; \
+	done
+
 ## The wrapper's tests (python/tests), then the benchmark's own (bench/tests: its numpy
 ## references against the library, a --quick run).
-test-python: lib
+test-python: lib test-deps
 	@if [ -d python/tests ]; then cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q tests; fi
 	LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q bench/tests
 
