@@ -65,6 +65,8 @@ python-install:
 demo: lib demo-deps
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio demo --output $(abspath lancbio-demo.png) $(DEMO_ARGS)
 
+## Data hyper-cleaning on the digits at the paper's corruption (--corruption's default, 0.5;
+## DEMO_ARGS="--corruption 0.8" for another); figure in lancbio-hyperclean.png.
 hyperclean: lib demo-deps
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio hyperclean --output $(abspath lancbio-hyperclean.png) $(DEMO_ARGS)
 
