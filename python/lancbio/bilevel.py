@@ -210,12 +210,13 @@ class Bilevel(Handle):
             self._x.ctypes.data_as(_ffi.F64P), self._dx, self._y.ctypes.data_as(_ffi.F64P), self._dy,
             ctypes.byref(raw))
         error, state[ERROR] = state[ERROR], None
-        if status == _ffi.ERR_CALLBACK and error is not None:
-            raise error
-        self._check(status)
+        if status < 0:
+            if status == _ffi.ERR_CALLBACK and error is not None:
+                raise error
+            self._check(status)
         estimator = _ffi.StepInfoStruct()
         estimator.struct_size = ctypes.sizeof(estimator)
-        self._call(lib.lancbio_bilevel_estimator_info, ctypes.byref(estimator))
+        self._check(lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)))
         self._info = BilevelInfo(
             iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
             gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,

@@ -122,8 +122,9 @@ class _Estimator(Handle):
         return ", ".join(parts + [f"dtype={self._dtype.name}"])
 
     def _live(self):
-        handle = super()._live()
-        if self._slot[RUNNING]:
+        handle = self._handle
+        if handle is None or self._slot[RUNNING]:  # one test on the fast path: _live runs every step
+            super()._live()  # raises if closed
             raise InvalidStateError(
                 f"{type(self).__name__} was used while its step() is running (from inside its own "
                 "operator, or from another thread); an estimator is not re-entrant", -8)
@@ -214,9 +215,10 @@ class _Estimator(Handle):
         finally:
             error = slot[1]
             slot[0], slot[1], slot[2] = None, None, False
-        if status == _ffi.ERR_CALLBACK and error is not None:
-            raise error
-        self._check(status)
+        if status < 0:
+            if status == _ffi.ERR_CALLBACK and error is not None:
+                raise error
+            self._check(status)
         self._info_pending = "struct"
         return v
 
