@@ -10,7 +10,7 @@ CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic -O2 -Iinclude
 C_LINK     := -L$(BUILD_DIR) -llancbio -Wl,-rpath,$(abspath $(BUILD_DIR)) -lm
 C_OUT      := .build/c
 
-.PHONY: all lib test test-swift test-c test-python demo demo-deps hyperclean bench check python-install clean
+.PHONY: all lib test test-swift test-c test-python test-deps demo demo-deps hyperclean bench check python-install clean
 
 all: lib
 
@@ -41,8 +41,22 @@ test-c: lib | $(C_OUT)
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
 	  $(C_OUT)/synthetic_lancbio --check; fi
 
-test-python: lib
+## What the Python tests import besides the standard library (module names are pip's):
+## installed with pip when missing, as demo-deps does for the demo. Tests of optional
+## features (matplotlib, scikit-learn) skip without them.
+TEST_DEPS := numpy pytest hypothesis scipy
+
+test-deps:
+	@for module in $(TEST_DEPS); do \
+	  $(PYTHON) -c "import $$module" 2>/dev/null || $(PYTHON) -m pip install --quiet $$module || \
+	    { echo "make test needs $$module: pip install $$module"; exit 1; }; \
+	done
+
+## The wrapper's tests (python/tests), then the benchmark's own (bench/tests: its numpy
+## references against the library, a --quick run).
+test-python: lib test-deps
 	@if [ -d python/tests ]; then cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q tests; fi
+	LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m pytest -q bench/tests
 
 ## Installs the Python package (builds the library inside pip).
 python-install:
@@ -53,6 +67,8 @@ python-install:
 demo: lib demo-deps
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio demo --output $(abspath lancbio-demo.png) $(DEMO_ARGS)
 
+## Data hyper-cleaning on the digits at the paper's corruption (--corruption's default, 0.5;
+## DEMO_ARGS="--corruption 0.8" for another); figure in lancbio-hyperclean.png.
 hyperclean: lib demo-deps
 	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio hyperclean --output $(abspath lancbio-hyperclean.png) $(DEMO_ARGS)
 
@@ -61,8 +77,10 @@ demo-deps:
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install --quiet matplotlib || echo "matplotlib could not be installed: the figure will be skipped"
 	@$(PYTHON) -c "import sklearn" 2>/dev/null || $(PYTHON) -m pip install --quiet scikit-learn || echo "scikit-learn could not be installed: hyperclean needs it"
 
+## The performance benchmark (bench/, not part of the installed package); options in
+## BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --output report.md".
 bench: lib
-	cd python && LANCBIO_LIBRARY=$(abspath $(LIB)) $(PYTHON) -m lancbio bench
+	LANCBIO_LIBRARY=$(abspath $(LIB)) PYTHONPATH=$(abspath python) $(PYTHON) -m bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------
 # Reliability checks: `make check` runs every step below (each timed, all of them even when

@@ -4,11 +4,16 @@
 (the parent of this directory, or $LANCBIO_SOURCE_DIR) and copies the library to
 lancbio/liblancbio.so in the wheel; `pip install -e ./python` copies it next to the
 sources in python/lancbio/ (gitignored). Metadata lives in pyproject.toml.
+
+The build takes about 40 s, so each stage is announced on stderr and the Swift build's
+progress lines are passed through (pip shows them with `pip install -v ./python`).
 """
 
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from setuptools import setup
@@ -18,6 +23,11 @@ from setuptools.dist import Distribution
 
 HERE = Path(__file__).resolve().parent
 LIBRARY = "liblancbio.so"
+
+
+def stage(message: str) -> None:
+    """One line on stderr saying what the build is doing."""
+    print(f"lancbio: {message}", file=sys.stderr, flush=True)
 
 
 def repository_root() -> Path:
@@ -42,16 +52,23 @@ def build_library() -> Path:
     root = repository_root()
     swift = os.environ.get("SWIFT", "swift")
     command = [swift, "build", "-c", "release", "--product", "lancbio", "--package-path", str(root)]
-    print("lancbio: " + " ".join(command), flush=True)
+    stage(f"building {LIBRARY} from {root} with SwiftPM (about 40 s from scratch): {' '.join(command)}")
+    started = time.monotonic()
     try:
-        subprocess.run(command, check=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace")
     except FileNotFoundError:
         raise SystemExit(
             f"lancbio: `{swift}` was not found; a Swift 6 toolchain is needed to build liblancbio.so "
             "(set SWIFT to its swift executable)."
         ) from None
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"lancbio: the Swift build failed (exit status {exc.returncode}); see its output above.") from None
+    with process:
+        for line in process.stdout:  # "[12/40] Compiling LancbioCore ...": the build's progress
+            sys.stderr.write(f"lancbio: swift: {line}")
+            sys.stderr.flush()
+    if process.returncode != 0:
+        raise SystemExit(f"lancbio: the Swift build failed (exit status {process.returncode}); see its output above.")
+    stage(f"Swift build done in {time.monotonic() - started:.0f} s")
     # --show-bin-path gives the build directory SwiftPM really used (it may be relocated).
     shown = subprocess.run([swift, "build", "-c", "release", "--show-bin-path", "--package-path", str(root)],
                            check=True, capture_output=True, text=True).stdout.strip()
@@ -65,7 +82,7 @@ def install_library(destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     target = destination / LIBRARY
     shutil.copy2(build_library(), target)
-    print(f"lancbio: copied {LIBRARY} to {target}", flush=True)
+    stage(f"copied {LIBRARY} to {target}")
 
 
 class BuildPyWithLibrary(build_py):

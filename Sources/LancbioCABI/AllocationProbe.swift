@@ -11,6 +11,9 @@ func ensureAllocatable(_ bytes: Int?) throws(CFailure) {
     guard let bytes else {
         throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "the requested dimensions need more memory than can be addressed")
     }
+    // 0 bytes: options the core rejects (requiredBytes counts them so), and creation says
+    // why. mmap of 0 bytes fails with EINVAL, which would report "cannot allocate 0 bytes".
+    guard bytes > 0 else { return }
     // mmap rather than malloc: the compiler may elide an unused malloc/free pair (and with
     // it the probe), but not a system call. Large allocations are mmaps anyway, subject to
     // the same address-space limits and overcommit policy.

@@ -13,7 +13,8 @@ compared with, running in the native library liblancbio.so through a thin ctypes
     True
 """
 
-from . import _ffi
+from ._ffi import lib as _lib
+from .bilevel import METHODS, Bilevel, BilevelInfo
 from .errors import (
     CallbackError,
     InvalidArgumentError,
@@ -27,14 +28,15 @@ from .errors import (
     WrongPrecisionError,
 )
 from .estimators import CG, GD, MINRES, DynamicLanczos, Neumann, RandomNeumann, SubBiO
+from .history import History
 from .info import StepInfo
 from .operators import as_operator
 from .solve import SolveInfo, solve
 
 #: The native library's version (lancbio_version()); the package is versioned with it.
-__version__ = _ffi.version()
+__version__ = _lib.lancbio_version().decode()
 #: Path of the loaded liblancbio.so.
-library_path = _ffi.lib._lancbio_path
+library_path = _lib._lancbio_path
 
 __all__ = [
     "__version__",
@@ -60,9 +62,8 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "Bilevel",
+    "BilevelInfo",
+    "History",
+    "METHODS",
 ]
-
-# Bilevel optimizers are exported below.
-from .bilevel import METHODS, Bilevel, BilevelInfo, History  # noqa: E402
-
-__all__ += ["Bilevel", "BilevelInfo", "History", "METHODS"]

@@ -1,5 +1,7 @@
 """The C ABI of include/lancbio.h as ctypes declarations: constants, struct mirrors, the
-one table of function prototypes, and the status check.
+callback prototypes and the one table of function prototypes, loaded by :mod:`._library`.
+Nothing here calls the library: checking statuses is :mod:`._handle`'s, callbacks are
+:mod:`._trampoline`'s.
 
 Pointer arguments of the product callback are declared ``c_void_p``: ctypes then hands
 the trampoline plain ints, which is cheaper than building POINTER objects
@@ -12,9 +14,9 @@ import ctypes
 from ctypes import POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_uint64, c_void_p
 
 from . import _library
-from .errors import LancbioError, error_class
 
 # -- constants (values from include/lancbio.h; codes are never renumbered) ----------------
+#: LANCBIO_ABI_VERSION of the header this wrapper mirrors; the loader requires it.
 ABI_VERSION = 1
 
 OK = 0
@@ -185,6 +187,7 @@ FUNCTIONS = {
     "lancbio_abi_version": (c_int32, []),
     "lancbio_version": (c_char_p, []),
     "lancbio_status_string": (c_char_p, [c_int32]),
+    "lancbio_last_error": (c_char_p, []),
     "lancbio_estimator_options_init": (c_int32, [POINTER(EstimatorOptions), c_int32]),
     "lancbio_estimator_create": (c_int32, [c_int64, POINTER(EstimatorOptions), POINTER(_handle)]),
     "lancbio_estimator_destroy": (None, [_handle]),
@@ -218,7 +221,7 @@ FUNCTIONS = {
     "lancbio_bilevel_get_hypergradient_f64": (c_int32, [_handle, _f64p, c_int64]),
 }
 
-lib = _library.load(FUNCTIONS)
+lib = _library.load(FUNCTIONS, ABI_VERSION)
 
 
 def undeclared(name: str):
@@ -233,44 +236,3 @@ def undeclared(name: str):
     function.argtypes = None
     function.restype = c_int32
     return function
-
-
-def version() -> str:
-    """The library's package version, e.g. "0.1.0"."""
-    return lib.lancbio_version().decode()
-
-
-def status_string(status: int) -> str:
-    """The library's static description of a status code."""
-    text = lib.lancbio_status_string(status)
-    return text.decode() if text else "unknown status"
-
-
-def _check(status: int, handle, last_error=None) -> int:
-    """Returns a non-negative ``status``; raises the matching LancbioError for a negative one.
-
-    The message is the handle's last error (``lancbio_estimator_last_error``, or
-    ``last_error`` for other handle kinds such as ``lib.lancbio_bilevel_last_error``),
-    read here because it is valid only until the next call on the handle, followed by
-    the status description.
-    """
-    if status >= 0:
-        return status
-    if last_error is None:
-        last_error = lib.lancbio_estimator_last_error
-    detail = last_error(handle) if handle is not None else None
-    detail = detail.decode(errors="replace") if detail else ""
-    summary = status_string(status)
-    message = f"{detail} ({summary})" if detail and detail != summary else summary
-    raise error_class(status)(message, status)
-
-
-def check_bilevel(status: int, handle) -> int:
-    """:func:`_check` for a bilevel handle (its message from lancbio_bilevel_last_error)."""
-    return _check(status, handle, lib.lancbio_bilevel_last_error)
-
-
-def error_for(status: int, message: str) -> LancbioError:
-    """The exception for a negative ``status`` with a caller-written message (for failures
-    that have no handle to ask, such as a rejected create)."""
-    return error_class(status)(f"{message} ({status_string(status)})", status)

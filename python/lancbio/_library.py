@@ -7,8 +7,8 @@ Candidates, in order:
 2. ``liblancbio.so`` inside this package (put there by ``pip install``).
 3. ``<repository>/.build/release/liblancbio.so`` (``make lib`` in a source checkout).
 
-The first file that loads is checked right away: its ABI version must equal
-``EXPECTED_ABI_VERSION`` and it must export every symbol of the wrapper's table; a
+The first file that loads is checked right away: its ABI version must equal the
+header's (``_ffi.ABI_VERSION``) and it must export every symbol of the wrapper's table; a
 library that fails either check is stale and gives an ImportError naming the file.
 """
 
@@ -18,10 +18,8 @@ import ctypes
 import os
 from pathlib import Path
 
-__all__ = ["EXPECTED_ABI_VERSION", "LIBRARY_NAME", "candidates", "load"]
+__all__ = ["LIBRARY_NAME", "candidates", "load"]
 
-#: LANCBIO_ABI_VERSION of the header this wrapper mirrors.
-EXPECTED_ABI_VERSION = 1
 LIBRARY_NAME = "liblancbio.so"
 ENV_VARIABLE = "LANCBIO_LIBRARY"
 
@@ -54,11 +52,12 @@ def _stale(path: Path, reason: str) -> ImportError:
     )
 
 
-def load(functions: dict) -> ctypes.CDLL:
+def load(functions: dict, abi_version: int) -> ctypes.CDLL:
     """Loads the library, checks it, and declares every function of ``functions``.
 
     Args:
         functions: ``{name: (restype, [argtypes])}``, every function of the header.
+        abi_version: the header's LANCBIO_ABI_VERSION, which the library must report.
 
     Returns:
         The ``ctypes.CDLL`` with ``restype``/``argtypes`` set on each function.
@@ -77,7 +76,7 @@ def load(functions: dict) -> ctypes.CDLL:
         except OSError as exc:
             tried.append(f"  {path} ({origin}): {exc}")
             continue
-        _check_library(lib, path, functions)
+        _check_library(lib, path, functions, abi_version)
         lib._lancbio_path = str(path)
         return lib
     note = ""
@@ -89,7 +88,7 @@ def load(functions: dict) -> ctypes.CDLL:
     )
 
 
-def _check_library(lib: ctypes.CDLL, path: Path, functions: dict) -> None:
+def _check_library(lib: ctypes.CDLL, path: Path, functions: dict, expected: int) -> None:
     try:
         abi_version = lib.lancbio_abi_version
     except AttributeError:
@@ -97,8 +96,8 @@ def _check_library(lib: ctypes.CDLL, path: Path, functions: dict) -> None:
     abi_version.restype = ctypes.c_int32
     abi_version.argtypes = []
     found = abi_version()
-    if found != EXPECTED_ABI_VERSION:
-        raise _stale(path, f"its ABI version is {found}, this wrapper needs {EXPECTED_ABI_VERSION}")
+    if found != expected:
+        raise _stale(path, f"its ABI version is {found}, this wrapper needs {expected}")
     missing = [name for name in functions if not hasattr(lib, name)]
     if missing:
         raise _stale(path, "it lacks the symbols " + ", ".join(missing))

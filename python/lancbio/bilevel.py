@@ -9,41 +9,42 @@ optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
 from __future__ import annotations
 
 import ctypes
-import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import _ffi
-from .estimators import _float_option, _int_option
+from . import _ffi, _options
+from ._ffi import lib
+from ._handle import Handle
+from ._options import to_float, to_int
+from ._trampoline import ERROR, make_callback, new_state
+from .history import History
 from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
 
-_COMMON = ("lr_x", "lr_y", "inner_steps", "lr_x_decay", "lr_x_min", "lr_y_decay", "lr_y_min")
+_LANCZOS = ("m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize", "orthogonality_tol")
 
-# Each method: its estimator, the paper's defaults (ALGORITHMS.md section 6), and the
-# estimator options it accepts. A default of None for eta or theta0 means "lr_y", as in the
-# research code.
+# Each method: its estimator, the estimator options it accepts (besides the outer loop's
+# lr_x, lr_y, inner_steps and schedules), and the paper's settings where they differ from
+# the library's defaults, which are LancBiO's and AmIGO's (ALGORITHMS.md section 6). v_steps
+# is Q: the estimator's max_iterations for CG, its steps otherwise. eta and theta0 default
+# to lr_y, as in the research code.
 METHODS = {
-    "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, inner_steps=5,
-                    options=dict(m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual", reorthogonalize=False,
-                                 orthogonality_tol=1e-2)),
-    "subbio": dict(estimator=_ffi.METHOD_SUBBIO, inner_steps=5, options=dict(theta0=None)),
-    "amigo-cg": dict(estimator=_ffi.METHOD_CG, inner_steps=5, options=dict(v_steps=5)),
-    "amigo-gd": dict(estimator=_ffi.METHOD_GD, inner_steps=5, options=dict(v_steps=5, eta=None)),
-    "soba": dict(estimator=_ffi.METHOD_GD, inner_steps=1, options=dict(v_steps=1, eta=None)),
-    "stocbio": dict(estimator=_ffi.METHOD_NEUMANN, inner_steps=10, options=dict(v_steps=10, eta=None)),
-    "ttsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=1, lr_x_decay=0.4, lr_x_min=0.01,
-                 options=dict(v_steps=10, eta=None, seed=0)),
-    "bsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, inner_steps=10, lr_x_decay=0.5, lr_x_min=0.01,
-                options=dict(v_steps=10, eta=None, seed=0)),
+    "lancbio": dict(estimator=_ffi.METHOD_LANCZOS, options=_LANCZOS),
+    "subbio": dict(estimator=_ffi.METHOD_SUBBIO, options=("theta0",)),
+    "amigo-cg": dict(estimator=_ffi.METHOD_CG, options=("v_steps",)),
+    "amigo-gd": dict(estimator=_ffi.METHOD_GD, options=("v_steps", "eta")),
+    "soba": dict(estimator=_ffi.METHOD_GD, options=("v_steps", "eta"), inner_steps=1, v_steps=1),
+    "stocbio": dict(estimator=_ffi.METHOD_NEUMANN, options=("v_steps", "eta"), inner_steps=10),
+    "ttsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, options=("v_steps", "eta", "seed"), inner_steps=1,
+                 lr_x_decay=0.4, lr_x_min=0.01),
+    "bsa": dict(estimator=_ffi.METHOD_RANDOM_NEUMANN, options=("v_steps", "eta", "seed"), inner_steps=10,
+                lr_x_decay=0.5, lr_x_min=0.01),
 }
 
-_VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
-_F64 = np.dtype(np.float64)
 _REQUIRED = ("grad_y_g", "grad_x_f", "grad_y_f", "hvp_yy_g", "jvp_xy_g")
 
 
@@ -66,48 +67,6 @@ class BilevelInfo:
     estimator: StepInfo
 
 
-class History:
-    """Per-iteration records of ``Bilevel.run``: a list of dicts with at least
-    ``iteration``, ``time`` (seconds of optimizer work since the run started, excluding
-    the user's callback), ``hvps`` and ``gradient_evaluations`` (totals), ``cross_products``,
-    ``hypergradient_norm``, ``residual`` and ``residual_kind`` (the estimator's own report),
-    ``lr_x``, ``lr_y``, plus whatever the callback added."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index):
-        return self.records[index]
-
-    def __iter__(self):
-        return iter(self.records)
-
-    def __repr__(self) -> str:
-        return f"History({len(self.records)} records)"
-
-    def column(self, name: str) -> np.ndarray:
-        """One field over all records as a float array (NaN where a record lacks it)."""
-        return np.array([r.get(name, math.nan) for r in self.records], dtype=float)
-
-    def to_dict(self) -> dict:
-        """{field: list of values}, one entry per record (None where a record lacks it)."""
-        names: list[str] = []
-        for r in self.records:
-            names.extend(k for k in r if k not in names)
-        return {name: [r.get(name) for r in self.records] for name in names}
-
-    def to_dataframe(self):
-        """The records as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError("History.to_dataframe needs pandas: pip install pandas") from error
-        return pd.DataFrame.from_records(self.records)
-
-
 def _vector(arr, length: int, name: str) -> np.ndarray:
     """A private float64 copy of a 1-D real array-like of the given length, checked finite."""
     raw = np.asarray(arr)
@@ -121,7 +80,7 @@ def _vector(arr, length: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class Bilevel:
+class Bilevel(Handle):
     """A bilevel optimizer: ``step()`` performs one outer iteration on its own x and y.
 
     Parameters
@@ -141,7 +100,7 @@ class Bilevel:
     lr_x, lr_y : float
         lambda (x step) and theta (inner y step), required.
     inner_steps : int
-        T, inner steps on y per iteration (method default: the paper's).
+        T, inner steps on y per iteration.
     lr_x_decay, lr_x_min, lr_y_decay, lr_y_min : float
         lambda_k = max(lr_x_min, lr_x / k^lr_x_decay); likewise theta_k.
     v_steps : int
@@ -154,7 +113,15 @@ class Bilevel:
         SubBiO's subspace step; default lr_y.
     seed : int
         TTSA/BSA's truncation generator; also the seed of ``problem.initial_point``.
+
+    Every option not given takes the paper's value for the method where ``METHODS`` sets
+    one, else the library's default (include/lancbio.h documents the defaults and the
+    valid ranges; the library checks them, and a rejected value raises
+    InvalidArgumentError with its message). ``settings`` shows the values in force.
     """
+
+    _destroy_function = lib.lancbio_bilevel_destroy
+    _last_error_function = lib.lancbio_bilevel_last_error
 
     def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
         if method not in METHODS:
@@ -163,7 +130,7 @@ class Bilevel:
         if missing:
             raise TypeError(f"the problem lacks the methods {', '.join(missing)}")
         spec = METHODS[method]
-        allowed = set(_COMMON) | set(spec["options"])
+        allowed = set(_options.OUTER) | set(spec["options"])
         unknown = sorted(set(options) - allowed - {"seed"})
         if unknown:
             raise TypeError(f"options {unknown} do not apply to method {method!r}; it accepts {sorted(allowed)}")
@@ -171,10 +138,8 @@ class Bilevel:
             if options.get(required) is None:
                 raise ValueError(f"{required} is required (a step size > 0)")
 
-        self._handle = None
         self._problem = problem
         self._method = method
-        self._error = None
         if x0 is None or y0 is None:
             if not hasattr(problem, "initial_point"):
                 raise ValueError("x0 and y0 are required (the problem has no initial_point)")
@@ -187,149 +152,71 @@ class Bilevel:
         self._y = _vector(y0, dy, "y0")
         self._dx, self._dy = dx, dy
 
-        outer = _ffi.BilevelOptions()
-        _ffi.lib.lancbio_bilevel_options_init(ctypes.byref(outer))
-        outer.lr_x = _float_option(options["lr_x"], "lr_x")
-        outer.lr_y = _float_option(options["lr_y"], "lr_y")
-        outer.inner_steps = _int_option(options.get("inner_steps", spec["inner_steps"]), "inner_steps")
-        outer.lr_x_decay = _float_option(options.get("lr_x_decay", spec.get("lr_x_decay", 0.0)), "lr_x_decay")
-        outer.lr_x_min = _float_option(options.get("lr_x_min", spec.get("lr_x_min", 0.0)), "lr_x_min")
-        outer.lr_y_decay = _float_option(options.get("lr_y_decay", 0.0), "lr_y_decay")
-        outer.lr_y_min = _float_option(options.get("lr_y_min", 0.0), "lr_y_min")
-
-        inner = _ffi.EstimatorOptions()
-        _ffi.lib.lancbio_estimator_options_init(ctypes.byref(inner), spec["estimator"])
-        settings = dict(spec["options"])
-        settings.update({k: v for k, v in options.items() if k in spec["options"]})
+        outer = _options.bilevel_options()
+        _options.fill(outer, _options.OUTER, {name: options.get(name, spec.get(name)) for name in _options.OUTER})
+        self._settings = _options.read(outer, _options.OUTER, _options.OUTER)
+        # The estimator's keywords: v_steps by its name in the estimator's table.
+        q = "maxiter" if spec["estimator"] == _ffi.METHOD_CG else "steps"
+        inner_names = {name: q if name == "v_steps" else name for name in spec["options"]}
+        values = {name: options.get(name, spec.get(name)) for name in spec["options"]}
         for name in ("eta", "theta0"):
-            if name in settings and settings[name] is None:
-                settings[name] = outer.lr_y
-        for name, value in settings.items():
-            if name == "variant":
-                if value not in _VARIANTS:
-                    raise ValueError(f"variant must be one of {list(_VARIANTS)}, got {value!r}")
-                inner.variant = _VARIANTS[value]
-            elif name == "reorthogonalize":
-                inner.reorthogonalize = 1 if value else 0
-            elif name == "orthogonality_tol":
-                inner.orthogonality_tolerance = _float_option(value, name)
-            elif name == "v_steps":
-                inner.max_iterations = inner.steps = _int_option(value, "v_steps")
-            elif name == "eta":
-                inner.step_size = _float_option(value, "eta")
-            elif name in ("m0", "m_max", "grow_every"):
-                setattr(inner, name, _int_option(value, name))
-            elif name == "seed":
-                seed = _int_option(value, "seed")
-                if not 0 <= seed < 2**64:
-                    raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-                inner.seed = seed
-            else:
-                setattr(inner, name, _float_option(value, name))
-        self._settings = {"lr_x": outer.lr_x, "lr_y": outer.lr_y, "inner_steps": outer.inner_steps,
-                          "lr_x_decay": outer.lr_x_decay, "lr_x_min": outer.lr_x_min,
-                          "lr_y_decay": outer.lr_y_decay, "lr_y_min": outer.lr_y_min, **settings}
+            if name in values and values[name] is None:
+                values[name] = outer.lr_y
+        inner = _options.estimator_options(spec["estimator"])
+        _options.fill(inner, _options.ESTIMATOR, {inner_names[name]: value for name, value in values.items()})
+        estimator_settings = _options.read(inner, _options.ESTIMATOR, inner_names.values())
+        self._settings.update((name, estimator_settings[inner_names[name]]) for name in spec["options"])
 
-        handle = ctypes.c_void_p()
-        status = _ffi.lib.lancbio_bilevel_create(dx, dy, ctypes.byref(outer), ctypes.byref(inner), ctypes.byref(handle))
-        if status != _ffi.OK:
-            raise _ffi.error_for(status, f"invalid options for method {method!r}: {self._settings}")
-        self._handle = handle
+        described = ", ".join(f"{name}={value!r}" for name, value in self._settings.items())
+        self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
+                     context=f"invalid options for method {method!r} ({described})")
+        # The exception of a failed callback, re-raised by step() after C returns.
+        self._state = new_state()
         self._callbacks = self._make_callbacks()
         self._problem_struct = _ffi.ProblemStruct(
             ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
         self._info = None
         self._v0 = None if v0 is None else _vector(v0, dy, "v0")
         if self._v0 is not None:
-            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
-        """The five C callbacks. Each copies its inputs (a view of native memory must not
-        escape into user code), calls the problem, validates and writes the result, and on
-        any exception stores it and returns 1 so the library abandons the iteration."""
-        problem = self._problem
-        views: dict[tuple[int, int], np.ndarray] = {}
-
-        def view(address: int, length: int) -> np.ndarray:
-            key = (address, length)
-            array = views.get(key)
-            if array is None:
-                if len(views) > 512:
-                    views.clear()
-                array = np.ctypeslib.as_array((ctypes.c_double * length).from_address(address))
-                views[key] = array
-            return array
-
-        def deliver(result, out: int, length: int, name: str) -> None:
-            if type(result) is np.ndarray and result.dtype is _F64 and result.shape == (length,):
-                # The common case, checked in a fraction of the general path's time.
-                view(out, length)[:] = result
-                return
-            r = np.asarray(result)
-            if r.shape != (length,):
-                raise ValueError(f"problem.{name} returned shape {r.shape}, expected ({length},)")
-            if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)):
-                raise TypeError(f"problem.{name} returned dtype {r.dtype}, expected a real floating type")
-            view(out, length)[:] = r
-
-        def gradient(name: str, out_is_x: bool):
-            method = getattr(problem, name)
-
-            def callback(px, dx, py, dy, pout, _user):
-                try:
-                    result = method(view(px, dx).copy(), view(py, dy).copy())
-                    deliver(result, pout, dx if out_is_x else dy, name)
-                    return 0
-                except BaseException as error:  # noqa: BLE001 - re-raised after the C call
-                    self._error = error
-                    return 1
-            return _ffi.GRADIENT_CALLBACK(callback)
-
-        def product(name: str, out_is_x: bool):
-            method = getattr(problem, name)
-
-            def callback(px, dx, py, dy, pv, pout, _user):
-                try:
-                    result = method(view(px, dx).copy(), view(py, dy).copy(), view(pv, dy).copy())
-                    deliver(result, pout, dx if out_is_x else dy, name)
-                    return 0
-                except BaseException as error:  # noqa: BLE001
-                    self._error = error
-                    return 1
-            return _ffi.PRODUCT_CALLBACK(callback)
-
-        return (gradient("grad_y_g", False), gradient("grad_x_f", True), gradient("grad_y_f", False),
-                product("hvp_yy_g", False), product("jvp_xy_g", True))
+        """The five C callbacks, in the order of lancbio_problem_f64_t. Each passes private
+        copies of x, y (and v) to the problem's method and writes its checked result."""
+        dx, dy = self._dx, self._dy
+        gradient = (("in", dx), None, ("in", dy), None)
+        product = gradient + (("in", dy),)
+        layouts = {"grad_y_g": gradient + (("out", dy), None), "grad_x_f": gradient + (("out", dx), None),
+                   "grad_y_f": gradient + (("out", dy), None), "hvp_yy_g": product + (("out", dy), None),
+                   "jvp_xy_g": product + (("out", dx), None)}
+        return tuple(
+            make_callback(_ffi.GRADIENT_CALLBACK if name.startswith("grad") else _ffi.PRODUCT_CALLBACK,
+                          layouts[name], np.float64, self._state, f"the result of problem.{name}",
+                          function=getattr(self._problem, name))
+            for name in _REQUIRED)
 
     # -- calls -------------------------------------------------------------------------
-    def _live(self):
-        if self._handle is None:
-            raise _ffi.error_class(_ffi.ERR_INVALID_HANDLE)("this Bilevel optimizer is closed", _ffi.ERR_INVALID_HANDLE)
-        return self._handle
-
-    def _call(self, function, *args) -> int:
-        handle = self._live()
-        return _ffi.check_bilevel(function(handle, *args), handle)
-
     def step(self) -> BilevelInfo:
         """One outer iteration. Updates x, y and v; on any error (including an exception
         raised by the problem, which is re-raised as is) nothing changes."""
         handle = self._live()
         raw = _ffi.BilevelInfoStruct()
         raw.struct_size = ctypes.sizeof(raw)
-        self._error = None
-        status = _ffi.lib.lancbio_bilevel_step_f64(
+        state = self._state
+        state[ERROR] = None
+        status = lib.lancbio_bilevel_step_f64(
             handle, ctypes.byref(self._problem_struct),
             self._x.ctypes.data_as(_ffi.F64P), self._dx, self._y.ctypes.data_as(_ffi.F64P), self._dy,
             ctypes.byref(raw))
-        if status == _ffi.ERR_CALLBACK and self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        _ffi.check_bilevel(status, handle)
+        error, state[ERROR] = state[ERROR], None
+        if status < 0:
+            if status == _ffi.ERR_CALLBACK and error is not None:
+                raise error
+            self._check(status)
         estimator = _ffi.StepInfoStruct()
         estimator.struct_size = ctypes.sizeof(estimator)
-        _ffi.check_bilevel(_ffi.lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)), handle)
+        self._check(lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)))
         self._info = BilevelInfo(
             iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
             gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
@@ -353,11 +240,11 @@ class Bilevel:
         if iterations is None and seconds is None:
             raise ValueError("give iterations=, seconds=, or both")
         if iterations is not None:
-            iterations = _int_option(iterations, "iterations")
+            iterations = to_int(iterations, "iterations")
             if iterations < 0:
                 raise ValueError(f"iterations must be >= 0, got {iterations}")
         if seconds is not None:
-            seconds = _float_option(seconds, "seconds")
+            seconds = to_float(seconds, "seconds")
             if not seconds >= 0:
                 raise ValueError(f"seconds must be >= 0, got {seconds}")
         history = History()
@@ -408,9 +295,9 @@ class Bilevel:
         Arguments are checked first: a failed reset changes nothing."""
         x = None if x0 is None else _vector(x0, self._dx, "x0")
         y = None if y0 is None else _vector(y0, self._dy, "y0")
-        self._call(_ffi.lib.lancbio_bilevel_reset)
+        self._call(lib.lancbio_bilevel_reset)
         if self._v0 is not None:
-            self._call(_ffi.lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
         if x is not None:
             self._x[:] = x
         if y is not None:
@@ -434,14 +321,14 @@ class Bilevel:
     def v(self) -> np.ndarray:
         """Copy of the current v (dy,), the estimate of (grad^2_yy g)^{-1} grad_y f."""
         out = np.empty(self._dy)
-        self._call(_ffi.lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
+        self._call(lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
         return out
 
     @property
     def hypergradient(self) -> np.ndarray:
         """Copy of the last hyper-gradient estimate grad_x f - J v (dx,)."""
         out = np.empty(self._dx)
-        self._call(_ffi.lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
+        self._call(lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
         return out
 
     @property
@@ -457,28 +344,6 @@ class Bilevel:
     def settings(self) -> dict:
         """The options in force, defaults filled in."""
         return dict(self._settings)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def close(self) -> None:
-        """Releases the native optimizer; further use raises. Idempotent."""
-        handle, self._handle = self._handle, None
-        if handle is not None and _ffi is not None and _ffi.lib is not None:
-            _ffi.lib.lancbio_bilevel_destroy(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down modules
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"iteration {self._info.iteration if self._info else 0}"

@@ -13,6 +13,10 @@ converted (a silent conversion would change the precision or copy on every step)
 Products returned by the operator (or passed to ``resume``) may have any real floating
 or integer dtype and are cast to the estimator's dtype.
 
+Options: a keyword left at None takes the library's default, and the library checks
+every value's range (a rejected one raises InvalidArgumentError with the library's
+message); include/lancbio.h documents both, at lancbio_estimator_options_t.
+
 Errors: every failure raises a :mod:`lancbio.errors` exception (or the operator's own
 exception) and leaves the estimator exactly as it was before the call.
 """
@@ -20,15 +24,14 @@ exception) and leaves the estimator exactly as it was before the call.
 from __future__ import annotations
 
 import ctypes
-import numbers
-import operator as _operator
-import sys
 
 import numpy as np
 
-from . import _ffi
+from . import _ffi, _options
 from ._ffi import lib
-from .errors import InvalidArgumentError, InvalidHandleError, InvalidStateError
+from ._handle import Handle
+from ._trampoline import RUNNING, make_callback, new_state, result_error
+from .errors import InvalidStateError
 from .info import StepInfo
 from .operators import as_operator
 
@@ -48,11 +51,6 @@ _NEED_PRODUCT = _ffi.NEED_PRODUCT
 _ndarray = np.ndarray
 _byref = ctypes.byref
 _memoryview = memoryview
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-# Caps the trampoline's cache of buffer views: the library's buffers number at most
-# m_max + 10 per handle, but SubBiO's first product is of the caller's own b (read in
-# place by step), whose address changes from call to call.
-_MAX_CACHED_VIEWS = 8192
 
 
 def _precision(dtype) -> np.dtype:
@@ -65,129 +63,18 @@ def _precision(dtype) -> np.dtype:
     return dt
 
 
-def _int_option(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = _operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise InvalidArgumentError(f"{name} = {value} does not fit in int64", -1)
-    return value
-
-
-def _float_option(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    return float(value)
-
-
-def _result_error(result, n: int) -> Exception | None:
-    """Why an operator result is unusable, or None (then np.asarray(result) is usable)."""
-    try:
-        arr = np.asarray(result)
-    except Exception as exc:  # noqa: BLE001 - any conversion failure is the operator's fault
-        return TypeError(f"the operator must return an array of shape ({n},); "
-                         f"got {type(result).__name__}, which numpy cannot convert: {exc}")
-    if arr.dtype.kind not in "fiu":
-        return TypeError(f"the operator must return a real floating or integer array of shape ({n},); "
-                         f"got {type(result).__name__} with dtype {arr.dtype}")
-    if arr.shape != (n,):
-        return ValueError(f"the operator must return an array of shape ({n},), got shape {arr.shape}")
-    return None
-
-
-def _sole_reference_count() -> int:
-    # What sys.getrefcount reports for an object held by one local variable only: 2 up to
-    # CPython 3.13, 1 from 3.14 (locals are passed as borrowed references).
-    probe = np.empty(0)
-    return sys.getrefcount(probe)
-
-
-_SOLE_REFERENCE_COUNT = _sole_reference_count()
-
-
-def _make_trampoline(n: int, dtype: np.dtype, ctype, slot: list):
-    """The C product callback of one estimator.
-
-    ``slot`` is the estimator's ``[operator, exception, busy]`` list: the trampoline
-    calls ``slot[0]`` and stores any exception in ``slot[1]`` for ``step`` to re-raise.
-    Buffer views are cached by address, since the library's product buffers live as long
-    as the handle; the operator only ever sees a copy, so no view of library memory
-    outlives the call.
-    """
-    views = {}
-    shape = (n,)
-    ndarray = np.ndarray
-    frombuffer = np.frombuffer
-    array_type = ctype * n
-    accepted = frozenset("fiu")
-
-    def view(address):
-        if len(views) >= _MAX_CACHED_VIEWS:
-            views.clear()
-        v = views[address] = frombuffer(array_type.from_address(address), dtype=dtype)
-        return v
-
-    # The operator's input: a private copy of the library's vector, in a buffer reused
-    # from call to call while nobody else holds it. A fresh copy per product would
-    # allocate and free n values each time, and glibc returns such freed blocks to the
-    # system (heap trimming), so every product would page-fault its memory back in
-    # (measured: 6x the cost of a product at n = 1e5). An operator that keeps its input
-    # (or a view of it) makes the buffer its own: the next call allocates another.
-    spare = [None]
-    getrefcount = sys.getrefcount
-    alone = _SOLE_REFERENCE_COUNT
-
-    def trampoline(p_in, p_out, _n, _user_data):
-        source = target = None
-        try:
-            source = views.get(p_in)
-            if source is None:
-                source = view(p_in)
-            given = spare[0]
-            spare[0] = None
-            if given is None:
-                given = source.copy()
-            else:
-                given[:] = source
-            result = slot[0](given)
-            if type(result) is not ndarray or result.shape != shape or result.dtype.kind not in accepted:
-                problem = _result_error(result, n)
-                if problem is not None:
-                    raise problem
-                result = np.asarray(result)
-            target = views.get(p_out)
-            if target is None:
-                target = view(p_out)
-            target[:] = result
-            result = None
-            # Reused only if nobody kept it and the operator left it as it was handed over.
-            if (getrefcount(given) == alone and given.flags.writeable and given.dtype == dtype
-                    and given.shape == shape):
-                spare[0] = given
-            return 0
-        except BaseException as exc:  # noqa: BLE001 - re-raised by step() after C returns
-            # The traceback keeps this frame: drop the views so none escapes with it.
-            source = target = None
-            slot[1] = exc
-            return 1
-
-    return _ffi.HVP_CALLBACK(trampoline)
-
-
-class _Estimator:
+class _Estimator(Handle):
     """Common machinery; use one of the concrete classes."""
 
-    _method = 0
-    _ranges = ""
+    _destroy_function = lib.lancbio_estimator_destroy
+    _last_error_function = lib.lancbio_estimator_last_error
 
-    def __init__(self, n, fields: dict, settings: dict, v0, dtype):
-        self._handle = None  # first, so that __del__ is safe if __init__ fails
-        self._n = _int_option(n, "n")
+    _method = 0
+
+    def __init__(self, n, options: dict, v0, dtype):
+        """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default}."""
+        self._n = _options.to_int(n, "n")
         self._dtype = _precision(dtype)
-        self._settings = settings
         precision, ctype, suffix = _PRECISIONS[self._dtype]
         self._pointer = ctypes.POINTER(ctype)
         self._step_fn = getattr(lib, "lancbio_estimator_step" + suffix)
@@ -202,8 +89,6 @@ class _Estimator:
         self._shape = (self._n,)
         self._from_buffer = ctype.from_buffer
         self._n_arg = ctypes.c_int64(self._n)
-        # Bound now: module globals may already be gone when __del__ runs at shutdown.
-        self._destroy = lib.lancbio_estimator_destroy
         self._info = None
         # "struct": _info_struct holds the last step's info, converted on first access;
         # "library": fetch it from the library first (reverse communication). Converting on
@@ -212,26 +97,22 @@ class _Estimator:
         self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
         self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
-        options = _ffi.EstimatorOptions()
-        _ffi._check(lib.lancbio_estimator_options_init(ctypes.byref(options), self._method), None)
-        options.precision = precision
-        for name, value in fields.items():
-            setattr(options, name, value)
-        handle = ctypes.c_void_p()
-        status = lib.lancbio_estimator_create(self._n, ctypes.byref(options), ctypes.byref(handle))
-        if status < 0:
-            # Creation failures carry no message (there is no handle yet): name the call.
-            raise _ffi.error_for(status, f"{type(self).__name__}({self._describe()}) was rejected; "
-                                         f"valid values: {self._ranges}")
-        self._handle = handle
+        struct = _options.estimator_options(self._method)
+        struct.precision = precision
+        _options.fill(struct, _options.ESTIMATOR, options)
+        # The options in force, the library's defaults included (for repr and messages).
+        self._settings = _options.read(struct, _options.ESTIMATOR, options)
+        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(struct),
+                     context=f"{type(self).__name__}({self._describe()}) was rejected")
         # One request buffer for reverse communication, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
         self._request_view = self._request.view()
         self._request_view.flags.writeable = False
         self._request_arg = ctypes.c_void_p(self._request.ctypes.data)
-        # slot = [operator of the running step, its exception, running]
-        self._slot = [None, None, False]
-        self._callback = _make_trampoline(self._n, self._dtype, ctype, self._slot)
+        # [operator of the running step, its exception, running]
+        self._slot = new_state()
+        self._callback = make_callback(_ffi.HVP_CALLBACK, (("in", self._n), ("out", self._n), None, None),
+                                       self._dtype, self._slot, "the operator's result")
         if self._v0 is not None:
             self._set_v(self._v0)
 
@@ -242,9 +123,8 @@ class _Estimator:
 
     def _live(self):
         handle = self._handle
-        if handle is None:
-            raise InvalidHandleError(f"this {type(self).__name__} is closed; create a new estimator", -9)
-        if self._slot[2]:
+        if handle is None or self._slot[RUNNING]:  # one test on the fast path: _live runs every step
+            super()._live()  # raises if closed
             raise InvalidStateError(
                 f"{type(self).__name__} was used while its step() is running (from inside its own "
                 "operator, or from another thread); an estimator is not re-entrant", -8)
@@ -268,7 +148,7 @@ class _Estimator:
         return arr
 
     def _product(self, product) -> np.ndarray:
-        problem = _result_error(product, self._n)
+        problem = result_error(product, self._n, "the product")
         if problem is not None:
             raise problem
         # Aligned too: the library reads it through a typed pointer (a misaligned one is copied).
@@ -289,20 +169,14 @@ class _Estimator:
         return _byref(self._from_buffer(view))
 
     def _set_v(self, v: np.ndarray) -> None:
-        handle = self._live()
-        _ffi._check(self._set_v_fn(handle, self._as_ptr(v), self._n), handle)
+        self._call(self._set_v_fn, self._as_ptr(v), self._n)
 
     def _ensure_info(self) -> None:
         pending, self._info_pending = self._info_pending, None
         if pending == "library":
-            handle = self._live()
-            _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
+            self._call(lib.lancbio_estimator_info, ctypes.byref(self._info_struct))
         if pending is not None:
             self._info = StepInfo._from_struct(self._info_struct)
-
-    def _load_info(self, handle) -> None:
-        _ffi._check(lib.lancbio_estimator_info(handle, ctypes.byref(self._info_struct)), handle)
-        self._info = StepInfo._from_struct(self._info_struct)
 
     # -- stepping -------------------------------------------------------------------
     def step(self, op, b: np.ndarray) -> np.ndarray:
@@ -341,9 +215,10 @@ class _Estimator:
         finally:
             error = slot[1]
             slot[0], slot[1], slot[2] = None, None, False
-        if status == _ffi.ERR_CALLBACK and error is not None:
-            raise error
-        _ffi._check(status, handle)
+        if status < 0:
+            if status == _ffi.ERR_CALLBACK and error is not None:
+                raise error
+            self._check(status)
         self._info_pending = "struct"
         return v
 
@@ -361,7 +236,7 @@ class _Estimator:
             (reusing one buffer keeps a round trip allocation-free).
         """
         handle = self._handle
-        if handle is None or self._slot[2]:
+        if handle is None or self._slot[RUNNING]:
             self._live()
         b_arg = self._in_place(b)
         if b_arg is None:
@@ -383,7 +258,7 @@ class _Estimator:
             the estimator is as before :meth:`begin`.
         """
         handle = self._handle
-        if handle is None or self._slot[2]:
+        if handle is None or self._slot[RUNNING]:
             self._live()
         if product is self._request_view:
             product_arg = self._request_arg
@@ -408,19 +283,17 @@ class _Estimator:
         if status == _NEED_PRODUCT:
             return self._request_view
         if status < 0:
-            _ffi._check(status, handle)
+            self._check(status)
         self._info_pending = "library"
         return None
 
     def cancel(self) -> None:
         """Abandons a reverse-communication step in progress (no effect if none)."""
-        handle = self._live()
-        _ffi._check(lib.lancbio_estimator_cancel(handle), handle)
+        self._call(lib.lancbio_estimator_cancel)
 
     def reset(self) -> None:
         """Back to the state after creation: v = v0 (or 0), counters and schedules restarted."""
-        handle = self._live()
-        _ffi._check(lib.lancbio_estimator_reset(handle), handle)
+        self._call(lib.lancbio_estimator_reset)
         self._info = None
         self._info_pending = None
         if self._v0 is not None:
@@ -440,9 +313,8 @@ class _Estimator:
     @property
     def v(self) -> np.ndarray:
         """A copy of the committed estimate, shape (n,), the estimator's dtype."""
-        handle = self._live()
         out = np.empty(self._n, dtype=self._dtype)
-        _ffi._check(self._get_v_fn(handle, self._as_ptr(out), self._n), handle)
+        self._call(self._get_v_fn, self._as_ptr(out), self._n)
         return out
 
     @property
@@ -475,39 +347,15 @@ class _Estimator:
         info = self.info
         return info.restarts if info is not None else 0
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle is None
-
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
         """Destroys the native handle. Idempotent; later calls other than close raise
         InvalidHandleError."""
-        handle = self._handle
-        if handle is None:
-            return
-        if self._slot[2]:
+        if self._handle is not None and self._slot[RUNNING]:
             raise InvalidStateError(f"{type(self).__name__}.close() was called from inside its own operator", -8)
-        self._handle = None
-        self._destroy(handle)
+        super().close()
         # The C side can no longer call the trampoline: release it and its views.
         self._callback = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def __del__(self):
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            try:
-                self._destroy(handle)
-            except Exception:  # noqa: BLE001 - nothing can be reported from __del__
-                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._handle is None else f"hvp_count={self.hvp_count}"
@@ -518,20 +366,21 @@ class DynamicLanczos(_Estimator):
     """LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3).
 
     One Lanczos step per ``step`` with the current operator, plus one product at each
-    restart: 1 + 1/m products per step on average.
+    restart: 1 + 1/m products per step on average. Every option left at None takes the
+    library's default (include/lancbio.h, lancbio_estimator_options_t).
 
     Args:
-        n: dimension, >= 1.
-        m0: initial restart period, 1 <= m0 <= m_max.
-        m_max: largest period, 1..4096; the basis holds m_max + 1 vectors of length n.
-        growth: period growth factor >= 1: m <- min(ceil(m * growth), m_max) ...
-        grow_every: ... every this many steps (>= 1).
+        n: dimension.
+        m0: initial restart period (at most m_max).
+        m_max: largest period; the basis holds m_max + 1 vectors of length n.
+        growth: period growth factor: m <- min(ceil(m * growth), m_max) ...
+        grow_every: ... every this many steps.
         variant: "residual" (the paper's, anchored at the last estimate) or "plain"
             (no anchor, q_1 = b / ||b||).
         reorthogonalize: full re-orthogonalisation of each new basis vector.
         orthogonality_tol: restart a cycle early when the newest basis vector has lost
-            orthogonality (max_i |q_i . q_{j+1}| above this; in (0, 1], or math.inf to
-            disable). A drifting operator erodes orthogonality; long cycles on a badly
+            orthogonality (max_i |q_i . q_{j+1}| above this; math.inf disables the check).
+            A drifting operator erodes orthogonality; long cycles on a badly
             non-orthogonal basis can make the estimate diverge.
         v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
             default 0.
@@ -539,23 +388,11 @@ class DynamicLanczos(_Estimator):
     """
 
     _method = _ffi.METHOD_LANCZOS
-    _ranges = ("n >= 1, 1 <= m0 <= m_max <= 4096, finite growth >= 1, grow_every >= 1, "
-               "orthogonality_tol > 0")
-    _VARIANTS = {"residual": _ffi.VARIANT_RESIDUAL, "plain": _ffi.VARIANT_PLAIN}
 
-    def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, variant="residual",
-                 reorthogonalize=False, orthogonality_tol=1e-2, v0=None, dtype=np.float64):
-        if variant not in self._VARIANTS:
-            raise ValueError(f"variant must be 'residual' or 'plain', got {variant!r}")
-        fields = dict(
-            m0=_int_option(m0, "m0"), m_max=_int_option(m_max, "m_max"),
-            growth=_float_option(growth, "growth"), grow_every=_int_option(grow_every, "grow_every"),
-            variant=self._VARIANTS[variant], reorthogonalize=1 if reorthogonalize else 0,
-            orthogonality_tolerance=_float_option(orthogonality_tol, "orthogonality_tol"),
-        )
-        settings = dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
-                        reorthogonalize=bool(reorthogonalize), orthogonality_tol=orthogonality_tol)
-        super().__init__(n, fields, settings, v0, dtype)
+    def __init__(self, n, m0=None, m_max=None, growth=None, grow_every=None, variant=None,
+                 reorthogonalize=None, orthogonality_tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
+                                 reorthogonalize=reorthogonalize, orthogonality_tol=orthogonality_tol), v0, dtype)
 
 
 class SubBiO(_Estimator):
@@ -563,17 +400,16 @@ class SubBiO(_Estimator):
     (ALGORITHMS.md section 4).
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         theta0: > 0, in units of 1 / eigenvalue of A (the paper uses 1 / kappa).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_SUBBIO
-    _ranges = "n >= 1, finite theta0 > 0"
 
     def __init__(self, n, theta0, v0=None, dtype=np.float64):
-        super().__init__(n, dict(theta0=_float_option(theta0, "theta0")), dict(theta0=theta0), v0, dtype)
+        super().__init__(n, dict(theta0=theta0), v0, dtype)
 
 
 class CG(_Estimator):
@@ -584,38 +420,34 @@ class CG(_Estimator):
     iterate and outcome "indefinite" (use MINRES for indefinite A).
 
     Args:
-        n: dimension, >= 1.
-        maxiter: iterations per step, >= 0 (the paper's Q).
-        tol: relative tolerance >= 0 (0: always run maxiter iterations).
+        n: dimension.
+        maxiter: iterations per step (the paper's Q).
+        tol: relative tolerance; library default (0: always run maxiter iterations).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_CG
-    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
 
-    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
-        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
-        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
 
 
 class MINRES(_Estimator):
     """MINRES warm-started from the last estimate, for symmetric indefinite A.
 
     Args:
-        n: dimension, >= 1.
-        maxiter: iterations per step, >= 0 (at most maxiter + 1 products).
-        tol: relative tolerance >= 0 on ||A v - b|| / ||b||.
+        n: dimension.
+        maxiter: iterations per step (at most maxiter + 1 products).
+        tol: relative tolerance on ||A v - b|| / ||b||; library default (0).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_MINRES
-    _ranges = "n >= 1, maxiter >= 0, finite tol >= 0"
 
-    def __init__(self, n, maxiter, tol=0.0, v0=None, dtype=np.float64):
-        fields = dict(max_iterations=_int_option(maxiter, "maxiter"), tolerance=_float_option(tol, "tol"))
-        super().__init__(n, fields, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
 
 
 class GD(_Estimator):
@@ -623,19 +455,17 @@ class GD(_Estimator):
     (AmIGO-GD; SOBA is steps=1). One product per gradient step.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge (units 1 / eigenvalue).
-        steps: gradient steps per step, >= 1.
+        steps: gradient steps per step (default 1, SOBA's; None: the library's, AmIGO-GD's Q).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_GD
-    _ranges = "n >= 1, finite eta > 0, steps >= 1"
 
     def __init__(self, n, eta, steps=1, v0=None, dtype=np.float64):
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(steps, "steps"))
-        super().__init__(n, fields, dict(eta=eta, steps=steps), v0, dtype)
+        super().__init__(n, dict(eta=eta, steps=steps), v0, dtype)
 
 
 class Neumann(_Estimator):
@@ -643,18 +473,16 @@ class Neumann(_Estimator):
     (stocBiO); ``terms`` products per step, no warm start.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge.
-        terms: number of products, >= 0.
+        terms: number of products.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_NEUMANN
-    _ranges = "n >= 1, finite eta > 0, terms >= 0"
 
     def __init__(self, n, eta, terms, dtype=np.float64):
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(terms, "terms"))
-        super().__init__(n, fields, dict(eta=eta, terms=terms), None, dtype)
+        super().__init__(n, dict(eta=eta, terms=terms), None, dtype)
 
 
 class RandomNeumann(_Estimator):
@@ -663,20 +491,15 @@ class RandomNeumann(_Estimator):
     v <- v - eta (A v - b); p + max_terms products per step.
 
     Args:
-        n: dimension, >= 1.
+        n: dimension.
         eta: step size > 0, below 2 / lambda_max(A) to converge.
-        max_terms: >= 1.
-        seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds).
+        max_terms: the truncation bound and the number of gradient steps.
+        seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds);
+            library default.
         dtype: numpy.float64 or numpy.float32.
     """
 
     _method = _ffi.METHOD_RANDOM_NEUMANN
-    _ranges = "n >= 1, finite eta > 0, max_terms >= 1, 0 <= seed < 2**64"
 
-    def __init__(self, n, eta, max_terms, seed=0, dtype=np.float64):
-        seed_value = _operator.index(seed) if not isinstance(seed, (bool, np.bool_)) else None
-        if seed_value is None or not 0 <= seed_value < 2**64:
-            raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}", -1)
-        fields = dict(step_size=_float_option(eta, "eta"), steps=_int_option(max_terms, "max_terms"),
-                      seed=seed_value)
-        super().__init__(n, fields, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)
+    def __init__(self, n, eta, max_terms, seed=None, dtype=np.float64):
+        super().__init__(n, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)

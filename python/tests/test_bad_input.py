@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import lancbio
 from conftest import FACTORIES
-from lancbio import _ffi, errors
+from lancbio import _ffi, _handle, errors
 
 N = 4
 
@@ -36,16 +36,16 @@ def test_every_negative_status_maps_to_its_exception_class(status):
     assert errors.error_class(status) is cls
     assert issubclass(cls, lancbio.LancbioError) and issubclass(cls, builtin)
     with pytest.raises(cls) as excinfo:
-        _ffi._check(status, None)
+        _handle.check(status)
     assert excinfo.value.status == status
-    assert excinfo.value.message == _ffi.status_string(status)
+    assert excinfo.value.message == _handle.status_string(status)
 
 
 def test_non_negative_statuses_pass_and_unknown_negative_gives_base_class():
     for status in (0, 1, 2, 3, 4, 100):
-        assert _ffi._check(status, None) == status
+        assert _handle.check(status) == status
     with pytest.raises(lancbio.LancbioError):
-        _ffi._check(-1000, None)
+        _handle.check(-1000)
 
 
 def test_check_reports_the_handles_last_error_message():
@@ -54,7 +54,7 @@ def test_check_reports_the_handles_last_error_message():
     product, request = np.zeros(N), np.zeros(N)
     status = _ffi.lib.lancbio_estimator_resume_f64(handle, f64_pointer(product), f64_pointer(request), N)
     with pytest.raises(lancbio.InvalidStateError, match="no step is in progress") as excinfo:
-        _ffi._check(status, handle)
+        est._check(status)
     assert excinfo.value.status == -8
     est.close()
 
@@ -72,7 +72,7 @@ def test_library_errors_surface_as_their_classes():
     # -2: NULL info pointer
     with lancbio.GD(N, eta=0.1) as est:
         with pytest.raises(lancbio.NullPointerError):
-            _ffi._check(_ffi.lib.lancbio_estimator_info(est._handle, None), est._handle)
+            est._check(_ffi.lib.lancbio_estimator_info(est._handle, None))
     # -3: NaN in b
     with lancbio.GD(N, eta=0.1) as est:
         with pytest.raises(lancbio.NonFiniteInputError, match="NaN"):
@@ -92,13 +92,13 @@ def test_library_errors_surface_as_their_classes():
         status = _ffi.lib.lancbio_estimator_step_f64(est._handle, refuse, None, f64_pointer(b), f64_pointer(v), N, None)
         assert _ffi.lib.lancbio_estimator_callback_status(est._handle) == 7
         with pytest.raises(lancbio.CallbackError, match="returned 7"):
-            _ffi._check(status, est._handle)
+            est._check(status)
     # -7: a float32 function on a float64 handle
     with lancbio.GD(N, eta=0.1) as est:
         out = np.empty(N, dtype=np.float32)
         status = _ffi.lib.lancbio_estimator_get_v_f32(est._handle, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), N)
         with pytest.raises(lancbio.WrongPrecisionError, match="float64"):
-            _ffi._check(status, est._handle)
+            est._check(status)
     # -8: resume with no step in progress
     with lancbio.GD(N, eta=0.1) as est:
         with pytest.raises(lancbio.InvalidStateError):
@@ -108,16 +108,22 @@ def test_library_errors_surface_as_their_classes():
     handle = est._handle
     est.close()
     with pytest.raises(lancbio.InvalidHandleError):
-        _ffi._check(_ffi.lib.lancbio_estimator_reset(handle), handle)
+        est._check(_ffi.lib.lancbio_estimator_reset(handle))
 
 
-def test_error_for_and_check_bilevel_map_statuses_like_check():
-    err = _ffi.error_for(-1, "rejected options")
+def test_error_with_context_and_a_bilevel_handles_check_map_statuses_like_check():
+    err = _handle.error(-1, None, "rejected options")
     assert type(err) is lancbio.InvalidArgumentError and err.status == -1
-    assert str(err) == f"rejected options ({_ffi.status_string(-1)})"
-    assert _ffi.check_bilevel(0, None) == 0
+    assert str(err) == f"rejected options: {_handle.status_string(-1)}"
+    err = _handle.error(-1, b"m0 is too large", "DynamicLanczos(n=4) was rejected")
+    assert str(err) == f"DynamicLanczos(n=4) was rejected: m0 is too large ({_handle.status_string(-1)})"
+    from lancbio.problems import Synthetic
+
+    opt = lancbio.Bilevel(Synthetic(n=4, seed=0), "soba", lr_x=0.1, lr_y=0.1)
+    assert opt._check(0) == 0
+    opt.close()
     with pytest.raises(lancbio.InvalidHandleError) as excinfo:
-        _ffi.check_bilevel(_ffi.lib.lancbio_bilevel_reset(None), None)
+        opt._check(_ffi.lib.lancbio_bilevel_reset(None))
     assert excinfo.value.status == -9
 
 
@@ -297,8 +303,51 @@ def test_bad_options_raise_documented_errors(index):
 
 
 def test_rejected_options_are_named_in_the_message():
-    with pytest.raises(lancbio.InvalidArgumentError, match=r"m_max=0.*1 <= m0 <= m_max <= 4096.*invalid argument"):
+    # The call as Python saw it (the library's defaults filled in), then the library's reason.
+    with pytest.raises(lancbio.InvalidArgumentError, match=r"m_max=0.*was rejected: .*m_max.*4096.*invalid argument"):
         lancbio.DynamicLanczos(N, m_max=0)
+
+
+def creation_message(make) -> str:
+    """The message of the InvalidArgumentError that ``make()`` raises, checked to end with
+    the library's own text for the failed create (lancbio_last_error)."""
+    with pytest.raises(lancbio.InvalidArgumentError) as excinfo:
+        make()
+    library = _ffi.lib.lancbio_last_error().decode()
+    assert library and library in excinfo.value.message
+    assert excinfo.value.message.endswith(f"{library} ({_handle.status_string(-1)})")
+    return library
+
+
+def test_out_of_range_options_raise_with_the_librarys_message():
+    # The ranges are the library's: Python passes the values on and reports its verdict.
+    message = creation_message(lambda: lancbio.DynamicLanczos(10, m0=5, m_max=3))
+    assert "m0" in message and "m_max" in message
+    message = creation_message(lambda: lancbio.CG(10, maxiter=-1))
+    assert "-1" in message
+    message = creation_message(lambda: lancbio.GD(N, eta=0.0))
+    assert "step_size" in message
+
+
+def test_an_estimator_too_large_to_allocate_is_refused_with_the_librarys_reason():
+    message = creation_message(lambda: lancbio.DynamicLanczos(2**36, m_max=4096))
+    assert "allocate" in message or "memory" in message
+
+
+def test_options_left_at_none_take_the_librarys_defaults():
+    # What lancbio_estimator_options_init writes, read back by the estimator.
+    from lancbio import _options
+
+    defaults = _options.read(_options.estimator_options(_ffi.METHOD_LANCZOS), _options.ESTIMATOR,
+                             ["m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize",
+                              "orthogonality_tol"])
+    with lancbio.DynamicLanczos(N) as est:
+        assert est._settings == defaults
+        assert "m_max=%d" % defaults["m_max"] in repr(est)
+    with lancbio.DynamicLanczos(N, m_max=None, m0=None) as est:
+        assert est._settings == defaults
+    with lancbio.CG(N, maxiter=3) as est:
+        assert est._settings == dict(maxiter=3, tol=_options.estimator_options(_ffi.METHOD_CG).tolerance)
 
 
 @settings(max_examples=60, deadline=None)

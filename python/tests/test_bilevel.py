@@ -316,8 +316,29 @@ def test_missing_step_size_raises_value_error_naming_it(missing):
     ("lancbio", dict(growth=0.5)), ("subbio", dict(theta0=-1.0)),
 ])
 def test_out_of_range_options_raise_invalid_argument_listing_the_settings(method, options):
-    with pytest.raises(lancbio.InvalidArgumentError, match=f"invalid options for method '{method}'"):
+    with pytest.raises(lancbio.InvalidArgumentError, match=f"invalid options for method '{method}'") as excinfo:
         make(method, **options)
+    # The settings as passed, then the library's own reason (lancbio_last_error).
+    name, value = next(iter(options.items()))
+    assert f"{name}={value!r}" in excinfo.value.message
+    reason = lancbio._ffi.lib.lancbio_last_error().decode()
+    assert reason and excinfo.value.message.endswith(f": {reason} (invalid argument)")
+
+
+@pytest.mark.parametrize("method", sorted(PAPER))
+def test_settings_the_paper_does_not_fix_are_the_librarys_defaults(method):
+    from lancbio import _options
+
+    spec = lancbio.METHODS[method]
+    outer = _options.read(_options.bilevel_options(), _options.OUTER, _options.OUTER)
+    inner = _options.read(_options.estimator_options(spec["estimator"]), _options.ESTIMATOR, _options.ESTIMATOR)
+    inner["v_steps"] = inner["maxiter" if method == "amigo-cg" else "steps"]
+    s = make(method, lr_x=0.5, lr_y=0.2).settings
+    for name, value in s.items():
+        if name in ("lr_x", "lr_y", "eta", "theta0"):  # given, or lr_y
+            continue
+        expected = spec.get(name, outer.get(name, inner.get(name)))
+        assert value == expected, (method, name)
 
 
 @pytest.mark.filterwarnings("ignore:Casting complex values")
@@ -398,6 +419,79 @@ def test_run_iterations_records_the_documented_fields_consistent_with_step():
     assert np.array_equal(history.column("hvps"), [6, 12, 18, 24, 30, 36])
     assert history[-1] is history.records[-1] and list(history) == history.records
     assert "6 records" in repr(history)
+
+
+def test_history_columns_by_name_and_a_repr_that_shows_the_last_record():
+    history = make("amigo-cg").run(iterations=4, progress=False)
+    times = history["time"]
+    assert isinstance(times, np.ndarray) and times.dtype == float and np.array_equal(times, history.column("time"))
+    assert history["iteration"].tolist() == [1, 2, 3, 4] and history["hvps"].dtype.kind == "i"
+    assert history["residual_kind"].tolist() == ["recurrence"] * 4
+    assert history.columns == list(history[0])
+    with pytest.raises(KeyError, match="'tme'.*'time'"):
+        history["tme"]
+    assert history[1:3] == history.records[1:3]  # indices and slices still give records
+    text = repr(history)
+    assert text.startswith("History(4 records; columns: iteration, time, hvps, ")
+    assert "last: iteration=4, time=" in text and f"hvps={history[-1]['hvps']}" in text
+    assert repr(lancbio.History()) == "History(0 records)"
+
+
+def test_history_column_of_a_field_some_records_lack_fills_nan_or_none():
+    history = lancbio.History()
+    history.records += [{"iteration": 1, "note": "a"}, {"iteration": 2, "extra": 0.5}]
+    assert np.array_equal(history["extra"], [np.nan, 0.5], equal_nan=True)
+    assert history["note"].tolist() == ["a", None]
+
+
+class FakeAxes:
+    """Records what History.plot asks of matplotlib axes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def test_history_plot_draws_y_against_x_on_the_given_axes():
+    history = make("amigo-cg").run(iterations=5, progress=False)
+    ax = FakeAxes()
+    assert history.plot(ax=ax) is ax
+    (name, (xs, ys), kwargs), *rest = ax.calls
+    assert name == "plot" and np.array_equal(xs, history["hvps"]) and np.array_equal(ys, history["hypergradient_norm"])
+    assert ("set_xlabel", ("HVPs",), {}) in rest and ("set_ylabel", ("hypergradient_norm",), {}) in rest
+    assert ("set_yscale", ("log",), {}) in rest
+    ax = FakeAxes()
+    history.plot(x="time", y="lr_x", ax=ax, label="amigo-cg", color="k")
+    assert np.array_equal(ax.calls[0][1][0], history["time"]) and ax.calls[0][2] == dict(label="amigo-cg", color="k")
+    assert ("legend", (), {}) in ax.calls
+    with pytest.raises(KeyError, match="no column 'hvp'"):
+        history.plot(x="hvp", ax=FakeAxes())
+    with pytest.raises(ValueError, match="no records"):
+        lancbio.History().plot(ax=FakeAxes())
+
+
+def test_history_plot_without_matplotlib_says_how_to_install_it(monkeypatch):
+    import sys
+
+    history = make("amigo-cg").run(iterations=2, progress=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        history.plot()
+
+
+def test_history_plot_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history = make("amigo-cg").run(iterations=5, progress=False)
+    ax = history.plot(x="iteration")
+    assert ax.get_xlabel() == "iteration" and ax.get_yscale() == "log"
+    assert np.array_equal(ax.lines[0].get_xdata(), history["iteration"])
+    ax.figure.savefig(tmp_path / "history.png")
 
 
 def test_run_continues_from_the_current_state():

@@ -1,13 +1,11 @@
-"""The command line (python3 -m lancbio {demo,hyperclean,bench}): smoke runs at tiny sizes,
-help texts, rejection of bad arguments, divergence handling and the bench dispatch."""
+"""The command line (python3 -m lancbio {demo,hyperclean}): smoke runs at tiny sizes, help
+texts, rejection of bad arguments and divergence handling."""
 
-import importlib.machinery
 import importlib.util
 import math
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +107,7 @@ def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys)
 # -- help and bad arguments ----------------------------------------------------------------
 
 @pytest.mark.parametrize("command, options", [
-    ([], ["demo", "hyperclean", "bench"]),
+    ([], ["demo", "hyperclean"]),
     (["demo"], ["--n", "--kappa", "--gamma", "--seconds", "--methods", "--seed", "--output",
                 "--threads", "--quiet"]),
     (["hyperclean"], ["--corruption", "--seconds", "--methods", "--seed", "--output", "--lr-x",
@@ -253,39 +251,13 @@ def test_checkpoints_are_increasing_dense_early_and_end_at_the_budget():
     assert sum(t <= 0.5 for t in times) >= 6
 
 
-# -- bench dispatch -------------------------------------------------------------------------
+# -- the benchmark is not part of the package ------------------------------------------------
 
-def test_bench_unavailable_exits_2(monkeypatch, capsys):
+def test_bench_is_no_command_of_the_installed_package(capsys):
     from lancbio.__main__ import main
 
-    # A None entry in sys.modules makes the import fail as if the module did not exist.
-    monkeypatch.setitem(sys.modules, "lancbio.bench", None)
-    assert main(["bench", "--quick"]) == 2
-    assert "unavailable" in capsys.readouterr().err
-
-
-def test_bench_present_receives_its_arguments(monkeypatch):
-    from lancbio.__main__ import main
-
-    received = []
-    fake = types.ModuleType("lancbio.bench")
-    fake.__spec__ = importlib.machinery.ModuleSpec("lancbio.bench", None)
-    fake.main = lambda argv: received.append(list(argv)) or 7
-    monkeypatch.setitem(sys.modules, "lancbio.bench", fake)
-    # --help and unknown options belong to the benchmark, not to the dispatcher.
-    assert main(["bench", "--quick", "--help", "--whatever", "3"]) == 7
-    assert received == [["--quick", "--help", "--whatever", "3"]]
-
-
-def test_bench_with_a_broken_import_is_not_called_unavailable(monkeypatch):
-    from lancbio import __main__ as entry
-
-    def broken(name, *args, **kwargs):
-        if name == entry.BENCH_MODULE:
-            raise ModuleNotFoundError("No module named 'some_dependency'", name="some_dependency")
-        return real_import(name, *args, **kwargs)
-
-    real_import = entry.importlib.import_module
-    monkeypatch.setattr(entry.importlib, "import_module", broken)
-    with pytest.raises(ModuleNotFoundError, match="some_dependency"):
-        entry.main(["bench"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
+    assert importlib.util.find_spec("lancbio.bench") is None

@@ -1,6 +1,5 @@
 """The loader: where liblancbio.so comes from, and how a missing or stale one is reported."""
 
-import ctypes
 import os
 import re
 import shutil
@@ -12,8 +11,6 @@ from pathlib import Path
 import pytest
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
-REPO = PYTHON_DIR.parent
-HEADER = REPO / "include" / "lancbio.h"
 
 
 def import_lancbio_with(library: str) -> subprocess.CompletedProcess:
@@ -48,51 +45,9 @@ def test_version_is_library_version_and_pyproject_version():
 
 
 def test_library_abi_version_is_the_wrappers():
-    from lancbio import _ffi, _library
-
-    assert _ffi.lib.lancbio_abi_version() == _library.EXPECTED_ABI_VERSION == _ffi.ABI_VERSION
-
-
-def test_table_declares_exactly_the_header_functions():
     from lancbio import _ffi
 
-    if not HEADER.exists():
-        pytest.skip("not a source checkout")
-    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
-    # Function declarations, not the function-pointer typedefs `(*lancbio_..._t)(`.
-    declared = set(re.findall(r"\b(lancbio_\w+)\s*\(", text))
-    assert declared == set(_ffi.FUNCTIONS)
-
-
-def test_struct_mirrors_match_the_compiled_header_layout(tmp_path):
-    from lancbio import _ffi
-
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None or not HEADER.exists():
-        pytest.skip("needs a C compiler and the header")
-    lines = []
-    mirrors = {"lancbio_estimator_options_t": _ffi.EstimatorOptions, "lancbio_step_info_t": _ffi.StepInfoStruct,
-               "lancbio_bilevel_options_t": _ffi.BilevelOptions, "lancbio_bilevel_info_t": _ffi.BilevelInfoStruct,
-               "lancbio_problem_f64_t": _ffi.ProblemStruct}
-    for c_name, mirror in mirrors.items():
-        lines.append(f'printf("{c_name} size %zu\\n", sizeof({c_name}));')
-        for field, _ in mirror._fields_:
-            lines.append(f'printf("{c_name} {field} %zu %zu\\n", offsetof({c_name}, {field}), '
-                         f"sizeof((({c_name} *)0)->{field}));")
-    source = tmp_path / "layout.c"
-    source.write_text("#include <stdio.h>\n#include <stddef.h>\n#include \"lancbio.h\"\nint main(void) {\n"
-                      + "\n".join(lines) + "\nreturn 0;\n}\n")
-    exe = tmp_path / "layout"
-    subprocess.run([cc, f"-I{HEADER.parent}", str(source), "-o", str(exe)], check=True)
-    report = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split("\n")
-    for line in filter(None, report):
-        words = line.split()
-        mirror = mirrors[words[0]]
-        if words[1] == "size":
-            assert ctypes.sizeof(mirror) == int(words[2]), line
-        else:
-            field = getattr(mirror, words[1])
-            assert (field.offset, field.size) == (int(words[2]), int(words[3])), line
+    assert _ffi.lib.lancbio_abi_version() == _ffi.ABI_VERSION
 
 
 def test_candidates_env_variable_alone_then_package_then_build(monkeypatch):

@@ -1,4 +1,8 @@
-"""``python -m lancbio bench``: lancbio against numpy references, side by side in one run.
+"""The benchmark: lancbio against numpy references, side by side in one run.
+
+Not part of the installed package: run it from the repository with ``make bench``, or
+``PYTHONPATH=python python3 -m bench [options]`` from the repository root after ``make lib``
+(``make bench BENCH_ARGS=--quick`` passes options).
 
 Sections (``--sections 1,2,...``):
 
@@ -17,8 +21,8 @@ issue are printed as PASS / FAIL / SKIP with the measured number. Options: ``--q
 (small sizes, for tests), ``--sections``, ``--repeats``, ``--output FILE`` (Markdown).
 
 For a fair comparison with numpy, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
-in that command only (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -m lancbio
-bench``); the machine header says which BLAS kernel numpy actually runs.
+in that command only (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench``); the
+machine header says which BLAS kernel numpy actually runs.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ __all__ = ["main", "run"]
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m lancbio bench",
+    parser = argparse.ArgumentParser(prog="python3 -m bench",
                                      description="lancbio performance against numpy/scipy references.")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, < 20 s)")
     parser.add_argument("--sections", default="1,2,3,4,5,6",
@@ -55,7 +59,7 @@ def _parse(argv):
 
 
 def run(argv=None, echo: bool = True):
-    """Runs the benchmark; returns the :class:`~lancbio.bench.report.Report`."""
+    """Runs the benchmark; returns the :class:`~bench.report.Report`."""
     from .measure import CpuMonitor, load_note, machine_info
     from .report import Report
     from .sections import SECTIONS, Config
@@ -66,7 +70,7 @@ def run(argv=None, echo: bool = True):
     started = time.perf_counter()
     report.add("# lancbio benchmark" + (" (--quick)" if cfg.quick else ""))
     report.add("")
-    report.add("Command: `" + " ".join(["python3 -m lancbio bench"] + [shlex.quote(a) for a in
+    report.add("Command: `" + " ".join(["python3 -m bench"] + [shlex.quote(a) for a in
                                                                      (argv if argv is not None else sys.argv[1:])])
                + "`; started " + time.strftime("%Y-%m-%d %H:%M:%S") + ".")
     report.heading("Machine")
@@ -93,6 +97,6 @@ def run(argv=None, echo: bool = True):
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m lancbio bench``; returns the exit status (0)."""
+    """Entry point of ``python3 -m bench``; returns the exit status (0)."""
     run(argv)
     return 0

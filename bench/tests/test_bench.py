@@ -1,4 +1,4 @@
-"""The benchmark (python -m lancbio bench): --quick runs end to end and reports every
+"""The benchmark (make bench): --quick runs end to end and reports every
 section, and its numpy reference implementations compute what the library computes
 (which is what makes them valid references)."""
 
@@ -20,7 +20,7 @@ def _drive(est, op, b):
 
 
 def test_quick_run_reports_every_section(tmp_path, capsys):
-    from lancbio import bench
+    import bench
 
     out = tmp_path / "report.md"
     started = time.perf_counter()
@@ -47,7 +47,7 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
 
 
 def test_sections_option_runs_only_those(capsys):
-    from lancbio import bench
+    import bench
 
     assert bench.main(["--quick", "--sections", "3", "--repeats", "1"]) == 0
     text = capsys.readouterr().out
@@ -57,14 +57,14 @@ def test_sections_option_runs_only_those(capsys):
 
 @pytest.mark.parametrize("argv", [["--sections", "7"], ["--sections", "x"], ["--repeats", "0"]])
 def test_bad_options_are_rejected(argv):
-    from lancbio import bench
+    import bench
 
     with pytest.raises(SystemExit):
         bench.main(argv)
 
 
 def test_thomas_solve_matches_dense_solve(rng):
-    from lancbio.bench.reference import thomas_solve, tridiagonal_solver
+    from bench.reference import thomas_solve, tridiagonal_solver
 
     n = 9
     d = rng.uniform(3, 4, n)
@@ -82,7 +82,7 @@ def test_thomas_solve_matches_dense_solve(rng):
                                       dict(m0=5, m_max=5, growth=1.0, grow_every=1)])
 def test_lanczos_references_agree_with_the_library(rng, schedule):
     import lancbio
-    from lancbio.bench.reference import CarefulLanczos, ResearchLanczos
+    from bench.reference import CarefulLanczos, ResearchLanczos
 
     n = 60
     A0 = spd_matrix(rng, n, cond=20.0)
@@ -105,7 +105,7 @@ def test_lanczos_references_agree_with_the_library(rng, schedule):
 
 def test_careful_reference_agrees_in_float32(rng):
     import lancbio
-    from lancbio.bench.reference import CarefulLanczos
+    from bench.reference import CarefulLanczos
 
     n = 200
     d = np.linspace(1.0, 10.0, n).astype(np.float32)
@@ -122,7 +122,7 @@ def test_careful_reference_agrees_in_float32(rng):
 
 def test_careful_reference_handles_breakdown_like_the_library(rng):
     import lancbio
-    from lancbio.bench.reference import CarefulLanczos
+    from bench.reference import CarefulLanczos
 
     # Two distinct eigenvalues: the Krylov space is invariant after two steps.
     n = 30
@@ -143,7 +143,7 @@ def test_careful_reference_handles_breakdown_like_the_library(rng):
 
 def test_reference_outer_loop_agrees_with_bilevel():
     import lancbio
-    from lancbio.bench.reference import ReferenceBilevel
+    from bench.reference import ReferenceBilevel
     from lancbio.problems import Synthetic
 
     problem = Synthetic(40, kappa=1e3, seed=3)
@@ -162,7 +162,7 @@ def test_reference_outer_loop_agrees_with_bilevel():
 
 
 def test_careful_reference_orthogonality_safeguard_restarts_early(rng):
-    from lancbio.bench.reference import CarefulLanczos
+    from bench.reference import CarefulLanczos
 
     # Well separated extreme eigenvalues: Ritz values converge fast and the basis loses
     # orthogonality within a 60-step cycle. Off (the default), cycles run to 60 steps;

@@ -1,4 +1,4 @@
-"""The six sections of ``python -m lancbio bench`` (see the package docstring)."""
+"""The six sections of the benchmark (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -140,13 +140,13 @@ class _LancbioRaw(_Impl):
             p = self._pointers[id(b)] = (b, self.est._as_ptr(b))
         status = self._begin_fn(self._handle, p[1], self._request_p, self._n)
         if status < 0:
-            _ffi._check(status, self._handle)
+            self.est._check(status)
         return self._request if status == _ffi.NEED_PRODUCT else None
 
     def resume(self, product):
         status = self._resume_fn(self._handle, self._product_p, self._request_p, self._n)
         if status < 0:
-            _ffi._check(status, self._handle)
+            self.est._check(status)
         return self._request if status == _ffi.NEED_PRODUCT else None
 
     @property
@@ -155,7 +155,7 @@ class _LancbioRaw(_Impl):
 
     def dimension(self):
         info = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
-        _ffi._check(_ffi.lib.lancbio_estimator_info(self._handle, ctypes.byref(info)), self._handle)
+        self.est._check(_ffi.lib.lancbio_estimator_info(self._handle, ctypes.byref(info)))
         return info.dimension
 
     def close(self):
@@ -646,7 +646,7 @@ def section_callback(report, cfg: Config, results: dict) -> None:
             status = resume_fn(handle, rp, rp, n)
             count += 1
         rt_raw.append((clock() - t) / count)
-        _ffi._check(status, handle)
+        est._check(status)
     est.close()
     s_hvp, s_op, s_api, s_raw = stats(per_hvp), stats(op_cost), stats(rt_api), stats(rt_raw)
     overhead = s_hvp.median - s_op.median
@@ -699,7 +699,7 @@ def section_synthetic(report, cfg: Config, results: dict) -> None:
     report.heading("4. Synthetic problem end to end (LancBiO outer loop)")
     report.add("lancbio.problems.Synthetic(n, kappa = 1e5, seed = 0), x0, y0 = initial_point(1), lr_x = 1, "
                "lr_y = 1e-5, T = 5, m0 = 1, growth 1.1 every 20, m_max = 80: lancbio.Bilevel(method=\"lancbio\") "
-               "against the numpy outer loop `lancbio.bench.reference.ReferenceBilevel` (careful numpy "
+               "against the numpy outer loop `bench.reference.ReferenceBilevel` (careful numpy "
                "Lanczos (b)). Both call the same problem object through a timing proxy; \"outside\" = "
                "iteration time minus the time spent inside the problem's five functions. Iterations are "
                "run in interleaved chunks; median over iterations [min, max] (the step cost grows with j). "
@@ -830,9 +830,11 @@ def section_memory(report, cfg: Config, results: dict) -> None:
     report.add("")
     _progress(f"section 6: memory, n = {n}, m_max = {m_max}, {steps} steps (subprocess)")
     env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    code = ("import sys, json; from lancbio.bench.memory_probe import probe; "
+    # The subprocess imports this package and the lancbio this process runs.
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+             os.path.dirname(os.path.dirname(os.path.abspath(lancbio.__file__)))]
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    code = ("import sys, json; from bench.memory_probe import probe; "
             f"print(json.dumps(probe({n}, {m_max}, {steps})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
