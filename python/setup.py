@@ -6,7 +6,9 @@ lancbio/liblancbio.so in the wheel; `pip install -e ./python` copies it next to 
 sources in python/lancbio/ (gitignored). Metadata lives in pyproject.toml.
 
 The build takes about 40 s, so each stage is announced on stderr and the Swift build's
-progress lines are passed through (pip shows them with `pip install -v ./python`).
+progress lines are passed through. pip captures a build's stderr and shows it only with
+`pip install -v ./python`, so the stages and a one-line progress display also go to the
+controlling terminal when there is one.
 """
 
 import os
@@ -25,9 +27,33 @@ HERE = Path(__file__).resolve().parent
 LIBRARY = "liblancbio.so"
 
 
+def _terminal():
+    """The controlling terminal when stderr is not it (pip has captured stderr), else None."""
+    if sys.stderr.isatty():
+        return None
+    try:
+        return open("/dev/tty", "w")  # noqa: SIM115 - held for the build
+    except OSError:  # no terminal: CI, a daemon
+        return None
+
+
+_TERMINAL = _terminal()
+
+
 def stage(message: str) -> None:
-    """One line on stderr saying what the build is doing."""
+    """One line on stderr (and the terminal) saying what the build is doing."""
     print(f"lancbio: {message}", file=sys.stderr, flush=True)
+    if _TERMINAL is not None:
+        print(f"\rlancbio: {message}", file=_TERMINAL, flush=True)
+
+
+def progress(line: str) -> None:
+    """A line of the Swift build: passed through on stderr, and shown in place on the terminal."""
+    sys.stderr.write(f"lancbio: swift: {line}")
+    sys.stderr.flush()
+    if _TERMINAL is not None and line.startswith("["):
+        _TERMINAL.write(f"\r\033[Klancbio: swift: {line.rstrip()[:100]}")
+        _TERMINAL.flush()
 
 
 def repository_root() -> Path:
@@ -64,8 +90,7 @@ def build_library() -> Path:
         ) from None
     with process:
         for line in process.stdout:  # "[12/40] Compiling LancbioCore ...": the build's progress
-            sys.stderr.write(f"lancbio: swift: {line}")
-            sys.stderr.flush()
+            progress(line)
     if process.returncode != 0:
         raise SystemExit(f"lancbio: the Swift build failed (exit status {process.returncode}); see its output above.")
     stage(f"Swift build done in {time.monotonic() - started:.0f} s")

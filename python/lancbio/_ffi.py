@@ -172,6 +172,21 @@ class ProblemStruct(ctypes.Structure):
     ]
 
 
+class SolveResultStruct(ctypes.Structure):
+    """Mirror of lancbio_solve_result_t."""
+
+    _fields_ = [
+        ("struct_size", c_int64),
+        ("converged", c_int32),
+        ("reserved", c_int32),
+        ("products", c_int64),
+        ("iterations", c_int64),
+        ("residual", c_double),
+        ("rhs_norm", c_double),
+    ]
+
+
+assert ctypes.sizeof(SolveResultStruct) == 48, ctypes.sizeof(SolveResultStruct)
 assert ctypes.sizeof(BilevelOptions) == 64, ctypes.sizeof(BilevelOptions)
 assert ctypes.sizeof(BilevelInfoStruct) == 80, ctypes.sizeof(BilevelInfoStruct)
 assert ctypes.sizeof(ProblemStruct) == 56, ctypes.sizeof(ProblemStruct)
@@ -207,6 +222,10 @@ FUNCTIONS = {
     "lancbio_estimator_get_v_f32": (c_int32, [_handle, _f32p, c_int64]),
     "lancbio_estimator_set_v_f64": (c_int32, [_handle, _f64p, c_int64]),
     "lancbio_estimator_set_v_f32": (c_int32, [_handle, _f32p, c_int64]),
+    "lancbio_solve_f64": (c_int32, [POINTER(EstimatorOptions), HVP_CALLBACK, c_void_p, _f64p, _f64p, c_int64, c_double,
+                                    c_int64, POINTER(SolveResultStruct), POINTER(StepInfoStruct)]),
+    "lancbio_solve_f32": (c_int32, [POINTER(EstimatorOptions), HVP_CALLBACK, c_void_p, _f32p, _f32p, c_int64, c_double,
+                                    c_int64, POINTER(SolveResultStruct), POINTER(StepInfoStruct)]),
     "lancbio_bilevel_options_init": (c_int32, [POINTER(BilevelOptions)]),
     "lancbio_bilevel_create": (c_int32, [c_int64, c_int64, POINTER(BilevelOptions), POINTER(EstimatorOptions), POINTER(_handle)]),
     "lancbio_bilevel_destroy": (None, [_handle]),

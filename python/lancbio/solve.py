@@ -1,20 +1,35 @@
-"""One-shot solves of A v = b with the library's estimators."""
+"""One-shot solves of A v = b: :func:`solve` wraps the library's ``lancbio_solve_f64`` /
+``lancbio_solve_f32``, which run the whole loop (and the final check of the true
+residual) natively."""
 
 from __future__ import annotations
 
-import math
+import ctypes
 from dataclasses import dataclass
 
 import numpy as np
 
-from .estimators import CG, GD, MINRES, DynamicLanczos, Neumann
+from . import _ffi
+from ._ffi import lib
+from ._handle import check
+from ._options import ESTIMATOR, estimator_options, fill, to_float, to_int
+from ._trampoline import ERROR, OPERATOR, RUNNING, make_callback, new_state
 from .info import StepInfo
 from .operators import as_operator
 
 __all__ = ["solve", "SolveInfo", "METHODS"]
 
-#: The methods :func:`solve` accepts.
-METHODS = ("lanczos", "cg", "minres", "gd", "neumann")
+#: The methods :func:`solve` accepts, with the estimator options each one takes.
+_METHODS = {
+    "lanczos": (_ffi.METHOD_LANCZOS, ("reorthogonalize", "variant", "orthogonality_tol")),
+    "cg": (_ffi.METHOD_CG, ()),
+    "minres": (_ffi.METHOD_MINRES, ()),
+    "gd": (_ffi.METHOD_GD, ("eta",)),
+    "neumann": (_ffi.METHOD_NEUMANN, ("eta",)),
+}
+METHODS = tuple(_METHODS)
+_FUNCTIONS = {np.dtype(np.float64): (_ffi.FLOAT64, ctypes.c_double, "lancbio_solve_f64"),
+              np.dtype(np.float32): (_ffi.FLOAT32, ctypes.c_float, "lancbio_solve_f32")}
 
 
 @dataclass(frozen=True)
@@ -39,9 +54,16 @@ class SolveInfo:
     step_info: StepInfo | None
 
 
-def _residual(apply, v: np.ndarray, b: np.ndarray) -> float:
-    r = np.asarray(apply(v.copy()), dtype=np.float64) - b
-    return float(np.linalg.norm(r))
+def _vector(arr, n: int, dtype: np.dtype, name: str) -> np.ndarray:
+    fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dtype.name})"
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype float64 or float32, got {type(arr).__name__}; "
+                        f"convert it with {fix}")
+    if arr.dtype != dtype:
+        raise TypeError(f"{name} has dtype {arr.dtype}; this solve runs in {dtype.name}: convert it with {fix}")
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = None, tol: float = 1e-8,
@@ -51,88 +73,75 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
     Args:
         op: the operator (see :func:`lancbio.as_operator`).
         b: right-hand side, shape (n,), float64 or float32 (the computation runs in b's
-            dtype), C-contiguous, finite.
+            dtype), finite.
         method: "lanczos" (default), "cg", "minres", "gd" or "neumann".
         x0: initial guess, shape (n,), b's dtype; default 0. Not accepted by "neumann",
             which starts from zero.
         tol: relative tolerance >= 0: converged when ||A v - b|| <= tol ||b||.
-        maxiter: budget, >= 1, default 10 n: CG/MINRES iterations, Lanczos products
-            (stepping stops at the first step that reaches it), gradient steps or
-            Neumann terms.
+        maxiter: budget, >= 1; None for the library's default (10 n): CG/MINRES
+            iterations, Lanczos products (stepping stops at the first step that
+            reaches it), gradient steps or Neumann terms.
         **method_options: "gd" and "neumann" need ``eta`` (> 0, below
-            2 / lambda_max(A)); "lanczos" accepts ``reorthogonalize`` and ``variant``.
+            2 / lambda_max(A)); "lanczos" accepts ``reorthogonalize``, ``variant`` and
+            ``orthogonality_tol``.
 
     Returns:
         (v, info): the solution (new array, b's dtype) and a :class:`SolveInfo`.
 
-    Lanczos runs DynamicLanczos with a fixed period m = min(maxiter, n, 4096) from x0,
-    stepping until its residual estimate is <= tol ||b||; the true residual is then
-    checked with one product, and stepping continues if the check fails.
+    The loop runs in the library (``lancbio_solve_f64``, see include/lancbio.h): Lanczos
+    steps a fixed period m = min(maxiter, n, 4096) from x0 until its residual estimate
+    is <= tol ||b||, checks the true residual with one product, and steps on if the
+    check fails; the other methods run one step of their budget. The residual reported
+    is always that of the returned v.
     """
-    if method not in METHODS:
+    if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    code, accepted = _METHODS[method]
+    unexpected = sorted(set(method_options) - set(accepted))
+    if unexpected:
+        raise TypeError(f"method {method!r} takes no option {', '.join(unexpected)}"
+                        + (f"; it accepts {', '.join(accepted)}" if accepted else ""))
+    if "eta" in accepted and method_options.get("eta") is None:
+        raise TypeError(f"method {method!r} needs eta=<step size > 0, below 2 / lambda_max(A)>")
     if not isinstance(b, np.ndarray):
         raise TypeError(f"b must be a numpy.ndarray of dtype float64 or float32, got {type(b).__name__}; "
                         "convert it with numpy.ascontiguousarray(b, dtype=numpy.float64)")
-    if b.dtype not in (np.float64, np.float32):
+    if b.dtype not in _FUNCTIONS:
         raise TypeError(f"b has dtype {b.dtype}; solve runs in float64 or float32: convert it with "
                         "numpy.ascontiguousarray(b, dtype=numpy.float64)")
     if b.ndim != 1 or b.shape[0] < 1:
         raise ValueError(f"b must be 1-D with at least one element, got shape {b.shape}")
-    n = b.shape[0]
-    tol = float(tol)
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be finite and >= 0, got {tol}")
-    if maxiter is None:
-        maxiter = 10 * n
-    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
-        raise ValueError(f"maxiter must be an integer >= 1, got {maxiter!r}")
-    maxiter = int(maxiter)
-    apply = as_operator(op, n, b.dtype)
-    b_norm = float(np.linalg.norm(b.astype(np.float64)))
-    threshold = tol * b_norm
+    n, dtype = b.shape[0], b.dtype
+    precision, ctype, function = _FUNCTIONS[dtype]
+    b = np.ascontiguousarray(b)
+    if method == "neumann" and x0 is not None:
+        raise ValueError("the Neumann series starts from zero: x0 is not supported")
+    x = np.zeros(n, dtype=dtype) if x0 is None else _vector(x0, n, dtype, "x0").copy()
+    tol = to_float(tol, "tol")
+    if maxiter is not None and to_int(maxiter, "maxiter") < 1:
+        # 0 is the C call's "library default", which None asks for here.
+        raise ValueError(f"maxiter must be an integer >= 1 (or None for the default 10 n), got {maxiter!r}")
 
-    def needs_eta():
-        if "eta" not in method_options:
-            raise TypeError(f"method {method!r} needs eta=<step size > 0, below 2 / lambda_max(A)>")
-
-    if method == "lanczos":
-        m = min(maxiter, n, 4096)
-        with DynamicLanczos(n, m0=m, m_max=m, growth=1.0, v0=x0, dtype=b.dtype, **method_options) as est:
-            extra = 0  # residual checks
-            steps = 0
-            residual = math.inf
-            converged = False
-            while True:
-                v = est.step(apply, b)
-                steps += 1
-                info = est.info
-                if info.residual <= threshold or info.breakdown or info.zero_residual:
-                    residual = _residual(apply, v, b)
-                    extra += 1
-                    if residual <= threshold:
-                        converged = True
-                        break
-                if info.total_products + extra >= maxiter:
-                    break
-            if not converged and not math.isfinite(residual):
-                residual = _residual(apply, v, b)
-                extra += 1
-            return v, SolveInfo(converged, residual, info.total_products + extra, steps, method, info)
-
-    if method in ("cg", "minres"):
-        cls = CG if method == "cg" else MINRES
-        est = cls(n, maxiter=maxiter, tol=tol, v0=x0, dtype=b.dtype, **method_options)
-    elif method == "gd":
-        needs_eta()
-        est = GD(n, steps=maxiter, v0=x0, dtype=b.dtype, **method_options)
-    else:
-        needs_eta()
-        if x0 is not None:
-            raise ValueError("the Neumann series starts from zero: x0 is not supported")
-        est = Neumann(n, terms=maxiter, dtype=b.dtype, **method_options)
-    with est:
-        v = est.step(apply, b)
-        info = est.info
-    residual = _residual(apply, v, b)
-    return v, SolveInfo(residual <= threshold, residual, info.total_products + 1, info.iterations, method, info)
+    options = estimator_options(code)
+    options.precision = precision
+    fill(options, ESTIMATOR, method_options)
+    state = new_state()
+    state[OPERATOR] = as_operator(op, n, dtype)
+    callback = make_callback(_ffi.HVP_CALLBACK, (("in", n), ("out", n), None, None), dtype, state,
+                             "the operator's result")
+    result = _ffi.SolveResultStruct(struct_size=ctypes.sizeof(_ffi.SolveResultStruct))
+    last = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
+    pointer = ctypes.POINTER(ctype)
+    state[RUNNING] = True
+    try:
+        status = getattr(lib, function)(ctypes.byref(options), callback, None, b.ctypes.data_as(pointer),
+                                        x.ctypes.data_as(pointer), n, tol, 0 if maxiter is None else maxiter,
+                                        ctypes.byref(result), ctypes.byref(last))
+    finally:
+        error, state[ERROR], state[OPERATOR], state[RUNNING] = state[ERROR], None, None, False
+    if status == _ffi.ERR_CALLBACK and error is not None:
+        raise error
+    check(status, lib.lancbio_last_error() if status < 0 else None)
+    info = SolveInfo(bool(result.converged), result.residual, result.products, result.iterations, method,
+                     StepInfo._from_struct(last))
+    return x, info

@@ -27,6 +27,7 @@ MIRRORS = {
     "lancbio_bilevel_options_t": _ffi.BilevelOptions,
     "lancbio_bilevel_info_t": _ffi.BilevelInfoStruct,
     "lancbio_problem_f64_t": _ffi.ProblemStruct,
+    "lancbio_solve_result_t": _ffi.SolveResultStruct,
 }
 # Callback typedef of the header -> its ctypes prototype (one prototype serves both
 # precisions: the vectors are passed as addresses).
