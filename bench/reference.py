@@ -1,6 +1,6 @@
 """Pure numpy reference implementations that the benchmark times lancbio against.
 
-Both Lanczos references implement exactly the mathematics of ALGORITHMS.md section 3
+Both Lanczos references implement exactly the mathematics of docs/algorithms.md section 3
 (residual variant: anchor vbar, w = A vbar stored at the restart, the restart schedule
 m <- min(ceil(m * growth), m_max) every ``grow_every`` steps) with the same
 reverse-communication interface as :class:`lancbio.DynamicLanczos`:
@@ -24,7 +24,7 @@ is what makes them valid references.
   ``scipy.linalg.solve_banded`` for bandwidth 1, called directly to save its Python
   overhead), or a hand-written Thomas solve without scipy.
 
-:class:`ReferenceBilevel` is the outer loop of ALGORITHMS.md section 2 in numpy around
+:class:`ReferenceBilevel` is the outer loop of docs/algorithms.md section 2 in numpy around
 :class:`CarefulLanczos`, in the same order of operations as the library's
 ``BilevelOptimizer`` and with the library's default orthogonality safeguard (restart a
 cycle early when max_i |q_i . q_(j+1)| > 1e-2), so the iterates agree to rounding.
@@ -148,14 +148,14 @@ class ResearchLanczos:
 class CarefulLanczos:
     """Dynamic Lanczos in careful numpy (see the module docstring); float64 or float32
     storage, the small system in float64 like the library. Breakdown and a zero residual
-    at restart are handled as the library handles them (ALGORITHMS.md section 3)."""
+    at restart are handled as the library handles them (docs/algorithms.md section 3)."""
 
     def __init__(self, n, m0=1, m_max=80, growth=1.1, grow_every=20, dtype=np.float64,
                  orthogonality_tol=math.inf):
         self.n = n
         # The library's safeguard (DynamicLanczos(orthogonality_tol=...)): when the new basis
         # vector has lost orthogonality, max_i |q_i . q_(j+1)| > tol, the next step restarts.
-        # Off (inf) by default here, as in ALGORITHMS.md section 3; Q^T r and Q^T q_(j+1)
+        # Off (inf) by default here: the paper's behaviour (docs/algorithms.md section 3.8); Q^T r and Q^T q_(j+1)
         # then come from one two-column product, one pass over the basis like the library's.
         self.orthogonality_tol = float(orthogonality_tol)
         self._rz = (np.zeros((n, 2), dtype=dtype, order="F") if math.isfinite(self.orthogonality_tol)
@@ -281,7 +281,7 @@ class CarefulLanczos:
 
 
 class ReferenceBilevel:
-    """The outer loop of ALGORITHMS.md section 2 with :class:`CarefulLanczos`, in numpy,
+    """The outer loop of docs/algorithms.md section 2 with :class:`CarefulLanczos`, in numpy,
     with the operations in the order of the library's BilevelOptimizer (float64)."""
 
     def __init__(self, problem, x0, y0, lr_x, lr_y, inner_steps=5, m0=1, m_max=80, growth=1.1,

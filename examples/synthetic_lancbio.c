@@ -1,6 +1,6 @@
 /*
  * synthetic_lancbio.c: LancBiO through the lancbio C ABI on the synthetic bilevel problem
- * of the LancBiO paper (ALGORITHMS.md section 6), written entirely in C.
+ * of the LancBiO paper (docs/algorithms.md section 6), written entirely in C.
  *
  * What it shows:
  *   - describing a bilevel problem to the library: five derivative callbacks in a
@@ -86,7 +86,7 @@ static void matvec(const double *M, const double *v, double *out, int64_t n) {
 }
 
 /* ---------------------------------------------------------------------------------
- * The synthetic problem (ALGORITHMS.md section 6), dx = dy = n:
+ * The synthetic problem (docs/algorithms.md section 6), dx = dy = n:
  *   f(x, y) = 0.1 cos(x^T (a*y)) + 0.5 ||c*x - y||^2
  *   g(x, y) = gamma sum sin(x_i + y_i) + log sum exp(x_i y_i) + 0.5 y^T diag(d) y + 0.5 y^T G y
  * -------------------------------------------------------------------------------*/

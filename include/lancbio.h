@@ -32,6 +32,25 @@
  *   float and accumulate every reduction in double.
  * - Threads: one thread at a time per handle; independent handles may be used
  *   concurrently from different threads.
+ * - Names. An estimator has one name in every layer, for its linear algebra:
+ *   "lanczos" (LANCBIO_METHOD_LANCZOS; Python DynamicLanczos; Swift .dynamicLanczos),
+ *   "subbio", "cg", "minres", "gd", "neumann", "random-neumann" (lancbio.solve takes
+ *   these). A bilevel method is named for the paper's algorithm, which is an estimator
+ *   plus outer-loop settings (Python Bilevel(method=...)): "lancbio" (lanczos),
+ *   "subbio", "amigo-cg" (cg), "amigo-gd" and "soba" (gd), "stocbio" (neumann), "ttsa"
+ *   and "bsa" (random-neumann).
+ * - Option names. C fields and Python keywords are spelled alike (m0, m_max, growth,
+ *   grow_every, variant, reorthogonalize, theta0, steps, seed, lr_x, lr_y, lr_*_decay,
+ *   lr_*_min, inner_steps) except where Python follows scipy and the papers:
+ *     C max_iterations          = Python maxiter
+ *     C tolerance               = Python tol
+ *     C step_size               = Python eta
+ *     C orthogonality_tolerance = Python orthogonality_tol
+ *     C steps                   = Python steps (GD), terms (Neumann), max_terms
+ *                                 (random Neumann)
+ *   and Bilevel's v_steps (the paper's Q) sets max_iterations for CG, steps otherwise.
+ *   The library's messages use the C names. Defaults are those of the *_options_init
+ *   functions, documented at each field; Python's None means "the library's default".
  */
 #ifndef LANCBIO_H
 #define LANCBIO_H
@@ -87,7 +106,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------
  * Enumerations (int32_t values)
  * -------------------------------------------------------------------------------*/
-/** Estimators; ALGORITHMS.md sections 3-5 give the mathematics. */
+/** Estimators; docs/algorithms.md sections 3-5 give the mathematics. */
 #define LANCBIO_METHOD_LANCZOS 1        /**< LancBiO dynamic Lanczos: 1 + 1/m products per step. */
 #define LANCBIO_METHOD_SUBBIO 2         /**< Galerkin solve on span{b, v - theta0 A v}: 3 products. */
 #define LANCBIO_METHOD_CG 3             /**< Warm-started conjugate gradients (AmIGO-CG). */
@@ -171,7 +190,7 @@ typedef struct lancbio_step_info {
     int32_t breakdown;        /**< 1 if the Krylov space became invariant. */
     int32_t indefinite;       /**< 1 if non-positive curvature was met. */
     int32_t singular_fallback;/**< 1 if the least-squares fallback replaced a singular solve. */
-    int32_t zero_residual;    /**< 1 if b, or the residual at restart, was exactly zero. */
+    int32_t zero_residual;    /**< 1 if b was zero, or the residual at restart zero to working precision. */
     int32_t reserved;         /**< Zero. */
     double residual;          /**< See residual_kind (units of b). */
     double ritz_min;          /**< Smallest / largest eigenvalue of the projected matrix: */

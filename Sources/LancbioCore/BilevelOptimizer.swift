@@ -1,6 +1,6 @@
 import RealModule
 
-/// The bilevel outer loop shared by every method (ALGORITHMS.md section 2), around one
+/// The bilevel outer loop shared by every method (docs/algorithms.md section 2), around one
 /// estimator of v = A^{-1} b:
 ///
 ///     y <- y - theta_k grad_y g(x_k, y)   (T times, warm-started)

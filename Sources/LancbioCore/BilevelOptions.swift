@@ -1,4 +1,4 @@
-/// Step sizes and inner steps of the bilevel outer loop (ALGORITHMS.md section 2).
+/// Step sizes and inner steps of the bilevel outer loop (docs/algorithms.md section 2).
 ///
 /// At outer iteration k = 1, 2, ...: lambda_k = max(lrXMin, lrX / k^lrXDecay) and
 /// theta_k = max(lrYMin, lrY / k^lrYDecay).

@@ -1,6 +1,6 @@
 import RealModule
 
-/// LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3) as a resumable step.
+/// LancBiO's dynamic Lanczos estimator (docs/algorithms.md section 3) as a resumable step.
 ///
 /// Each step performs one Lanczos step with the operator of that step, so the Krylov
 /// basis is built across outer iterations while the operator drifts; every `period`

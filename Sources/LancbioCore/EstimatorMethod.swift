@@ -1,4 +1,4 @@
-/// Which estimator of A^{-1} b to run, with its own options. ALGORITHMS.md sections 3-5
+/// Which estimator of A^{-1} b to run, with its own options. docs/algorithms.md sections 3-5
 /// give the mathematics of each.
 ///
 /// This is the method table of the core: each case names the `StepMethod` type that

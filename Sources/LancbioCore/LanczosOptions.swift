@@ -7,7 +7,7 @@ public enum LanczosVariant: Int32, Sendable {
     case plain = 1
 }
 
-/// Options of dynamic Lanczos (ALGORITHMS.md section 3). The defaults are the paper's
+/// Options of dynamic Lanczos (docs/algorithms.md section 3). The defaults are the paper's
 /// schedule; the C layer's `lancbio_estimator_options_init` (and through it Python) reads
 /// them from here.
 public struct LanczosOptions: Equatable, Sendable {
@@ -29,7 +29,8 @@ public struct LanczosOptions: Equatable, Sendable {
     public var growEvery: Int
     public var variant: LanczosVariant
     /// Re-orthogonalise each new basis vector against the stored basis (twice, classical
-    /// Gram-Schmidt): costs two more passes over the basis per step.
+    /// Gram-Schmidt): costs four more passes over the basis per step (a projection and a
+    /// combination per round).
     public var reorthogonalize: Bool
     /// Restart the cycle early when the newest basis vector has lost orthogonality:
     /// max_i |q_i . q_{j+1}| above this (in (0, 1]; infinity disables the check). While A

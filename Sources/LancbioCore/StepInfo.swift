@@ -67,7 +67,8 @@ public struct StepInfo: Equatable, Sendable {
     public var indefinite = false
     /// The least-squares fallback replaced a singular solve.
     public var singularFallback = false
-    /// The right-hand side, or the residual at restart, was exactly zero.
+    /// The right-hand side was zero, or the residual at restart was zero to working
+    /// precision (relative to ||b|| + ||A v||).
     public var zeroResidual = false
     /// Lanczos: max_i |q_i . q_{j+1}| measured this step (0 when not measured: restarts,
     /// re-orthogonalisation, or a disabled check).

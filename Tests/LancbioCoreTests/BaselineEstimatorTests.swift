@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import LancbioCore
 
-/// Each baseline against its formula (ALGORITHMS.md sections 4-5) evaluated densely here.
+/// Each baseline against its formula (docs/algorithms.md sections 4-5) evaluated densely here.
 @Suite("Baseline estimators")
 struct BaselineEstimatorTests {
     let n = 25

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import LancbioCore
 
-/// ALGORITHMS.md section 3's breakdown cases: no NaN, the right flags, a usable result.
+/// docs/algorithms.md section 3's breakdown cases: no NaN, the right flags, a usable result.
 @Suite("Breakdowns and indefinite operators")
 struct BreakdownTests {
     static let allMethods: [EstimatorMethod] = [

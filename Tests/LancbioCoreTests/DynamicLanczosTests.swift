@@ -99,7 +99,7 @@ struct DynamicLanczosTests {
         var rng = TestRandom(seed: 3)
         let b = rng.vector(n)
         let e = try Self.lanczos(n: n, m0: 1, mMax: 4, growth: 1.5, growEvery: 3)
-        // Reference schedule from ALGORITHMS.md section 3, computed by hand here.
+        // Reference schedule from docs/algorithms.md section 3, computed by hand here.
         var m = 1, j = 0
         var expectedTotal = 0
         for k in 1...40 {

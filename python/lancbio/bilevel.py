@@ -1,4 +1,4 @@
-"""Bilevel optimizers: the outer loop of ALGORITHMS.md section 2 around one estimator.
+"""Bilevel optimizers: the outer loop of docs/algorithms.md section 2 around one estimator.
 
 ``Bilevel(problem, method, ...)`` owns one native ``lancbio_bilevel_t``. The problem is any
 object with the methods ``grad_y_g(x, y)``, ``grad_x_f(x, y)``, ``grad_y_f(x, y)``,
@@ -29,7 +29,7 @@ _LANCZOS = ("m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize",
 
 # Each method: its estimator, the estimator options it accepts (besides the outer loop's
 # lr_x, lr_y, inner_steps and schedules), and the paper's settings where they differ from
-# the library's defaults, which are LancBiO's and AmIGO's (ALGORITHMS.md section 6). v_steps
+# the library's defaults, which are LancBiO's and AmIGO's (docs/algorithms.md section 6). v_steps
 # is Q: the estimator's max_iterations for CG, its steps otherwise. eta and theta0 default
 # to lr_y, as in the research code.
 METHODS = {

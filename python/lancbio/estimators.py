@@ -2,7 +2,7 @@
 
 Every estimator is stateful and warm-started: one ``step(op, b)`` per outer iteration of
 a bilevel method, where ``op`` gives products v -> A v with the current symmetric A
-(n x n) and b is the current right-hand side. ALGORITHMS.md sections 3-5 give the
+(n x n) and b is the current right-hand side. docs/algorithms.md sections 3-5 give the
 mathematics; the algorithms run in the native library, this module only converts,
 calls and checks.
 
@@ -363,7 +363,7 @@ class _Estimator(Handle):
 
 
 class DynamicLanczos(_Estimator):
-    """LancBiO's dynamic Lanczos estimator (ALGORITHMS.md section 3).
+    """LancBiO's dynamic Lanczos estimator (docs/algorithms.md section 3).
 
     One Lanczos step per ``step`` with the current operator, plus one product at each
     restart: 1 + 1/m products per step on average. Every option left at None takes the
@@ -397,7 +397,7 @@ class DynamicLanczos(_Estimator):
 
 class SubBiO(_Estimator):
     """SubBiO: Galerkin solve on span{b, v - theta0 A v}, 3 products per step
-    (ALGORITHMS.md section 4).
+    (docs/algorithms.md section 4).
 
     Args:
         n: dimension.

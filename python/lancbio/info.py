@@ -31,7 +31,7 @@ class StepInfo:
         breakdown: the Krylov space became invariant.
         indefinite: non-positive curvature was met.
         singular_fallback: a least-squares solve replaced a singular projected solve.
-        zero_residual: b, or the residual at a restart, was exactly zero.
+        zero_residual: b was zero, or the residual at a restart zero to working precision.
         residual: a residual norm in the units of b; ``residual_kind`` says which.
         residual_kind: "unavailable" (Neumann), "exact" (||A v - b|| from this step's
             products), "recurrence" (CG/MINRES recurrence), "estimate" (Lanczos

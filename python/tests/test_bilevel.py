@@ -134,7 +134,7 @@ def test_one_amigo_cg_step_from_y_star_gives_the_closed_form_hypergradient_and_x
 
 def amigo_gd_reference(p, x0, y0, steps, lr_x, lr_y, inner_steps, v_steps, eta,
                        lr_x_decay=0.0, lr_x_min=0.0, lr_y_decay=0.0, lr_y_min=0.0):
-    """ALGORITHMS.md section 2 with the AmIGO-GD estimator (section 5), in numpy."""
+    """docs/algorithms.md section 2 with the AmIGO-GD estimator (section 5), in numpy."""
     x, y, v = np.array(x0, float), np.array(y0, float), np.zeros(p.dy)
     iterates = []
     for k in range(1, steps + 1):
@@ -230,7 +230,7 @@ def test_stocbio_bias_shrinks_like_one_minus_eta_lambda_min_to_the_q():
 
 # -- the paper's defaults ---------------------------------------------------------------
 
-PAPER = {  # ALGORITHMS.md section 6: T, Q, lr_x decay b, lr_x_min
+PAPER = {  # docs/algorithms.md section 6: T, Q, lr_x decay b, lr_x_min
     "lancbio": (5, None, 0.0, 0.0),
     "subbio": (5, None, 0.0, 0.0),
     "amigo-cg": (5, 5, 0.0, 0.0),

@@ -1,4 +1,4 @@
-"""Estimator results against numpy/scipy references and the formulas of ALGORITHMS.md,
+"""Estimator results against numpy/scipy references and the formulas of docs/algorithms.md,
 and the wrapper's contracts: reverse communication, exceptions from operators, lifetime."""
 
 import gc

@@ -1,6 +1,6 @@
 """``python3 -m lancbio demo``: every method on the paper's synthetic problem.
 
-The problem and settings are those of ALGORITHMS.md section 6 (theta = lr_y = 1/kappa,
+The problem and settings are those of docs/algorithms.md section 6 (theta = lr_y = 1/kappa,
 lambda = lr_x = 1, each method's T, Q and decays from :data:`lancbio.METHODS`). Every
 method starts from the same (x0, y0) with v0 = 0 and gets the same optimizer-time
 budget; at checkpoints outside the timed region the exact hyper-gradient norm
@@ -21,7 +21,7 @@ from .figures import save_figure, synthetic_figure
 
 DESCRIPTION = """\
 Runs LancBiO and the methods it is compared with on the synthetic bilevel problem of the
-LancBiO paper (section 4.1; ALGORITHMS.md section 6) with the paper's settings: inner step
+LancBiO paper (section 4.1; docs/algorithms.md section 6) with the paper's settings: inner step
 theta = 1/kappa, outer step lambda = 1, and each method's own T, Q and step decays. All
 methods share the data, x0, y0 (v0 = 0) and an equal budget of optimizer time; the
 evaluation below is outside that budget. At checkpoints (dense early, then regular) it

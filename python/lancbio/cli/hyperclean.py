@@ -2,7 +2,7 @@
 
 A linear softmax classifier is trained on partly mislabelled samples; the upper level
 learns one weight sigmoid(x_i) per training sample so that the classifier does well on a
-clean validation set (ALGORITHMS.md section 7). Data: scikit-learn's bundled 8x8 digits
+clean validation set (docs/algorithms.md section 7). Data: scikit-learn's bundled 8x8 digits
 via :meth:`lancbio.problems.HyperCleaning.digits` (600 training, 600 validation, 597 test
 samples), so nothing is downloaded.
 """
@@ -19,7 +19,7 @@ from . import (format_table, limit_threads, method_list, nonnegative_float, posi
 from .figures import hyperclean_figure, save_figure
 
 DESCRIPTION = """\
-Data hyper-cleaning (LancBiO paper, section 4.2; ALGORITHMS.md section 7) on scikit-learn's
+Data hyper-cleaning (LancBiO paper, section 4.2; docs/algorithms.md section 7) on scikit-learn's
 8x8 digits: a fraction of the training labels is replaced by a wrong class, and every
 method learns per-sample weights sigmoid(x_i) from x0 = 0, y0 = 0, with the same budget of
 optimizer time. At checkpoints outside that budget it records the validation loss and
@@ -100,7 +100,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
-# The paper's LancBiO schedule for the hyper-cleaning tasks (ALGORITHMS.md section 3).
+# The paper's LancBiO schedule for the hyper-cleaning tasks (docs/algorithms.md section 3).
 LANCBIO_HYPERCLEAN = {"inner_steps": 5, "m0": 1, "growth": 1.3, "grow_every": 50, "m_max": 10}
 
 

@@ -133,7 +133,7 @@ def _find_idx(directory, name):
 
 
 class HyperCleaning:
-    """The data hyper-cleaning problem (ALGORITHMS.md, section 7).
+    """The data hyper-cleaning problem (docs/algorithms.md section 7).
 
     Parameters
     ----------

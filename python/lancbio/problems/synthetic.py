@@ -62,7 +62,7 @@ def _orthogonal_scaled_gram(z, scale):
 
 
 class Synthetic:
-    """The synthetic problem of LancBiO section 4.1 (ALGORITHMS.md, section 6).
+    """The synthetic problem of LancBiO section 4.1 (docs/algorithms.md section 6).
 
     Parameters
     ----------
