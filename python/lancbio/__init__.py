@@ -27,7 +27,8 @@ from .errors import (
     NullPointerError,
     WrongPrecisionError,
 )
-from .estimators import CG, GD, MINRES, DynamicLanczos, Neumann, RandomNeumann, SubBiO
+from . import estimators as _estimators
+from .estimators import *  # noqa: F403 - one class per method, listed once in estimators.__all__
 from .history import History
 from .info import StepInfo
 from .operators import as_operator
@@ -41,13 +42,7 @@ library_path = _lib._lancbio_path
 __all__ = [
     "__version__",
     "library_path",
-    "DynamicLanczos",
-    "SubBiO",
-    "CG",
-    "MINRES",
-    "GD",
-    "Neumann",
-    "RandomNeumann",
+    *_estimators.__all__,
     "StepInfo",
     "SolveInfo",
     "solve",
