@@ -1,10 +1,10 @@
 """README.md as a newcomer meets it: every code block runs as written, and what it says
 about the entry points agrees with the Makefile and the command line.
 
-Code blocks are fenced with a language: ``python`` blocks run in a fresh interpreter (with
-``PYTHONPATH=python``, as the README says for a checkout), the ``c`` block is saved as
-example.c and built with the README's own link line, ``sh`` lines run from a copy of the
-repository root (links to include/, .build/ and python/) unless they are in LONG, and
+Code blocks are fenced with a language: ``python`` blocks run in a fresh interpreter from a
+copy of the repository root (links to include/, .build/, python/ and the lancbio link, as
+the README says for a checkout), the ``c`` block is saved as example.c and built with the
+README's own link line, ``sh`` lines run from that copy unless they are in LONG, and
 ``text`` blocks are not code."""
 
 import argparse
@@ -48,7 +48,7 @@ def of(language: str) -> list[tuple[str, int]]:
 
 def sandbox(tmp_path: Path) -> Path:
     """A directory that looks like the repository root to the README's commands."""
-    for name in ("include", ".build", "python"):
+    for name in ("include", ".build", "python", "lancbio"):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 
@@ -81,10 +81,8 @@ def test_every_code_block_is_fenced_with_a_known_language():
 @pytest.mark.parametrize("index", range(len(of("python")) if README.exists() else 0))
 def test_python_block_runs_as_written(index, tmp_path):
     code, number = of("python")[index]
-    env = clean_env()
-    env["PYTHONPATH"] = str(REPO / "python")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=sandbox(tmp_path), env=clean_env(),
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"README.md:{number}:\n{result.stderr}"
     printed = result.stdout.strip().splitlines()
     assert 1 <= len(printed) <= 4, f"README.md:{number}: prints {len(printed)} lines:\n{result.stdout}"
@@ -127,7 +125,7 @@ def test_the_c_example_is_built_with_a_link_line_that_runs():
 
 
 def test_the_demo_help_command_is_the_one_the_readme_shows():
-    assert any(line == "PYTHONPATH=python python3 -m lancbio demo --help" for line, _ in shell_lines())
+    assert any(line == "python3 -m lancbio demo --help" for line, _ in shell_lines())
 
 
 # -- what the README says about the entry points -------------------------------------------
