@@ -170,8 +170,8 @@ typedef struct lancbio_estimator_options {
     uint64_t seed;            /**< Random Neumann's generator seed (default 0). */
     /* Appended fields: a caller whose struct_size ends before one gets its default. */
     double orthogonality_tolerance; /**< Lanczos: restart a cycle early when the newest basis vector has lost
-                                         orthogonality, max_i |q_i . q_{j+1}| > this; in (0, 1], or INFINITY to
-                                         disable (default 1e-2). A drifting A erodes orthogonality; without this
+                                         orthogonality, max_i |q_i . q_{j+1}| > this; > 0 (from 1 up it never
+                                         fires; INFINITY skips the check; default 1e-2). A drifting A erodes orthogonality; without this
                                          check (or reorthogonalize) long cycles can make the estimate diverge. */
 } lancbio_estimator_options_t;
 
@@ -350,9 +350,11 @@ typedef struct lancbio_solve_result {
 
 /**
  * Solves A x = b (n x n, symmetric, by products) with one method. Allocates for the call
- * (the estimator's storage and two n-vectors) and frees before returning.
- * @param[in]     options         LANCBIO_METHOD_LANCZOS (variant, reorthogonalize and
- *                                orthogonality_tolerance are used), _CG, _MINRES, _GD or
+ * (the estimator's storage and three n-vectors) and frees before returning.
+ * @param[in]     options         LANCBIO_METHOD_LANCZOS (reorthogonalize and
+ *                                orthogonality_tolerance are used; the variant must be
+ *                                LANCBIO_VARIANT_RESIDUAL, as restarts must keep the
+ *                                progress made), _CG, _MINRES, _GD or
  *                                _NEUMANN (step_size is used, and must be set); the
  *                                budget and tolerance fields are replaced by the arguments
  *                                below; precision must match the function. SubBiO and the
@@ -364,10 +366,15 @@ typedef struct lancbio_solve_result {
  *                                the solution on success; unchanged on error.
  * @param[in]     n               Dimension, >= 1.
  * @param[in]     tolerance       Relative tolerance, finite, >= 0 (scipy's rtol).
- * @param[in]     max_iterations  Budget, 1 .. 2^30, or 0 for the default 10 n: Lanczos
- *                                products, CG/MINRES iterations, gradient steps or
- *                                Neumann terms (scipy's maxiter).
- * @param[out]    result          Written on success (may be NULL); struct_size set.
+ * @param[in]     max_iterations  Budget, 1 .. 2^30, or 0 for the default 10 n: CG/MINRES
+ *                                iterations, gradient steps or Neumann terms, or for
+ *                                Lanczos products (it stops at the first step whose
+ *                                products reach the budget, a restart's anchor product
+ *                                included); the final residual check adds one product,
+ *                                and CG/MINRES one more for their initial residual
+ *                                (scipy's maxiter).
+ * @param[out]    result          Written on success (may be NULL); the caller sets its
+ *                                struct_size, as for every output struct.
  * @param[out]    last_step       The estimator's last step info (may be NULL).
  * @return LANCBIO_OK (converged), LANCBIO_BUDGET_REACHED (a usable x that misses the
  *         tolerance), LANCBIO_INDEFINITE or LANCBIO_SINGULAR (not converged, and the last

@@ -35,7 +35,11 @@ enum ThreadLastError {
     static func call(_ body: () throws(CFailure) -> Int32) -> Int32 {
         buffer(create: false)?[0] = 0
         do {
-            return try body()
+            let status = try body()
+            // A callback may have made a failing handle-less call of its own; the message
+            // describes this call, which succeeded.
+            buffer(create: false)?[0] = 0
+            return status
         } catch {
             if let buffer = buffer(create: true) {
                 ErrorMessage.write(error.message, into: buffer)

@@ -41,9 +41,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case idle
         /// A step waits for a product (`begin`/`resume` returned `.needsProduct`).
         case stepping(Step)
-        /// The product closure of `step` or `stepDeferred` is running: calls into this
-        /// estimator from inside it must not change the state under the step.
-        case inProductCallback(Step)
+        /// The product closure of `step` or `stepDeferred` is running on `input` (which may
+        /// be the caller's b, valid for that call): calls into this estimator from inside
+        /// it must not change the state under the step.
+        case inProductCallback(Step, input: UnsafePointer<T>)
         /// A deferred step finished; its estimate waits for `commitDeferred` or `cancel`.
         case awaitingCommit
     }
@@ -155,7 +156,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     // MARK: Reverse communication
 
     /// The vector whose product the step needs; valid while `begin`/`resume` last returned
-    /// `.needsProduct`. Owned by the estimator: read it, do not keep it.
+    /// `.needsProduct`, and inside the product closure of `step` (the closure's input).
+    /// Read it, do not keep it.
     public var productInput: UnsafeBufferPointer<T> {
         UnsafeBufferPointer(start: request(rhs: UnsafePointer(ws.rhsCopy)), count: n)
     }
@@ -292,7 +294,8 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// The vector to multiply, given the step's b.
     private func request(rhs: UnsafePointer<T>) -> UnsafePointer<T> {
         switch state {
-        case .stepping(let step), .inProductCallback(let step): step.request ?? rhs
+        case .stepping(let step): step.request ?? rhs
+        case .inProductCallback(_, let input): input
         case .idle, .awaitingCommit: UnsafePointer(ws.estimate)
         }
     }
@@ -366,9 +369,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         var progress = try start(rhs: rhs, rhsNorm: rhsNorm, deferred: deferred)
         while progress == .needsProduct {
             guard case .stepping(let step) = state else { break }
-            state = .inProductCallback(step)
+            let input = step.request ?? rhs
+            state = .inProductCallback(step, input: input)
             do {
-                try product(UnsafeBufferPointer(start: step.request ?? rhs, count: n), productOutput)
+                try product(UnsafeBufferPointer(start: input, count: n), productOutput)
             } catch {
                 state = .stepping(step)
                 cancel()

@@ -33,7 +33,8 @@ public struct LanczosOptions: Equatable, Sendable {
     /// combination per round).
     public var reorthogonalize: Bool
     /// Restart the cycle early when the newest basis vector has lost orthogonality:
-    /// max_i |q_i . q_{j+1}| above this (in (0, 1]; infinity disables the check). While A
+    /// max_i |q_i . q_{j+1}| above this (> 0; from 1 up the check never fires, as the
+    /// products of unit vectors are at most 1, and infinity skips it). While A
     /// drifts between steps the three-term recurrence no longer keeps the basis
     /// orthogonal, and a long cycle on a badly non-orthogonal basis can make the estimate
     /// diverge. Checked in the same pass over the basis as the projection of b, so it costs

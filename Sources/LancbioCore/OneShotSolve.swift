@@ -4,7 +4,9 @@
 /// - Lanczos: dynamic Lanczos with one fixed period m = min(maxIterations, n, m_max limit)
 ///   from x0, stepping until its residual estimate is <= tolerance ||b|| (or the space
 ///   is invariant); the true residual is then checked with one product, and stepping
-///   goes on if the check fails, until the products reach maxIterations.
+///   goes on if the check fails, until the products reach maxIterations. The answer is
+///   the checked iterate with the smallest true residual (restarts on an ill-conditioned
+///   operator can lose ground), or x0 = 0 itself when nothing beat ||b||.
 /// - CG, MINRES: one step of maxIterations iterations at most, stopping at the tolerance.
 /// - Gradient steps and the Neumann series: maxIterations steps or terms (the Neumann
 ///   series starts from zero, so x0 must be zero).
@@ -43,10 +45,16 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         try OptionChecks.count(budget, "max_iterations", atLeast: 1)
         switch method {
         case .dynamicLanczos(var o):
+            guard o.variant == .residual else {
+                // A plain restart starts again from b alone: on a fixed operator each cycle
+                // would repeat the last, and x0 would be ignored.
+                throw .invalidArgument("a one-shot Lanczos solve needs the residual variant, which restarts from the current x")
+            }
             let m = min(budget, n, LanczosOptions.maximumPeriod)
             o.initialPeriod = m
             o.maxPeriod = m
             o.growth = 1
+            o.growEvery = LanczosOptions.defaults.growEvery  // unused with growth 1
             self.method = .dynamicLanczos(o)
         case .conjugateGradient: self.method = .conjugateGradient(maxIterations: budget, tolerance: tolerance)
         case .minres: self.method = .minres(maxIterations: budget, tolerance: tolerance)
@@ -61,12 +69,18 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         self.maxIterations = budget
     }
 
-    /// Bytes `run` allocates (the estimator and one n-vector for the residual check), or
-    /// nil when that overflows.
+    /// n-vectors `run` allocates besides the estimator: the candidate, the residual check's
+    /// product and the best checked iterate.
+    private static var scratchVectors: Int { 3 }
+
+    /// Bytes `run` allocates (the estimator and its scratch vectors), or nil when that
+    /// overflows.
     public var requiredBytes: Int? {
         guard let estimator = Estimator<T>.requiredBytes(n: n, method: method) else { return nil }
-        let (total, overflow) = estimator.addingReportingOverflow(n * MemoryLayout<T>.stride)
-        return overflow ? nil : total
+        let (scratch, overflow) = n.multipliedReportingOverflow(by: Self.scratchVectors * MemoryLayout<T>.stride)
+        guard !overflow else { return nil }
+        let (total, sumOverflow) = estimator.addingReportingOverflow(scratch)
+        return sumOverflow ? nil : total
     }
 
     /// Solves A x = b.
@@ -95,12 +109,12 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         } else {
             try estimator.setEstimate(UnsafeBufferPointer(x))
         }
-        // The candidate solution and the residual check's product: x stays the caller's
-        // initial guess until the solve has succeeded.
-        let scratch = UnsafeMutablePointer<T>.allocate(zeroed: 2 * n)
+        // The candidate, the residual check's product and the best checked iterate: x stays
+        // the caller's initial guess until the solve has succeeded.
+        let scratch = UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
         defer { scratch.deallocateZeroed() }
         let candidate = UnsafeMutableBufferPointer(start: scratch, count: n)
-        let residual = scratch + n
+        let residual = scratch + n, best = scratch + 2 * n
         let bNorm = Kernels.norm(bp, n)
         let threshold = tolerance * bNorm
         var checks = 0
@@ -120,20 +134,40 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         report.rhsNorm = bNorm
         if case .dynamicLanczos = method {
             // Check the truth only when the estimate says the tolerance is met (or the space
-            // is invariant), and after the last step.
+            // is invariant), and after the last step; answer with the best iterate checked.
+            // x0 = 0 is known without a product to have residual ||b||.
+            var bestResidual = Kernels.maxMagnitude(xp, n) == 0 ? bNorm : Double.infinity
+            var bestIsCandidate = false
             var residualIsCurrent = false
+            func check() throws {
+                report.residual = try trueResidual()
+                residualIsCurrent = true
+                if report.residual < bestResidual {
+                    bestResidual = report.residual
+                    Kernels.copy(UnsafePointer(scratch), to: best, n)
+                    bestIsCandidate = true
+                }
+            }
             repeat {
                 report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
                 report.iterations += 1
                 residualIsCurrent = false
                 let step = report.lastStep
                 if step.residual <= threshold || step.breakdown || step.zeroResidual {
-                    report.residual = try trueResidual()
-                    residualIsCurrent = true
+                    try check()
                     if report.residual <= threshold { break }
                 }
             } while report.lastStep.totalProducts + checks < maxIterations
-            if !residualIsCurrent { report.residual = try trueResidual() }
+            if !residualIsCurrent { try check() }
+            if report.residual > bestResidual {
+                // Restarts lost ground: an earlier iterate, or x0 = 0, was better.
+                report.residual = bestResidual
+                if bestIsCandidate {
+                    Kernels.copy(UnsafePointer(best), to: scratch, n)
+                } else {
+                    Kernels.fill(scratch, n, with: 0)
+                }
+            }
         } else {
             report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
             report.iterations = report.lastStep.iterations

@@ -9,8 +9,8 @@
 /// The estimator holds its method as `any StepMethod<T>`. A call through the protocol
 /// reaches the generic implementation, which runs its kernels unspecialised (about 75x
 /// slower) unless it carries `@_specialize` for Double and Float: every conformer marks
-/// `begin`, `resume` and `commit` so (the runtime check then jumps to the specialised
-/// copy), and its private helpers are specialised with them.
+/// `begin`, `resume` and a `commit` that does vector work so (the runtime check then jumps
+/// to the specialised copy), and its private helpers are specialised with them.
 protocol StepMethod<Scalar>: AnyObject {
     associatedtype Scalar: BinaryFloatingPoint
     /// The method's own options (the parameters of its `EstimatorMethod` case).

@@ -185,8 +185,8 @@ static void test_methods_converge(void)
               lancbio_last_error());
     }
     {
-        /* Lanczos on a fixed SPD operator needs about as many products as CG: at most
-         * the CG count plus one residual check per restart-free solve. */
+        /* On this well-conditioned operator (kappa 5) Lanczos needs about as many products
+         * as CG: at most the CG count plus its residual check and one restart. */
         lancbio_estimator_options_t lo = options(LANCBIO_METHOD_LANCZOS, 0), co = options(LANCBIO_METHOD_CG, 0);
         operator_t lop = {1.0, 0, 0}, cop = {1.0, 0, 0};
         lancbio_solve_result_t lr, cr;
@@ -336,6 +336,32 @@ static void test_errors(void)
           s, lancbio_last_error());
 }
 
+/* A product callback that makes a failing handle-less call of its own. */
+static int32_t hvp_with_failing_call(const double *in, double *out, int64_t n, void *user_data)
+{
+    (void)lancbio_estimator_options_init(NULL, LANCBIO_METHOD_CG);
+    return hvp64(in, out, n, user_data);
+}
+
+/* The message describes the last handle-less call itself, not calls made inside it; the
+ * plain Lanczos variant, which would restart from b alone, is refused. */
+static void test_message_scope(void)
+{
+    lancbio_estimator_options_t o = options(LANCBIO_METHOD_CG, 0);
+    operator_t op = {1.0, 0, 0};
+    double b[N], x[N] = {0};
+    int32_t s;
+    fill_rhs(b);
+    s = lancbio_solve_f64(&o, hvp_with_failing_call, &op, b, x, N, 1e-8, 0, NULL, NULL);
+    CHECK(s == LANCBIO_OK && strcmp(lancbio_last_error(), "") == 0,
+          "a solve whose callback failed a call of its own: status %d, message \"%s\"", s, lancbio_last_error());
+    o = options(LANCBIO_METHOD_LANCZOS, 0);
+    o.variant = LANCBIO_VARIANT_PLAIN;
+    s = lancbio_solve_f64(&o, hvp64, &op, b, x, N, 1e-8, 0, NULL, NULL);
+    CHECK(s == LANCBIO_ERR_INVALID_ARGUMENT && strstr(lancbio_last_error(), "residual variant") != NULL,
+          "plain variant: status %d, message \"%s\"", s, lancbio_last_error());
+}
+
 /* Creation and options failures explain themselves through lancbio_last_error(). */
 static void test_creation_messages(void)
 {
@@ -383,6 +409,7 @@ int main(void)
     test_warm_start();
     test_float32();
     test_errors();
+    test_message_scope();
     test_creation_messages();
     printf("%d passed, %d failed\n", passed_total, failed_total);
     return failed_total == 0 ? 0 : 1;

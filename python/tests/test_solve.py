@@ -150,3 +150,22 @@ def test_solve_random_spd_systems_finite_and_matching_numpy(n, log_cond, dtype, 
         assert info.converged
         exact = np.linalg.solve(A, b)
         assert np.linalg.norm(v - exact) <= 1e-10 * 10.0**log_cond * 10 * np.linalg.norm(exact) + 1e-12
+
+
+def test_lanczos_solve_refuses_the_plain_variant_with_the_library_reason():
+    with pytest.raises(lancbio.InvalidArgumentError, match="residual variant"):
+        lancbio.solve(np.eye(3), np.ones(3), method="lanczos", variant="plain")
+
+
+def test_lanczos_solve_is_never_worse_than_its_start_on_an_ill_conditioned_system(rng):
+    # Condition 1e8: 400 Galerkin steps can end far above ||b|| (CG does, at 3.6 ||b||);
+    # the solve answers with its best checked iterate, x0 = 0 included, and says so honestly.
+    n = 120
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * np.logspace(0, 8, n)) @ q.T
+    a = (a + a.T) / 2
+    b = rng.standard_normal(n)
+    v, info = lancbio.solve(a, b, method="lanczos", tol=1e-12, maxiter=400)
+    assert not info.converged
+    assert info.residual <= np.linalg.norm(b) * (1 + 1e-12)
+    assert info.residual == pytest.approx(np.linalg.norm(a @ v - b), rel=1e-9, abs=1e-12 * np.linalg.norm(b))
