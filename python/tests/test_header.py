@@ -211,3 +211,50 @@ def test_struct_mirrors_match_the_compiled_layout(tmp_path):
         else:
             field = getattr(mirror, words[1])
             assert (field.offset, field.size) == (int(words[2]), int(words[3])), line
+
+
+# -- the defaults the header documents are the ones the library sets ---------------------
+
+def documented_defaults(struct: str) -> dict:
+    """{field: the first "(default X)" of its comment} for the fields of ``struct`` whose
+    comment gives a number or a constant name."""
+    text = HEADER.read_text()
+    end = text.index("} " + struct + ";")
+    body = text[text.rindex("typedef struct", 0, end):end]
+    found = {}
+    for field, comment in re.findall(r"(\w+)\s*;\s*/\*\*<(.*?)\*/", body, re.S):
+        match = re.search(r"default ([A-Z_]+|[-+0-9.e]+)", comment)
+        if match:
+            found[field] = match.group(1)
+    return found
+
+
+def test_the_estimator_defaults_in_the_header_are_what_options_init_writes():
+    from lancbio._options import estimator_options
+
+    documented = documented_defaults("lancbio_estimator_options_t")
+    assert {"m0", "m_max", "growth", "grow_every", "max_iterations", "tolerance", "seed",
+            "orthogonality_tolerance"} <= set(documented)
+    written = estimator_options(_ffi.METHOD_LANCZOS)
+    for field, text in documented.items():
+        if field == "steps":
+            continue  # per method, below
+        expected = {"RESIDUAL": _ffi.VARIANT_RESIDUAL}.get(text)
+        expected = float(text) if expected is None else expected
+        assert getattr(written, field) == expected, f"{field}: the header says {text}"
+    body = HEADER.read_text()
+    for method, label in ((_ffi.METHOD_GD, "GD"), (_ffi.METHOD_NEUMANN, "Neumann"),
+                          (_ffi.METHOD_RANDOM_NEUMANN, "random Neumann")):
+        said = re.search(r"\b" + label + r":[^;()]*\(default (\d+)\)", body)
+        assert said, f"the header documents no steps default for {label}"
+        assert estimator_options(method).steps == int(said.group(1)), label
+
+
+def test_the_bilevel_defaults_in_the_header_are_what_options_init_writes():
+    from lancbio._options import bilevel_options
+
+    documented = documented_defaults("lancbio_bilevel_options_t")
+    assert {"lr_x_decay", "inner_steps"} <= set(documented)
+    written = bilevel_options()
+    for field, text in documented.items():
+        assert getattr(written, field) == float(text), f"{field}: the header says {text}"
