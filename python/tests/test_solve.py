@@ -169,3 +169,21 @@ def test_lanczos_solve_is_never_worse_than_its_start_on_an_ill_conditioned_syste
     assert not info.converged
     assert info.residual <= np.linalg.norm(b) * (1 + 1e-12)
     assert info.residual == pytest.approx(np.linalg.norm(a @ v - b), rel=1e-9, abs=1e-12 * np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("method", ["lanczos", "cg", "minres"])
+def test_huge_right_hand_side_with_a_zero_operator_is_not_converged_and_finite(method):
+    # ||b|| = 3.2e300: a norm computed naively overflows to inf and "inf <= tol * inf" would
+    # call the zero solution converged; the library's scaled norms report the truth.
+    b = np.full(10, 1e300)
+    v, info = lancbio.solve(lambda x: 0 * x, b, method=method)
+    assert not info.converged
+    assert np.isfinite(info.residual) and info.residual == pytest.approx(np.sqrt(10) * 1e300, rel=1e-12)
+    assert np.all(v == 0)
+
+
+def test_huge_right_hand_side_is_solved_to_a_finite_residual():
+    b = np.full(10, 1e300)
+    v, info = lancbio.solve(2 * np.eye(10), b, method="lanczos")
+    assert info.converged and np.isfinite(info.residual)
+    assert np.allclose(v, b / 2, rtol=1e-12)
