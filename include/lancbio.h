@@ -331,11 +331,14 @@ int32_t lancbio_estimator_set_v_f32(lancbio_estimator_t *h, const float *v, int6
  * One-shot solves
  *
  * A x = b for a fixed symmetric A, to a tolerance, with the loop in the library: the
- * estimator of options->method run until ||A x - b|| <= tolerance ||b|| or the budget is
- * spent, and the answer checked with one more product (the true residual, never a
- * recurrence's). Lanczos steps a fixed period m = min(max_iterations, n, 4096), checking
- * the truth whenever its estimate meets the tolerance; CG and MINRES run one step of
- * max_iterations iterations; GD and Neumann take max_iterations steps or terms.
+ * method run until ||A x - b|| <= tolerance ||b|| or the budget is spent, and the answer
+ * checked with one more product (the true residual, never a recurrence's). Lanczos runs
+ * the short-recurrence (D-Lanczos) form: no stored basis, O(n) memory, CG's products;
+ * it checks the truth whenever its estimate meets the tolerance and restarts from the
+ * current x if the check fails (with reorthogonalize it keeps a basis of
+ * min(max_iterations, n, 4096) columns instead). CG and MINRES run one step of
+ * max_iterations iterations; GD and Neumann take max_iterations steps or terms. The
+ * answer is the best checked iterate (x0 = 0 included).
  * -------------------------------------------------------------------------------*/
 /** How a one-shot solve went. */
 typedef struct lancbio_solve_result {
@@ -350,9 +353,10 @@ typedef struct lancbio_solve_result {
 
 /**
  * Solves A x = b (n x n, symmetric, by products) with one method. Allocates for the call
- * (the estimator's storage and three n-vectors) and frees before returning.
- * @param[in]     options         LANCBIO_METHOD_LANCZOS (reorthogonalize and
- *                                orthogonality_tolerance are used; the variant must be
+ * (Lanczos: eight n-vectors; the others: the estimator's storage and three n-vectors) and
+ * frees before returning.
+ * @param[in]     options         LANCBIO_METHOD_LANCZOS (reorthogonalize, and with it
+ *                                orthogonality_tolerance, are used; the variant must be
  *                                LANCBIO_VARIANT_RESIDUAL, as restarts must keep the
  *                                progress made), _CG, _MINRES, _GD or
  *                                _NEUMANN (step_size is used, and must be set); the

@@ -1,12 +1,16 @@
-/// A one-shot solve of A x = b for a fixed symmetric A given by products: the estimator of
-/// the chosen method run to a tolerance, and the answer checked with one more product.
+/// A one-shot solve of A x = b for a fixed symmetric A given by products, run to a
+/// tolerance, and the answer checked with one more product.
 ///
-/// - Lanczos: dynamic Lanczos with one fixed period m = min(maxIterations, n, m_max limit)
-///   from x0, stepping until its residual estimate is <= tolerance ||b|| (or the space
-///   is invariant); the true residual is then checked with one product, and stepping
-///   goes on if the check fails, until the products reach maxIterations. The answer is
-///   the checked iterate with the smallest true residual (restarts on an ill-conditioned
-///   operator can lose ground), or x0 = 0 itself when nothing beat ||b||.
+/// - Lanczos: the short-recurrence (D-Lanczos) form of the Lanczos solution
+///   (`LanczosRecurrenceSolve`): O(n) memory and one product per step, CG's algebra.
+///   When its estimate meets the tolerance (or the run ends: an invariant space, a zero
+///   pivot) the true residual is computed with one product; if the check fails, the
+///   recurrence restarts from the current x on that residual, which costs nothing more,
+///   until the products reach maxIterations. With `reorthogonalize` the basis is needed:
+///   dynamic Lanczos with one fixed period m = min(maxIterations, n, m_max limit), checked
+///   the same way. Either way the answer is the checked iterate with the smallest true
+///   residual, or x0 = 0 itself when nothing beat ||b|| (on an ill-conditioned operator a
+///   Galerkin iterate can be far worse than the start: CG's residual is not monotone).
 /// - CG, MINRES: one step of maxIterations iterations at most, stopping at the tolerance.
 /// - Gradient steps and the Neumann series: maxIterations steps or terms (the Neumann
 ///   series starts from zero, so x0 must be zero).
@@ -29,8 +33,9 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
 
     /// - Parameters:
     ///   - n: dimension, >= 1.
-    ///   - method: `.dynamicLanczos` (its variant, re-orthogonalisation and orthogonality
-    ///     tolerance are used; the period is the solve's), `.conjugateGradient`, `.minres`
+    ///   - method: `.dynamicLanczos` (the residual variant; with `reorthogonalize` the
+    ///     stored-basis form with its orthogonality tolerance, the period the solve's),
+    ///     `.conjugateGradient`, `.minres`
     ///     (their budget and tolerance are the solve's), `.gradientDescent` or `.neumann`
     ///     (their step size is used). SubBiO and the random Neumann series have no fixed
     ///     point to converge to and are rejected.
@@ -69,17 +74,26 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         self.maxIterations = budget
     }
 
-    /// n-vectors `run` allocates besides the estimator: the candidate, the residual check's
-    /// product and the best checked iterate.
+    /// n-vectors `run` allocates besides the estimator or the recurrence: the candidate,
+    /// the residual check's product and the best checked iterate.
     private static var scratchVectors: Int { 3 }
 
-    /// Bytes `run` allocates (the estimator and its scratch vectors), or nil when that
-    /// overflows.
+    /// Whether the Lanczos solve runs the short recurrence (no stored basis).
+    private var usesRecurrence: Bool {
+        if case .dynamicLanczos(let o) = method { !o.reorthogonalize } else { false }
+    }
+
+    /// Bytes `run` allocates (the estimator, or the recurrence's vectors, and the scratch
+    /// vectors), or nil when that overflows. The recurrence's do not depend on the budget.
     public var requiredBytes: Int? {
-        guard let estimator = Estimator<T>.requiredBytes(n: n, method: method) else { return nil }
-        let (scratch, overflow) = n.multipliedReportingOverflow(by: Self.scratchVectors * MemoryLayout<T>.stride)
+        let main = usesRecurrence
+            ? LanczosRecurrenceSolve<T>.scratchVectors * MemoryLayout<T>.stride
+            : 0
+        let (vectorBytes, overflow) = n.multipliedReportingOverflow(by: Self.scratchVectors * MemoryLayout<T>.stride + main)
         guard !overflow else { return nil }
-        let (total, sumOverflow) = estimator.addingReportingOverflow(scratch)
+        if usesRecurrence { return vectorBytes }
+        guard let estimator = Estimator<T>.requiredBytes(n: n, method: method) else { return nil }
+        let (total, sumOverflow) = estimator.addingReportingOverflow(vectorBytes)
         return sumOverflow ? nil : total
     }
 
@@ -101,6 +115,7 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
             throw EstimatorError.invalidArgument("b and x must hold n = \(n) values (got \(b.count) and \(x.count))")
         }
         guard Kernels.allFinite(xp, n) else { throw EstimatorError.nonFiniteInput("x0 contains NaN or infinity") }
+        if usesRecurrence { return try runRecurrence(rhs: bp, solution: xp, product: product) }
         let estimator = try Estimator<T>(n: n, method: method)
         if case .neumann = method {
             guard Kernels.maxMagnitude(xp, n) == 0 else {
@@ -179,6 +194,90 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         report.converged = report.residual <= threshold
         report.products = report.lastStep.totalProducts + checks
         Kernels.copy(UnsafePointer(scratch), to: xp, n)
+        return report
+    }
+
+    /// The Lanczos solve by the short recurrence: runs of `LanczosRecurrenceSolve`, each
+    /// checked with one product whose residual b - A x starts the next run.
+    private func runRecurrence(
+        rhs bp: UnsafePointer<T>, solution xp: UnsafeMutablePointer<T>,
+        product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
+    ) throws -> SolveReport {
+        let scratch = UnsafeMutablePointer<T>.allocate(
+            zeroed: (Self.scratchVectors + LanczosRecurrenceSolve<T>.scratchVectors) * n)
+        defer { scratch.deallocateZeroed() }
+        let candidate = scratch, residual = scratch + n, best = scratch + 2 * n
+        let recurrence = LanczosRecurrenceSolve<T>(n: n)
+        let bNorm = Kernels.norm(bp, n)
+        let threshold = tolerance * bNorm
+        var report = SolveReport()
+        report.rhsNorm = bNorm
+        var used = 0
+
+        /// residual = b - A candidate, from one product; returns its norm.
+        func checkResidual() throws -> Double {
+            used += 1
+            try product(UnsafeBufferPointer(start: candidate, count: n),
+                        UnsafeMutableBufferPointer(start: residual, count: n))
+            guard Kernels.allFinite(residual, n) else {
+                throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
+            }
+            Kernels.subtract(bp, UnsafePointer(residual), into: residual, n)
+            return Kernels.norm(residual, n)
+        }
+
+        Kernels.copy(xp, to: candidate, n)
+        let startsAtZero = Kernels.maxMagnitude(xp, n) == 0
+        if startsAtZero {
+            Kernels.copy(bp, to: residual, n)  // r0 = b, known without a product
+            report.residual = bNorm
+        } else {
+            report.residual = try checkResidual()
+        }
+        guard report.residual.isFinite else {
+            throw EstimatorError.nonFiniteResult("the residual ||b - A x0|| overflowed")
+        }
+        var bestResidual = report.residual
+        var bestIsStart = true
+        var info = StepInfo()
+        var steps = 0
+        while report.residual > threshold && used < maxIterations {
+            let run = try recurrence.run(x: candidate, residual: residual, threshold: threshold,
+                                         maxSteps: maxIterations - used, scratch: scratch + Self.scratchVectors * n,
+                                         product: product)
+            used += run.steps
+            steps += run.steps
+            info.breakdown = info.breakdown || run.breakdown
+            info.indefinite = info.indefinite || run.indefinite
+            info.dimension = run.steps
+            info.residual = run.estimate
+            report.residual = try checkResidual()
+            guard report.residual.isFinite else {
+                throw EstimatorError.nonFiniteResult("the residual ||A x - b|| of the solution overflowed")
+            }
+            if report.residual < bestResidual {
+                bestResidual = report.residual
+                bestIsStart = false
+                Kernels.copy(UnsafePointer(candidate), to: best, n)
+            }
+            if report.residual > threshold && used < maxIterations { info.restarts += 1 }
+            if run.steps == 0 { break }
+        }
+        if report.residual > bestResidual {
+            // The runs lost ground: an earlier iterate, or the start, was better.
+            report.residual = bestResidual
+            Kernels.copy(bestIsStart ? UnsafePointer(xp) : UnsafePointer(best), to: candidate, n)
+        }
+        info.iterations = steps
+        info.products = used
+        info.totalProducts = used
+        info.residualKind = .estimate
+        info.settleOutcome(budgetReached: bestResidual > threshold)
+        report.lastStep = info
+        report.iterations = steps
+        report.products = used
+        report.converged = report.residual <= threshold
+        Kernels.copy(UnsafePointer(candidate), to: xp, n)
         return report
     }
 }

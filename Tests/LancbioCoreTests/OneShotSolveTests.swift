@@ -174,4 +174,32 @@ struct OneShotSolveTests {
             #expect(mismatches == 0, "\(method.name)")
         }
     }
+
+    @Test("the Lanczos solve keeps no basis: its memory does not grow with the budget, and it fits n = 10^7")
+    func memoryIndependentOfTheBudget() throws {
+        let method = EstimatorMethod.dynamicLanczos(LanczosOptions())
+        let small = try OneShotSolve<Double>(n: 10_000, method: method, tolerance: 1e-8, maxIterations: 10)
+        let large = try OneShotSolve<Double>(n: 10_000, method: method, tolerance: 1e-8, maxIterations: 1 << 30)
+        #expect(small.requiredBytes == large.requiredBytes)
+        let huge = try OneShotSolve<Double>(n: 10_000_000, method: method, tolerance: 1e-8, maxIterations: nil)
+        #expect(huge.requiredBytes! <= 8 * 10_000_000 * MemoryLayout<Double>.stride)
+    }
+
+    @Test("on fixed SPD systems the Lanczos solve uses CG's products (within one), from zero and from a guess",
+          arguments: [(40, 1e2), (80, 1e4), (120, 1e6)])
+    func productsOfCG(n: Int, condition: Double) throws {
+        let a = DenseMatrix.spd(n: n, condition: condition, seed: 920 + UInt64(n))
+        var rng = TestRandom(seed: 921)
+        let b = rng.vector(n)
+        for x0 in [nil, rng.vector(n)] {
+            var lanczosProducts = 0, cgProducts = 0
+            let (x, lanczos) = try solve(Double.self, a, b, x0: x0, method: .dynamicLanczos(LanczosOptions()),
+                                         tolerance: 1e-8, budget: 20 * n, products: &lanczosProducts)
+            let (_, cg) = try solve(Double.self, a, b, x0: x0, method: .conjugateGradient(maxIterations: 1, tolerance: 0),
+                                    tolerance: 1e-8, budget: 20 * n, products: &cgProducts)
+            #expect(lanczos.converged && cg.converged)
+            #expect(lanczosProducts <= cgProducts + 1, "lanczos \(lanczosProducts), cg \(cgProducts)")
+            #expect(vnorm(vminus(a.times(x), b)) <= 1e-8 * vnorm(b) * (1 + 1e-9))
+        }
+    }
 }

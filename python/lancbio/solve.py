@@ -89,10 +89,11 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
         (v, info): the solution (new array, b's dtype) and a :class:`SolveInfo`.
 
     The loop runs in the library (``lancbio_solve_f64``, see include/lancbio.h): Lanczos
-    steps a fixed period m = min(maxiter, n, 4096) from x0 until its residual estimate
-    is <= tol ||b||, checks the true residual with one product, and steps on if the
-    check fails; the other methods run one step of their budget. The residual reported
-    is always that of the returned v.
+    runs the short-recurrence (D-Lanczos) form from x0, with CG's products and a few
+    n-vectors of memory, checks the true residual with one product when its estimate
+    meets tol, and restarts from the current v if the check fails; the other methods
+    run one step of their budget. The answer is the best checked iterate, and the
+    residual reported is always that of the returned v.
     """
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")

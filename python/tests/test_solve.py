@@ -187,3 +187,25 @@ def test_huge_right_hand_side_is_solved_to_a_finite_residual():
     v, info = lancbio.solve(2 * np.eye(10), b, method="lanczos")
     assert info.converged and np.isfinite(info.residual)
     assert np.allclose(v, b / 2, rtol=1e-12)
+
+
+def test_lanczos_solve_of_a_million_unknowns_needs_no_basis():
+    # The stored-basis form reserved n (m + 7) doubles with m = 4096 (33 GB at n = 1e6);
+    # the short recurrence needs a few n-vectors whatever the budget.
+    n = 10**6
+    b = np.ones(n)
+    v, info = lancbio.solve(lambda x: 2.0 * x, b, method="lanczos", tol=1e-10)
+    assert info.converged and info.products <= 3
+    assert np.allclose(v, 0.5, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n, condition", [(200, 1e3), (400, 1e6)])
+def test_lanczos_solve_matches_cg_products_on_fixed_spd_systems(n, condition, rng):
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * np.logspace(0, np.log10(condition), n)) @ q.T
+    a = (a + a.T) / 2
+    b = rng.standard_normal(n)
+    _, lanczos = lancbio.solve(a, b, method="lanczos", tol=1e-8, maxiter=20 * n)
+    _, cg = lancbio.solve(a, b, method="cg", tol=1e-8, maxiter=20 * n)
+    assert lanczos.converged and cg.converged
+    assert lanczos.products <= 1.2 * cg.products
