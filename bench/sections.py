@@ -45,6 +45,8 @@ class Config:
     memory_n: int = 10**5
     memory_m_max: int = 80
     memory_steps: int = 10**4
+    # 7. one-shot solves: 2-D Laplacian sides (n = side^2)
+    solve_sides: list = field(default_factory=list)
 
     @classmethod
     def make(cls, quick: bool, repeats: int | None):
@@ -52,11 +54,12 @@ class Config:
             return cls(quick=True, repeats=repeats or 3, step_sizes=[10**3, 10**4], step_dims=[10, 40],
                        krylov_sizes=[10**4], krylov_iterations=20, callback_products=3000,
                        synthetic=[(150, 40)], precision_n=10**5, precision_j=10,
-                       memory_n=10**4, memory_m_max=20, memory_steps=500)
+                       memory_n=10**4, memory_m_max=20, memory_steps=500, solve_sides=[40])
         return cls(quick=False, repeats=repeats or 5, step_sizes=[10**3, 10**4, 10**5, 10**6],
                    step_dims=[10, 40, 80], krylov_sizes=[10**4, 10**5, 10**6], krylov_iterations=50,
                    callback_products=20000, synthetic=[(1000, 500), (5000, 40)],
-                   precision_n=10**6, precision_j=40, memory_n=10**5, memory_m_max=80, memory_steps=10**4)
+                   precision_n=10**6, precision_j=40, memory_n=10**5, memory_m_max=80, memory_steps=10**4,
+                   solve_sides=[100, 316])
 
 
 def _progress(message: str) -> None:
@@ -884,6 +887,64 @@ def section_memory(report, cfg: Config, results: dict) -> None:
                   f"{full[0]['step']} and {full[-1]['step']} (one n-vector = {vec / 1e3:.0f} kB)", flat)
 
 
+# ---------------------------------------------------------------------------------------
+# Section 7: one-shot solves of fixed SPD systems.
+# ---------------------------------------------------------------------------------------
+
+def _laplacian(side: int, shift: float):
+    """The 5-point 2-D Laplacian on a side x side grid plus shift I (scipy.sparse CSR)."""
+    import scipy.sparse as sparse
+
+    t = sparse.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(side, side))
+    eye = sparse.identity(side)
+    return (sparse.kron(t, eye) + sparse.kron(eye, t) + shift * sparse.identity(side * side)).tocsr()
+
+
+def section_solve(report, cfg: Config, results: dict) -> None:
+    report.heading("7. One-shot solves: Lanczos against CG")
+    try:
+        import scipy.sparse.linalg  # noqa: F401
+    except ImportError:
+        report.add("scipy is not installed: section skipped.")
+        return
+    report.add("`lancbio.solve` to tol 1e-8 (true residual) on 2-D Laplacians, and the same plus 1e-2 I and "
+               "1e-4 I (condition about 1e3 to 1e6), from x0 = 0: method \"lanczos\" (short recurrence, no "
+               "basis) against \"cg\", the same operator callback for both. "
+               f"{cfg.repeats} runs, median time [min, max].")
+    report.add("")
+    rows, worst_products, worst_time = [], 0.0, 0.0
+    for side in cfg.solve_sides:
+        for shift in (0.0, 1e-2, 1e-4):
+            a = _laplacian(side, shift)
+            n = a.shape[0]
+            b = np.random.default_rng(7).standard_normal(n)
+            _progress(f"section 7: n = {n}, shift {shift:g}")
+            times = {"lanczos": [], "cg": []}
+            infos = {}
+            for r in range(cfg.repeats + 1):
+                for method in ("lanczos", "cg"):
+                    t = clock()
+                    _, info = lancbio.solve(a, b, method=method, tol=1e-8, maxiter=50 * n)
+                    elapsed = clock() - t
+                    if r > 0:
+                        times[method].append(elapsed)
+                    infos[method] = info
+            sl, sc = stats(times["lanczos"]), stats(times["cg"])
+            products = infos["lanczos"].products / infos["cg"].products
+            ratio = sl.median / sc.median
+            worst_products, worst_time = max(worst_products, products), max(worst_time, ratio)
+            converged = infos["lanczos"].converged and infos["cg"].converged
+            rows.append([_n_label(n) if side != 316 else "1e5", f"{shift:g}",
+                         f"{infos['lanczos'].products} / {infos['cg'].products}", f"{products:.3f}",
+                         sl.fmt(), sc.fmt(), f"{ratio:.2f}", "ok" if converged else "NOT CONVERGED"])
+    report.table(["n", "shift", "products lanczos / cg", "ratio", "lanczos", "cg", "time ratio", "converged"], rows)
+    results["solve"] = dict(products=worst_products, time=worst_time)
+    report.target("one-shot lanczos within 1.2x of CG's products", f"worst ratio {worst_products:.3f}",
+                  worst_products <= 1.2)
+    report.target("one-shot lanczos within 1.2x of CG's time", f"worst median ratio {worst_time:.2f}",
+                  worst_time <= 1.2)
+
+
 SECTIONS = {
     1: section_steps,
     2: section_krylov,
@@ -891,4 +952,5 @@ SECTIONS = {
     4: section_synthetic,
     5: section_precision,
     6: section_memory,
+    7: section_solve,
 }

@@ -29,7 +29,7 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     text = capsys.readouterr().out
     for heading in ("## Machine", "## 1. LancBiO step", "## 2. CG and MINRES", "## 3. Python callback",
                     "## 4. Synthetic problem", "## 5. Float32 against Float64", "## 6. Peak memory",
-                    "## Targets"):
+                    "## 7. One-shot solves", "## Targets"):
         assert heading in text, heading
     # Every comparison computed the same numbers.
     assert "DIFFERENT" not in text
@@ -38,7 +38,8 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     # Every target of the issue appears in the summary with a verdict.
     summary = text.split("## Targets", 1)[1]
     for target in ("5x faster than (a)", "never slower than (b)", "3x faster than (b)", "bandwidth bound",
-                   "callback overhead", "float32", "peak memory", "memory flat"):
+                   "callback overhead", "float32", "peak memory", "memory flat",
+                   "within 1.2x of CG's products", "within 1.2x of CG's time"):
         line = next((l for l in summary.splitlines() if target in l), None)
         assert line is not None, target
         assert any(v in line for v in ("PASS", "FAIL", "SKIP")), line
@@ -55,7 +56,7 @@ def test_sections_option_runs_only_those(capsys):
     assert "## 1. LancBiO step" not in text and "## 6. Peak memory" not in text
 
 
-@pytest.mark.parametrize("argv", [["--sections", "7"], ["--sections", "x"], ["--repeats", "0"]])
+@pytest.mark.parametrize("argv", [["--sections", "8"], ["--sections", "x"], ["--repeats", "0"]])
 def test_bad_options_are_rejected(argv):
     import bench
 
