@@ -36,6 +36,10 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_no_alloc
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_solve.c -o $(C_OUT)/test_solve $(C_LINK)
 	$(C_OUT)/test_solve
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_stale_handles.c -o $(C_OUT)/test_stale_handles $(C_LINK)
+	$(C_OUT)/test_stale_handles
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_fork.c -o $(C_OUT)/test_fork $(C_LINK) -pthread
+	$(C_OUT)/test_fork
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -92,6 +96,8 @@ CLANG        ?= /opt/swift/usr/bin/clang
 FUZZ_SECONDS ?= 60
 # Steps of test_long_run under valgrind (about 50 times slower there); natively it runs 10^5.
 VALGRIND_LONG_STEPS ?= 5000
+# Forks of test_fork under valgrind (each child is a valgrind process); natively it forks 200 times.
+VALGRIND_FORKS ?= 20
 CHECK_STEPS  := sanitize-swift sanitize-c valgrind test-avx2 test-threads test-long fuzz
 SAN_ENV      := SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$(abspath Tests/sanitizers/lsan.supp) \
                 ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
@@ -140,13 +146,16 @@ sanitize-swift:
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_stale_handles.c \
+	    Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
 	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
 	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
 	done
 	$(SAN_ENV) .build-asan/c/test_abi
 	$(SAN_ENV) .build-asan/c/test_solve
 	$(SAN_ENV) .build-asan/c/test_threads
+	$(SAN_ENV) .build-asan/c/test_stale_handles
+	$(SAN_ENV) .build-asan/c/test_fork
 	$(SAN_ENV) .build-asan/c/synthetic_lancbio --check
 
 ## The C programs under valgrind memcheck against a release library built without AVX-512
@@ -155,13 +164,16 @@ VALGRIND_LIB := .build-valgrind/release
 valgrind:
 	LANCBIO_AVX512=0 $(SWIFT) build -c release --product lancbio --scratch-path .build-valgrind
 	mkdir -p .build-valgrind/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_long_run.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_long_run.c \
+	    Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
 	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
 	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
 	$(VALGRIND) .build-valgrind/c/test_abi
 	$(VALGRIND) .build-valgrind/c/test_solve
 	$(VALGRIND) .build-valgrind/c/test_threads
+	$(VALGRIND) .build-valgrind/c/test_stale_handles
+	LANCBIO_TEST_FORKS=$(VALGRIND_FORKS) $(VALGRIND) .build-valgrind/c/test_fork
 	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) .build-valgrind/c/test_long_run
 	$(VALGRIND) .build-valgrind/c/synthetic_lancbio --check
 

@@ -17,7 +17,9 @@
  *   solves), lancbio_last_error(), per thread.
  * - Handles are opaque, created through an out-parameter, destroyed with
  *   lancbio_estimator_destroy() (NULL is accepted). Unknown or destroyed handles are
- *   detected and rejected with LANCBIO_ERR_INVALID_HANDLE.
+ *   detected and rejected with LANCBIO_ERR_INVALID_HANDLE, also after later creations
+ *   (a handle is a value, not an address: a destroyed one's value comes back only after
+ *   2^32 - 1 more handles have been created in its place).
  * - Buffers belong to the caller and are borrowed only for the duration of a call;
  *   the library keeps no pointer after a call returns. Sizes are int64_t counts of
  *   elements, never bytes.
@@ -31,7 +33,9 @@
  *   handle is an error (LANCBIO_ERR_WRONG_PRECISION). Float32 handles store vectors in
  *   float and accumulate every reduction in double.
  * - Threads: one thread at a time per handle; independent handles may be used
- *   concurrently from different threads.
+ *   concurrently from different threads. A process may fork while other threads are
+ *   inside library calls: the child can create handles and use them and those that no
+ *   thread was using at the fork (one mid-call then is in an unspecified state).
  * - Names. An estimator has one name in every layer, for its linear algebra:
  *   "lanczos" (LANCBIO_METHOD_LANCZOS; Python DynamicLanczos; Swift .dynamicLanczos),
  *   "subbio", "cg", "minres", "gd", "neumann", "random-neumann" (lancbio.solve takes

@@ -40,7 +40,7 @@ public func lancbio_bilevel_create(
         let optimizer = try checked { () throws(EstimatorError) in
             try BilevelOptimizer<Double>(dx: Int(dx), dy: Int(dy), options: coreOptions, method: method)
         }
-        out.pointee = register(BilevelHandle(optimizer: optimizer))
+        out.pointee = try register(BilevelHandle(optimizer: optimizer))
         return LANCBIO_OK
     }
 }

@@ -1310,7 +1310,9 @@ static void op_invalid(reader_t *r)
         break;
     }
     }
-    if (p && !is_bil_handle && live_pointer(p) && (which % 4) != 3) return; /* an address reused by a live handle */
+    /* Handles are not addresses: a destroyed one is never a live handle's value. */
+    if ((which % 4) == 1 && p) REQUIRE(!live_pointer(p), "a destroyed handle's value names a live handle");
+    if ((which % 4) == 2 && live_pointer(p)) return; /* garbage that is a live handle's value: not invalid */
     if ((which % 4) == 3 && p && !is_bil_handle) {
         /* an estimator handle given to the bilevel functions */
         hb = (lancbio_bilevel_t *)p;
