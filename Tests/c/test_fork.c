@@ -5,16 +5,17 @@
  * WORKERS threads create, step, read and destroy estimator and bilevel handles and make
  * failing handle-less calls (lancbio_last_error) as fast as they can, so that at any
  * moment one of them is likely to be inside the library's handle registry or its other
- * shared state. Meanwhile the main thread forks FORKS times (LANCBIO_TEST_FORKS
- * overrides). fork copies only the forking thread: whatever the workers held at that
- * moment stays held, with no thread left to release it.
+ * shared state; one more steps an estimator of dimension LARGE, whose passes the library
+ * shares with its helper thread (which a child does not have). Meanwhile the main thread
+ * forks FORKS times (LANCBIO_TEST_FORKS overrides). fork copies only the forking thread:
+ * whatever the workers held at that moment stays held, with no thread left to release it.
  *
- * Property checked: every child can create, step, reset, read and destroy handles of
- * both kinds and get a handle-less call's message, with results equal to the exact
- * solution of a diagonal system, and exits 0 within CHILD_SECONDS (a child that deadlocks
- * is killed by its alarm and counted as failed; one that traps is counted with its
- * signal). The last line is "N passed, M failed"; the exit status is non-zero if any
- * check failed.
+ * Property checked: every child can create, step, reset, read and destroy handles of both
+ * kinds (every tenth child also one of dimension LARGE) and get a handle-less call's
+ * message, with results equal to the exact solution of a diagonal system, and exits 0
+ * within CHILD_SECONDS (a child that deadlocks is killed by its alarm and counted as
+ * failed; one that traps is counted with its signal). The last line is "N passed, M
+ * failed"; the exit status is non-zero if any check failed.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -34,6 +35,8 @@
 #define WORKERS 3
 #define FORKS 200
 #define N 8
+/* Above the size from which a step shares its passes over b with the helper thread. */
+#define LARGE 80000
 #define CHILD_SECONDS 20
 
 static int passed_total, failed_total;
@@ -169,8 +172,50 @@ static int exercise(int tag)
     return wrong;
 }
 
+/* A = diag(1 + i mod 4): four distinct eigenvalues, so CG with 4 iterations gives the
+ * exact solution (to rounding). */
+static int32_t hvp_large(const double *in, double *out, int64_t n, void *user_data)
+{
+    int64_t i;
+    (void)user_data;
+    for (i = 0; i < n; i++) out[i] = (double)(1 + i % 4) * in[i];
+    return 0;
+}
+
+/* Steps h (CG of dimension LARGE) once with a b that depends on tag; 0 when v = A^{-1} b. */
+static int large_step(lancbio_estimator_t *h, double *b, double *v, int tag)
+{
+    int64_t i;
+    for (i = 0; i < LARGE; i++) b[i] = 1.0 + (double)((i + tag) % 7);
+    if (lancbio_estimator_step_f64(h, hvp_large, NULL, b, v, LARGE, NULL) < 0) return 1;
+    for (i = 0; i < LARGE; i++)
+        if (fabs(v[i] - b[i] / (double)(1 + i % 4)) > 1e-9 * b[i]) return 2;
+    return 0;
+}
+
+static lancbio_estimator_t *large_estimator(void)
+{
+    lancbio_estimator_options_t o;
+    lancbio_estimator_t *h = NULL;
+    lancbio_estimator_options_init(&o, LANCBIO_METHOD_CG);
+    o.max_iterations = 4;
+    return lancbio_estimator_create(LARGE, &o, &h) == LANCBIO_OK ? h : NULL;
+}
+
+/* A large estimator created, stepped and destroyed; 0 when its result is right. */
+static int large_round(int tag)
+{
+    static double b[LARGE], v[LARGE];
+    lancbio_estimator_t *h = large_estimator();
+    int wrong;
+    if (!h) return 1;
+    wrong = large_step(h, b, v, tag);
+    lancbio_estimator_destroy(h);
+    return wrong;
+}
+
 static volatile sig_atomic_t stop;
-static long rounds[WORKERS];
+static long rounds[WORKERS + 1];
 
 /* The calls that go through the handle registry and nothing else much: create, look up
  * (get_v, properties), destroy, at n = 1. */
@@ -204,28 +249,54 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Steps one large estimator for ever (the helper thread takes part in each step). */
+static void *large_worker(void *arg)
+{
+    double *b = malloc(LARGE * sizeof *b), *v = malloc(LARGE * sizeof *v);
+    lancbio_estimator_t *h = large_estimator();
+    int tag = 0;
+    (void)arg;
+    if (!b || !v || !h) {
+        printf("  FAIL: the large worker could not start\n");
+        __atomic_add_fetch(&failed_total, 1, __ATOMIC_RELAXED);
+        stop = 1;
+    }
+    while (!stop) {
+        if (large_step(h, b, v, tag++) != 0) {
+            printf("  FAIL: a large step gave a wrong result\n");
+            __atomic_add_fetch(&failed_total, 1, __ATOMIC_RELAXED);
+        }
+        __atomic_add_fetch(&rounds[WORKERS], 1, __ATOMIC_RELAXED);
+    }
+    lancbio_estimator_destroy(h);
+    free(b);
+    free(v);
+    return NULL;
+}
+
 static long total_rounds(void)
 {
     long sum = 0;
     int k;
-    for (k = 0; k < WORKERS; k++) sum += __atomic_load_n(&rounds[k], __ATOMIC_RELAXED);
+    for (k = 0; k <= WORKERS; k++) sum += __atomic_load_n(&rounds[k], __ATOMIC_RELAXED);
     return sum;
 }
 
 int main(void)
 {
-    pthread_t threads[WORKERS];
-    long k, forks = FORKS, started;
+    pthread_t threads[WORKERS + 1];
+    long k, forks = FORKS;
     int exited_ok = 0, by_signal = 0, by_status = 0, first_signal = 0;
     const char *env = getenv("LANCBIO_TEST_FORKS");
     if (env && atol(env) > 0) forks = atol(env);
 
     /* The library works before any fork, and its one-time initialisation is done. */
     CHECK(exercise(0) == 0, "a round on the main thread gave a wrong result before any fork");
+    CHECK(large_round(0) == 0, "a large round on the main thread gave a wrong result before any fork");
 
     for (k = 0; k < WORKERS; k++) pthread_create(&threads[k], NULL, worker, (void *)k);
-    started = total_rounds();
-    while (total_rounds() < started + 10) sched_yield();
+    pthread_create(&threads[WORKERS], NULL, large_worker, NULL);
+    while (total_rounds() < 10 || __atomic_load_n(&rounds[WORKERS], __ATOMIC_RELAXED) < 2) sched_yield();
 
     for (k = 0; k < forks; k++) {
         pid_t pid;
@@ -240,7 +311,7 @@ int main(void)
             int r;
             if (log) dup2(fileno(log), 2); /* the first failure's report is shown below */
             alarm(CHILD_SECONDS);
-            r = exercise((int)k) | exercise((int)k + 1);
+            r = exercise((int)k) | exercise((int)k + 1) | (k % 10 == 0 ? large_round((int)k) : 0);
             _exit(r == 0 ? 0 : 1);
         }
         if (pid < 0) {
@@ -267,14 +338,15 @@ int main(void)
         if (log) fclose(log);
     }
     stop = 1;
-    for (k = 0; k < WORKERS; k++) pthread_join(threads[k], NULL);
+    for (k = 0; k <= WORKERS; k++) pthread_join(threads[k], NULL);
 
     CHECK(exited_ok == forks,
           "%d of %ld children forked while %d threads were inside lancbio calls exited 0: %d killed by a signal "
           "(first: %d, %s), %d with a wrong result",
-          exited_ok, forks, WORKERS, by_signal, first_signal, by_signal ? strsignal(first_signal) : "-", by_status);
+          exited_ok, forks, WORKERS + 1, by_signal, first_signal, by_signal ? strsignal(first_signal) : "-", by_status);
     CHECK(total_rounds() > forks, "the workers made only %ld rounds during %ld forks", total_rounds(), forks);
-    printf("%ld forks, %ld worker rounds\n", forks, total_rounds());
+    printf("%ld forks, %ld worker rounds (%ld large steps)\n", forks, total_rounds(),
+           __atomic_load_n(&rounds[WORKERS], __ATOMIC_RELAXED));
     printf("%d passed, %d failed\n", passed_total, failed_total);
     return failed_total == 0 ? 0 : 1;
 }
