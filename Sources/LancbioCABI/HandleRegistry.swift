@@ -24,12 +24,13 @@ import Synchronization
 // value 0 is NULL, and no value below 2^H is ever a handle (generations start at 1), so
 // small integers passed as handles are rejected too.
 //
-// Lookups, creation and destruction take no lock: lookups are two atomic loads after the
-// decoding; free slots form a lock-free stack (its top tagged with a counter against ABA),
+// Lookups, creation and destruction take no lock: a lookup is four atomic loads (segment
+// directory, segment, state, object) after the decoding; free slots form a lock-free stack (its top tagged with a counter against ABA),
 // fresh slots come from an atomic counter. A forked child therefore inherits a table that
 // no dead thread can hold: a fork that lands between two of another thread's atomic steps
-// at most leaves one slot taken but never marked live, or dead but never freed, which
-// the child just never reuses. (A lock would stay locked in the child for ever, and a
+// at most leaves a slot taken but never marked live, or dead but never freed (which the
+// child just never reuses), or a segment allocated but not installed (the child allocates
+// its own). (A lock would stay locked in the child for ever, and a
 // Synchronization.Mutex then traps.)
 //
 // Storage: segment k holds 64 * 2^k slots, allocated when the first of them is needed and
@@ -50,7 +51,7 @@ private let halfBits = UInt.bitWidth / 2
 private let lowMask: UInt = (1 << halfBits) - 1
 private let firstSegmentLog2 = 6
 private let segmentCount = halfBits - firstSegmentLog2
-/// 64 (2^26 - 1) slots: slot + 1 always fits below `halfBits`.
+/// 64 (2^26 - 1) slots: slot + 1 always fits in the low `halfBits` bits.
 private let capacity = (1 << firstSegmentLog2) * ((1 << segmentCount) - 1)
 
 /// The segments, `segmentCount` atomic pointers (nil until allocated); nil until the
