@@ -33,7 +33,7 @@ public func lancbio_estimator_create(
         case LANCBIO_FLOAT32: storage = .float32(try makeEstimator(n: Int(n), method: method))
         default: throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.precision = \(o.precision) is not LANCBIO_FLOAT64 or LANCBIO_FLOAT32")
         }
-        out.pointee = register(EstimatorHandle(storage: storage, methodCode: o.method))
+        out.pointee = register(try EstimatorHandle(storage: storage, methodCode: o.method))
         return LANCBIO_OK
     }
 }

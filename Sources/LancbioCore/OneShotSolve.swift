@@ -73,8 +73,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     /// product and the best checked iterate.
     private static var scratchVectors: Int { 3 }
 
-    /// Bytes `run` allocates (the estimator and its scratch vectors), or nil when that
-    /// overflows.
+    /// Bytes `run` asks the system for, exactly (the estimator's, see
+    /// `Estimator.requiredBytes`, and its scratch vectors), or nil when that overflows.
     public var requiredBytes: Int? {
         guard let estimator = Estimator<T>.requiredBytes(n: n, method: method) else { return nil }
         let (scratch, overflow) = n.multipliedReportingOverflow(by: Self.scratchVectors * MemoryLayout<T>.stride)
@@ -90,7 +90,9 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     ///     solution on return. Unchanged when the call throws.
     ///   - product: writes A * input into output (both n values, not aliased, valid only
     ///     during the call).
-    /// - Throws: whatever `product` throws, or an `EstimatorError`.
+    /// - Throws: whatever `product` throws, or an `EstimatorError` (`.outOfMemory` when
+    ///   the system refuses an allocation: then nothing stays allocated and `product` was
+    ///   not called).
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func run(
@@ -111,7 +113,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         }
         // The candidate, the residual check's product and the best checked iterate: x stays
         // the caller's initial guess until the solve has succeeded.
-        let scratch = UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
+        // (3 n cannot overflow: the estimator holds more than 3 n values.)
+        let scratch = try UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
         defer { scratch.deallocateZeroed() }
         let candidate = UnsafeMutableBufferPointer(start: scratch, count: n)
         let residual = scratch + n, best = scratch + 2 * n
