@@ -40,6 +40,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_stale_handles
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_fork.c -o $(C_OUT)/test_fork $(C_LINK) -pthread
 	$(C_OUT)/test_fork
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_memory_limit.c -o $(C_OUT)/test_memory_limit $(C_LINK)
+	$(C_OUT)/test_memory_limit
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -145,6 +147,8 @@ sanitize-swift:
 	else echo "sanitize-swift: swiftc has no -sanitize=undefined for this target; UBSan covers the C side only"; fi
 
 ## The C programs with -fsanitize=address,undefined against the AddressSanitizer library.
+## (Not test_memory_limit, here or under valgrind: both map far more address space than
+## its limits leave.)
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c

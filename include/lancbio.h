@@ -32,6 +32,17 @@
  *   buffers, *_f32 functions float buffers. Calling the other precision's function on a
  *   handle is an error (LANCBIO_ERR_WRONG_PRECISION). Float32 handles store vectors in
  *   float and accumulate every reduction in double.
+ * - Memory: creation allocates all the storage a handle will ever use, a one-shot solve
+ *   allocates for the call, and steps allocate nothing. When the system refuses memory
+ *   (RLIMIT_AS, no overcommit, exhaustion), the call returns LANCBIO_ERR_OUT_OF_MEMORY with
+ *   everything it had allocated released, instead of ending the process. Before
+ *   allocating, the library maps the storage once with 2 MiB to spare: the spare covers
+ *   each buffer's alignment, the allocator's bookkeeping and 1 to 3 KB of small runtime
+ *   objects (the handle, the estimator, the method, its pass schedulers) whose allocation
+ *   cannot report failure. Only memory that another thread takes between that check and
+ *   the allocation, beyond the spare, can still abort the process. With overcommit,
+ *   pages are committed when first written, so the system may still run out later, when
+ *   a step writes them; no library can prevent that.
  * - Threads: one thread at a time per handle; independent handles may be used
  *   concurrently from different threads. A process may fork while other threads are
  *   inside library calls: the child can create handles and use them and those that no
@@ -106,6 +117,10 @@ extern "C" {
 #define LANCBIO_ERR_INVALID_STATE (-8)
 /** The handle is NULL, unknown, or already destroyed. */
 #define LANCBIO_ERR_INVALID_HANDLE (-9)
+/** The system refused the memory a creation (or a one-shot solve) needs: an address-space
+ *  limit, no overcommit, or memory exhausted. Nothing stays allocated; steps never
+ *  allocate, so they never return this. See "Memory" in the conventions. */
+#define LANCBIO_ERR_OUT_OF_MEMORY (-10)
 
 /* ---------------------------------------------------------------------------------
  * Enumerations (int32_t values)
@@ -235,12 +250,13 @@ int32_t lancbio_estimator_options_init(lancbio_estimator_options_t *options, int
 /**
  * Creates an estimator of dimension n with the estimate v = 0. All storage is allocated
  * here (Lanczos: about (m_max + 7) n values plus (m_max + 1)^2 doubles for the small
- * projected system); if it cannot be, creation fails with LANCBIO_ERR_INVALID_ARGUMENT
- * instead of aborting.
+ * projected system); if it cannot be, creation fails with LANCBIO_ERR_OUT_OF_MEMORY
+ * instead of aborting (see "Memory" above).
  * @param[in]  n        Dimension, >= 1.
  * @param[in]  options  Options (struct_size set); read during the call only.
  * @param[out] out      Receives the handle (NULL on failure).
- * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT.
+ * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT (including
+ *         storage beyond 2^46 bytes), LANCBIO_ERR_OUT_OF_MEMORY.
  */
 int32_t lancbio_estimator_create(int64_t n, const lancbio_estimator_options_t *options, lancbio_estimator_t **out);
 
@@ -386,7 +402,8 @@ typedef struct lancbio_solve_result {
  * @param[out]    last_step       The estimator's last step info (may be NULL).
  * @return LANCBIO_OK (converged), LANCBIO_BUDGET_REACHED (a usable x that misses the
  *         tolerance), LANCBIO_INDEFINITE or LANCBIO_SINGULAR (not converged, and the last
- *         step met that), or an error; lancbio_last_error() says why.
+ *         step met that), or an error (LANCBIO_ERR_OUT_OF_MEMORY when the storage cannot be
+ *         allocated: hvp is then never called); lancbio_last_error() says why.
  */
 int32_t lancbio_solve_f64(const lancbio_estimator_options_t *options, lancbio_hvp_f64_t hvp, void *user_data,
                           const double *b, double *x, int64_t n, double tolerance, int64_t max_iterations,
@@ -463,12 +480,14 @@ typedef struct lancbio_bilevel_info {
 int32_t lancbio_bilevel_options_init(lancbio_bilevel_options_t *options);
 
 /**
- * Creates a bilevel optimizer with v = 0.
+ * Creates a bilevel optimizer with v = 0, allocating all its storage (the estimator's,
+ * and three vectors each of dx and dy values).
  * @param[in]  dx, dy     Dimensions of x and y, >= 1.
  * @param[in]  options    Outer-loop options.
  * @param[in]  estimator  The estimator of v (precision must be LANCBIO_FLOAT64).
  * @param[out] out        Receives the handle (NULL on failure).
- * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT.
+ * @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT,
+ *         LANCBIO_ERR_OUT_OF_MEMORY.
  */
 int32_t lancbio_bilevel_create(int64_t dx, int64_t dy, const lancbio_bilevel_options_t *options,
                                const lancbio_estimator_options_t *estimator, lancbio_bilevel_t **out);

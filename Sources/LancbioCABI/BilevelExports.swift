@@ -32,11 +32,7 @@ public func lancbio_bilevel_create(
         }
         let method = try inner.method()
         let coreOptions = try outer.core()
-        if let bytes = Estimator<Double>.requiredBytes(n: Int(dy), method: method) {
-            try ensureAllocatable(bytes + 3 * Int(dx + dy) * MemoryLayout<Double>.stride)
-        } else {
-            try ensureAllocatable(nil)
-        }
+        try ensureAllocatable(BilevelOptimizer<Double>.requiredBytes(dx: Int(dx), dy: Int(dy), method: method))
         let optimizer = try checked { () throws(EstimatorError) in
             try BilevelOptimizer<Double>(dx: Int(dx), dy: Int(dy), options: coreOptions, method: method)
         }

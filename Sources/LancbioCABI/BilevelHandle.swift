@@ -5,8 +5,10 @@ import LancbioCore
 final class BilevelHandle: HandleState {
     let optimizer: BilevelOptimizer<Double>
 
-    init(optimizer: BilevelOptimizer<Double>) {
+    /// - Throws: LANCBIO_ERR_OUT_OF_MEMORY (the optimizer is then released with it).
+    init(optimizer: BilevelOptimizer<Double>) throws(CFailure) {
         self.optimizer = optimizer
+        try super.init()
     }
 }
 

@@ -1,16 +1,25 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLancbio
+
 /// A handle's last-error text: a fixed NUL-terminated buffer owned by the handle, so the
 /// pointer handed to C stays valid until the next call and recording an error allocates
-/// nothing.
-final class ErrorMessage {
+/// nothing. A value stored in the handle, not an object of its own: one allocation fewer
+/// that the runtime could not report.
+struct ErrorMessage: ~Copyable {
     static let capacity = 1024
     let buffer: UnsafeMutablePointer<CChar>
 
-    init() {
-        buffer = .allocate(capacity: Self.capacity)
-        buffer.initialize(repeating: 0, count: Self.capacity)
+    /// - Throws: LANCBIO_ERR_OUT_OF_MEMORY when the buffer cannot be allocated.
+    init() throws(CFailure) {
+        guard let raw = calloc(Self.capacity, 1) else {
+            throw CFailure(LANCBIO_ERR_OUT_OF_MEMORY, "out of memory: the handle's error message buffer could not be allocated")
+        }
+        buffer = raw.bindMemory(to: CChar.self, capacity: Self.capacity)
     }
 
-    deinit { buffer.deallocate() }
+    deinit { free(buffer) }
 
     func clear() { buffer[0] = 0 }
 

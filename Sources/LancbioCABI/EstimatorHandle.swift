@@ -4,8 +4,13 @@ import LancbioCore
 /// The error state every handle carries: the last message and the code of the callback
 /// that aborted the last call.
 class HandleState {
-    let message = ErrorMessage()
+    let message: ErrorMessage
     var callbackStatus: Int32 = 0
+
+    /// - Throws: LANCBIO_ERR_OUT_OF_MEMORY when the message buffer cannot be allocated.
+    init() throws(CFailure) {
+        message = try ErrorMessage()
+    }
 
     /// Runs `body` as one C call on this handle: clears the error state on entry, records
     /// the message of a failure, and turns it into a status.
@@ -43,9 +48,11 @@ final class EstimatorHandle: HandleState {
     let storage: Storage
     let methodCode: Int32
 
-    init(storage: Storage, methodCode: Int32) {
+    /// - Throws: LANCBIO_ERR_OUT_OF_MEMORY (the estimator is then released with it).
+    init(storage: Storage, methodCode: Int32) throws(CFailure) {
         self.storage = storage
         self.methodCode = methodCode
+        try super.init()
     }
 
     var n: Int {

@@ -18,6 +18,7 @@ struct CFailure: Error {
         case .nonFiniteProduct(let m): self.init(LANCBIO_ERR_NON_FINITE_PRODUCT, m)
         case .nonFiniteResult(let m): self.init(LANCBIO_ERR_NON_FINITE_RESULT, m)
         case .invalidState(let m): self.init(LANCBIO_ERR_INVALID_STATE, m)
+        case .outOfMemory: self.init(LANCBIO_ERR_OUT_OF_MEMORY, error.message)
         }
     }
 
@@ -52,6 +53,7 @@ func statusDescription(_ status: Int32) -> StaticString {
     case LANCBIO_ERR_WRONG_PRECISION: "the handle has the other precision"
     case LANCBIO_ERR_INVALID_STATE: "the call does not fit the handle's state"
     case LANCBIO_ERR_INVALID_HANDLE: "NULL, unknown or destroyed handle"
+    case LANCBIO_ERR_OUT_OF_MEMORY: "out of memory: the storage could not be allocated"
     default: "unknown status"
     }
 }

@@ -24,6 +24,7 @@ enum BasisSplit {
 /// and chunk sums are added in chunk order: a given step gives the same bits on one
 /// thread or two.
 final class BasisPasses<T: BinaryFloatingPoint> {
+    private var allocations = OwnedAllocations()
     let n: Int
     /// Column capacity of the basis (m_max + 1).
     let capacity: Int
@@ -52,34 +53,51 @@ final class BasisPasses<T: BinaryFloatingPoint> {
                       beta: Double, out: UnsafeMutablePointer<T>)
     }
 
-    init(n: Int, capacity: Int) {
+    /// - Parameters: n >= 1 rows; capacity >= 1 columns, at most `LanczosOptions.maximumPeriod + 1`.
+    /// - Throws: `.outOfMemory`, with nothing left allocated.
+    init(n: Int, capacity: Int) throws(EstimatorError) {
         self.n = n
         self.capacity = capacity
         threshold = BasisSplit.minimumEntries
-        minimumRows = max(BasisSplit.minimumRows, 64 * BasisSplit.chunks)
+        minimumRows = Self.minimumRows
         let chunks = BasisSplit.chunks
-        let splittable = n >= minimumRows && n * capacity >= threshold
-        work = ChunkedWork(rows: n, chunks: chunks)
+        // The thresholds read once: the storage must fit the splits this object will make.
+        let sizes = Self.sizes(n: n, capacity: capacity, threshold: threshold, minimumRows: minimumRows)
+        work = try ChunkedWork(rows: n, chunks: chunks)
         blockRows = Self.scratchRows(n: n)
-        scratch = .allocate(zeroed: (splittable ? 2 : 1) * blockRows)
-        partial = .allocate(zeroed: splittable ? chunks * 2 * capacity : 1)
-        finite = .allocate(capacity: chunks)
+        scratch = try allocations.zeroed(sizes.scratch)
+        partial = try allocations.zeroed(sizes.partial)
+        finite = try allocations.zeroed(chunks)
         finite.initialize(repeating: true, count: chunks)
         work.run = { [unowned self] chunk, worker, pass in
             self.run(pass.assumingMemoryBound(to: Pass.self).pointee, chunk: chunk, worker: worker)
         }
         // Create the helper now, not inside a step (creating a thread allocates).
-        if splittable { _ = HelperThread.shared }
+        if sizes.splittable { _ = HelperThread.shared }
     }
 
     /// Scratch Doubles per thread: a block, rounded up to whole 64-byte lines so that the
     /// second thread's scratch starts on a line too.
     static func scratchRows(n: Int) -> Int { (min(kernelBlockRows, n) + 7) & ~7 }
 
-    deinit {
-        scratch.deallocateZeroed()
-        partial.deallocateZeroed()
-        finite.deallocate()
+    private static var minimumRows: Int { max(BasisSplit.minimumRows, 64 * BasisSplit.chunks) }
+
+    /// The Doubles of the scratch (one block per thread) and of the per-chunk sums, which a
+    /// basis too small ever to be split does without.
+    private static func sizes(n: Int, capacity: Int, threshold: Int, minimumRows: Int)
+        -> (splittable: Bool, scratch: Int, partial: Int) {
+        // Any n reaches here (requiredBytes asks before it checks n): n * capacity may overflow.
+        let (entries, overflow) = n.multipliedReportingOverflow(by: capacity)
+        let splittable = n >= minimumRows && (overflow || entries >= threshold)
+        return (splittable, (splittable ? 2 : 1) * scratchRows(n: n), splittable ? BasisSplit.chunks * 2 * capacity : 1)
+    }
+
+    /// Bytes a `BasisPasses` for n rows and `capacity` columns allocates (with the split
+    /// thresholds in force when it is created).
+    static func storageBytes(n: Int, capacity: Int) -> Int {
+        let sizes = sizes(n: n, capacity: capacity, threshold: BasisSplit.minimumEntries, minimumRows: minimumRows)
+        return ChunkedWork.storageBytes(chunks: BasisSplit.chunks) + (sizes.scratch + sizes.partial) * MemoryLayout<Double>.stride
+            + BasisSplit.chunks * MemoryLayout<Bool>.stride
     }
 
     private func splits(_ columns: Int) -> Bool {

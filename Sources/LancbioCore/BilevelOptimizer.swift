@@ -26,6 +26,7 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     /// not change the state under the step.
     private var stepping = false
 
+    private var allocations = OwnedAllocations()
     // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient.
     private let yNew: UnsafeMutablePointer<T>
     private let gradient: UnsafeMutablePointer<T>
@@ -34,7 +35,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     private let crossProduct: UnsafeMutablePointer<T>
     private let hypergradientBuffer: UnsafeMutablePointer<T>
 
-    /// - Throws: `.invalidArgument` for dx, dy < 1 or options out of range.
+    /// - Throws: `.invalidArgument` for dx, dy < 1 or options out of range, `.outOfMemory`
+    ///   when the system refuses an allocation (everything allocated before it released).
+    ///   Allocates `requiredBytes(dx:dy:method:)`.
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public init(dx: Int, dy: Int, options: BilevelOptions, method: EstimatorMethod) throws(EstimatorError) {
@@ -45,17 +48,24 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         self.dx = dx
         self.dy = dy
         self.options = options
-        yNew = .allocate(zeroed: dy)
-        gradient = .allocate(zeroed: dy)
-        rhs = .allocate(zeroed: dy)
-        xGradient = .allocate(zeroed: dx)
-        crossProduct = .allocate(zeroed: dx)
-        hypergradientBuffer = .allocate(zeroed: dx)
+        yNew = try allocations.zeroed(dy)
+        gradient = try allocations.zeroed(dy)
+        rhs = try allocations.zeroed(dy)
+        xGradient = try allocations.zeroed(dx)
+        crossProduct = try allocations.zeroed(dx)
+        hypergradientBuffer = try allocations.zeroed(dx)
     }
 
-    deinit {
-        yNew.deallocateZeroed(); gradient.deallocateZeroed(); rhs.deallocateZeroed()
-        xGradient.deallocateZeroed(); crossProduct.deallocateZeroed(); hypergradientBuffer.deallocateZeroed()
+    /// Bytes creation asks the system for, exactly (see `Estimator.requiredBytes`): the
+    /// estimator's and three vectors each of dx and dy values. nil when that overflows or
+    /// exceeds the estimator's limit; 0 for options the estimator rejects.
+    public static func requiredBytes(dx: Int, dy: Int, method: EstimatorMethod) -> Int? {
+        guard let estimator = Estimator<T>.requiredBytes(n: dy, method: method) else { return nil }
+        guard estimator > 0, dx >= 1 else { return 0 }
+        let (values, overflow) = dx.addingReportingOverflow(dy)
+        let (scratch, scratchOverflow) = values.multipliedReportingOverflow(by: 3 * MemoryLayout<T>.stride)
+        let (total, totalOverflow) = estimator.addingReportingOverflow(scratch)
+        return overflow || scratchOverflow || totalOverflow ? nil : total
     }
 
     /// The hyper-gradient estimate grad_x f - J v of the last iteration (dx values).

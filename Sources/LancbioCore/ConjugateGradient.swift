@@ -20,6 +20,7 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     /// The residual and the search direction.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 2) }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let maxIterations: Int
     let tolerance: Double
@@ -31,15 +32,13 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     private var iterations = 0
     private var started = false
 
-    init(n: Int, options: Options) {
+    init(n: Int, options: Options) throws(EstimatorError) {
         self.n = n
         maxIterations = options.maxIterations
         tolerance = options.tolerance
-        residual = .allocate(zeroed: n)
-        direction = .allocate(zeroed: n)
+        residual = try allocations.zeroed(n)
+        direction = try allocations.zeroed(n)
     }
-
-    deinit { residual.deallocateZeroed(); direction.deallocateZeroed() }
 
     @_specialize(where T == Double)
     @_specialize(where T == Float)

@@ -18,15 +18,18 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     static var readsProductInPlace: Bool { true }
     static func validate(_ options: LanczosOptions) throws(EstimatorError) { try options.validate() }
 
-    /// The basis (m_max + 1 columns), the anchor and its product; the projected system
-    /// ((m_max + 1)^2 + 9 (m_max + 1) Doubles: its least-squares fallback needs the full
-    /// eigenvector matrix), the per-chunk sums and the two threads' scratch of the passes.
+    /// The basis (m_max + 1 columns), the anchor and its product; the coefficients (3 (m_max
+    /// + 1) Doubles), the projected system ((m_max + 1)^2 + 8 (m_max + 1) Doubles: its
+    /// least-squares fallback needs the full eigenvector matrix), and the passes' per-chunk
+    /// sums and scratch.
     static func storage(n: Int, options: LanczosOptions) -> MethodStorage {
         let c = options.maxPeriod + 1   // validated: at most 4097
         return MethodStorage(vectors: c + 2,
-                             doubles: c * c + 9 * c + BasisSplit.chunks * 2 * c + 2 * BasisPasses<T>.scratchRows(n: n))
+                             bytes: 3 * c * MemoryLayout<Double>.stride + ProjectedSystem.storageBytes(capacity: c)
+                                 + BasisPasses<T>.storageBytes(n: n, capacity: c))
     }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let options: LanczosOptions
 
@@ -71,24 +74,20 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private var pendingBreakdown = false
     private var pendingOrthogonalityLoss = false
 
-    init(n: Int, options: LanczosOptions) {
+    init(n: Int, options: LanczosOptions) throws(EstimatorError) {
         self.n = n
         self.options = options
         period = options.initialPeriod
         let columns = options.maxPeriod + 1
-        basis = .allocate(zeroed: n * columns)
-        alpha = .allocate(zeroed: columns)
-        beta = .allocate(zeroed: columns)
-        anchor = .allocate(zeroed: n)
-        anchorProduct = .allocate(zeroed: n)
-        projected = ProjectedSystem(capacity: columns)
-        reorthogonalization = .allocate(zeroed: columns)
-        passes = BasisPasses(n: n, capacity: columns)
-    }
-
-    deinit {
-        basis.deallocateZeroed(); alpha.deallocateZeroed(); beta.deallocateZeroed(); anchor.deallocateZeroed()
-        anchorProduct.deallocateZeroed(); reorthogonalization.deallocateZeroed()
+        // The estimator checked that n * columns values fit the address space.
+        basis = try allocations.zeroed(n * columns)
+        alpha = try allocations.zeroed(columns)
+        beta = try allocations.zeroed(columns)
+        anchor = try allocations.zeroed(n)
+        anchorProduct = try allocations.zeroed(n)
+        projected = try ProjectedSystem(capacity: columns)
+        reorthogonalization = try allocations.zeroed(columns)
+        passes = try BasisPasses(n: n, capacity: columns)
     }
 
     var progress: MethodProgress { MethodProgress(dimension: dimension, period: period, restarts: restarts) }

@@ -68,8 +68,17 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case finished(StepInfo)
     }
 
-    /// Creates an estimator of dimension `n` (>= 1) with the estimate v = 0.
-    /// - Throws: `.invalidArgument` for n < 1, n too large to allocate, or options out of range.
+    /// Creates an estimator of dimension `n` (>= 1) with the estimate v = 0, allocating
+    /// all its storage (`requiredBytes`).
+    /// - Throws: `.invalidArgument` for n < 1, storage beyond `requiredBytes`' limit, or
+    ///   options out of range; `.outOfMemory` when the system refuses an allocation, with
+    ///   everything allocated before it released.
+    ///
+    /// Besides that storage, creation makes about ten small Swift objects (this one, the
+    /// workspace, the method, their pass schedulers and closures: 1 to 2 KB in all), whose
+    /// allocation the Swift runtime cannot report as an error: a host that must survive an
+    /// exhausted system keeps some headroom beyond `requiredBytes` (the C layer's probe
+    /// does).
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public init(n: Int, method: EstimatorMethod) throws(EstimatorError) {
@@ -81,19 +90,18 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
         self.n = n
         self.method = method
-        ws = StepWorkspace(n: n)
-        vectorPasses = VectorPasses(n: n)
-        engine = implementation.make(n)
+        ws = try StepWorkspace(n: n)
+        vectorPasses = try VectorPasses(n: n)
+        engine = try implementation.make(n)
         readsProductInPlace = implementation.readsProductInPlace
     }
 
-    /// Vectors of n values the workspace holds for every method: the estimate, the pending
-    /// estimate, the copy of b and the product buffer.
-    private static var workspaceVectors: Int { 4 }
-
-    /// Bytes the estimator allocates at creation (vectors of n values, the Lanczos basis
-    /// dominating with m_max + 1 of them, plus the small projected system), or nil when
-    /// that overflows or exceeds 2^46 bytes.
+    /// Bytes the estimator's creation asks the system for, exactly: the vectors of n
+    /// values (the workspace's four, the method's; the Lanczos basis dominates with m_max
+    /// + 1 of them) and the small buffers (the projected system, per-chunk sums, scratch).
+    /// nil when that overflows or exceeds 2^46 bytes. Each buffer costs up to one 64-byte
+    /// line more (its alignment) and the allocator's own bookkeeping, and the few objects
+    /// of `init` come on top.
     /// Hosts that must not abort on allocation failure can try this much first.
     ///
     /// Options the estimator would reject count as 0 bytes: creation then fails with the
@@ -103,9 +111,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let implementation = method.implementation(T.self)
         guard n >= 1, (try? implementation.validate()) != nil else { return 0 }
         let storage = implementation.storage(n)
-        let (elements, overflow) = n.multipliedReportingOverflow(by: storage.vectors + workspaceVectors)
+        let (elements, overflow) = n.multipliedReportingOverflow(by: storage.vectors + StepWorkspace<T>.vectors)
         guard !overflow, elements <= (1 << 46) / MemoryLayout<T>.stride else { return nil }
-        return elements * MemoryLayout<T>.stride + storage.doubles * MemoryLayout<Double>.stride
+        return elements * MemoryLayout<T>.stride + storage.bytes + VectorPasses<T>.storageBytes
     }
 
     // MARK: Estimate and state

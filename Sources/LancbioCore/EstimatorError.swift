@@ -12,6 +12,11 @@ public enum EstimatorError: Error, Equatable, Sendable {
     /// The call does not fit the estimator's state (for example `resume` with no step
     /// in progress, or `begin` while one is).
     case invalidState(String)
+    /// The system refused an allocation of `bytes` bytes (creation only: steps allocate
+    /// nothing). What the failed creation had allocated is released. A byte count rather
+    /// than a message: forming a string allocates, which is best left until that memory is
+    /// back.
+    case outOfMemory(bytes: Int)
 
     /// Human-readable explanation, suitable for an error message.
     public var message: String {
@@ -19,6 +24,8 @@ public enum EstimatorError: Error, Equatable, Sendable {
         case .invalidArgument(let m), .nonFiniteInput(let m), .nonFiniteProduct(let m),
              .nonFiniteResult(let m), .invalidState(let m):
             return m
+        case .outOfMemory(let bytes):
+            return "out of memory: an allocation of \(bytes) bytes failed (memory or address space is exhausted)"
         }
     }
 }

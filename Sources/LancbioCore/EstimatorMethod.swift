@@ -52,15 +52,15 @@ struct MethodImplementation<T: BinaryFloatingPoint> {
     let validate: () throws(EstimatorError) -> Void
     /// Storage of the method for dimension n (options valid).
     let storage: (_ n: Int) -> MethodStorage
-    /// Creates the engine for dimension n (options valid).
-    let make: (_ n: Int) -> any StepMethod<T>
+    /// Creates the engine for dimension n (options valid); throws `.outOfMemory`.
+    let make: (_ n: Int) throws(EstimatorError) -> any StepMethod<T>
     let readsProductInPlace: Bool
 
     init<M: StepMethod>(_ type: M.Type, _ options: M.Options) where M.Scalar == T {
         name = M.name
         validate = { () throws(EstimatorError) in try M.validate(options) }
         storage = { n in M.storage(n: n, options: options) }
-        make = { n in M(n: n, options: options) }
+        make = { n throws(EstimatorError) in try M(n: n, options: options) }
         readsProductInPlace = M.readsProductInPlace
     }
 }

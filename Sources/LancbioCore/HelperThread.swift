@@ -15,6 +15,10 @@ import Synchronization
 /// caller's) is not stored: `runAll` hands each chunk a pointer to the pass's description,
 /// a value on the caller's stack that lives exactly as long as the call.
 final class ChunkedWork {
+    /// Bytes a `ChunkedWork` of `chunks` chunks allocates.
+    static func storageBytes(chunks: Int) -> Int { (chunks + 1) * MemoryLayout<Int>.stride }
+
+    private var allocations = OwnedAllocations()
     let chunks: Int
     /// Runs one chunk, 0 ..< chunks, on thread `worker` (0 or 1), of the pass that `pass`
     /// describes (valid during the call only).
@@ -22,14 +26,13 @@ final class ChunkedWork {
     /// Chunk c covers rows bounds[c] ..< bounds[c + 1].
     private let bounds: UnsafeMutablePointer<Int>
 
-    init(rows n: Int, chunks: Int) {
+    /// - Throws: `.outOfMemory`, with nothing left allocated.
+    init(rows n: Int, chunks: Int) throws(EstimatorError) {
         self.chunks = chunks
-        bounds = .allocate(capacity: chunks + 1)
+        bounds = try allocations.zeroed(chunks + 1)
         // Multiples of 8 rows keep every chunk's vectors aligned like the whole.
         for c in 0...chunks { bounds[c] = c == chunks ? n : (n * c / chunks) & ~7 }
     }
-
-    deinit { bounds.deallocate() }
 
     /// The rows of `chunk`: the first, and how many.
     func rows(of chunk: Int) -> (start: Int, count: Int) {
@@ -89,13 +92,13 @@ final class HelperThread: @unchecked Sendable {
 
     // The slow paths: sleeping helper, waiting owner. `sleeping` and `ownerWaiting` are
     // guarded by `lock`.
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    private let wake: UnsafeMutablePointer<pthread_cond_t>
+    private let done: UnsafeMutablePointer<pthread_cond_t>
     private var sleeping = false
     private var ownerWaiting = false
     /// Held by the caller that owns the helper for one `run`.
-    private let owner = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let owner: UnsafeMutablePointer<pthread_mutex_t>
     /// Back-off, guarded by `owner`: when the helper did not help (it never started although
     /// it was awake, it ran less than a quarter of the chunks, or the owner had to sleep until
     /// it finished a chunk: its core is shared or taken), the next `skip` runs keep every
@@ -110,6 +113,19 @@ final class HelperThread: @unchecked Sendable {
     private var environment = fenv_t()
 
     private init?() {
+        // From malloc, failable like every allocation here (no helper then), and outside
+        // the counts that tests keep of a creation's buffers: the helper is made once per
+        // process, by whichever creation comes first.
+        func allocate<P>(_: P.Type) -> UnsafeMutablePointer<P>? {
+            calloc(1, MemoryLayout<P>.stride)?.bindMemory(to: P.self, capacity: 1)
+        }
+        let newLock = allocate(pthread_mutex_t.self), newOwner = allocate(pthread_mutex_t.self)
+        let newWake = allocate(pthread_cond_t.self), newDone = allocate(pthread_cond_t.self)
+        guard let newLock, let newOwner, let newWake, let newDone else {
+            free(newLock); free(newOwner); free(newWake); free(newDone)
+            return nil
+        }
+        (lock, owner, wake, done) = (newLock, newOwner, newWake, newDone)
         pthread_atfork(nil, nil, { HelperThread.inForkedChild = true })
         pthread_mutex_init(lock, nil)
         pthread_mutex_init(owner, nil)
@@ -130,6 +146,13 @@ final class HelperThread: @unchecked Sendable {
             Unmanaged<HelperThread>.fromOpaque(context).release()
             return nil
         }
+    }
+
+    /// Reached only when the thread could not be started: a running helper is never freed.
+    deinit {
+        pthread_mutex_destroy(lock); pthread_mutex_destroy(owner)
+        pthread_cond_destroy(wake); pthread_cond_destroy(done)
+        free(lock); free(owner); free(wake); free(done)
     }
 
     /// Runs every chunk of `work`, sharing them with the helper when it is free; returns

@@ -16,17 +16,20 @@ import Darwin
 enum LineAlignedMemory {
     static let line = 64
 
-    /// `bytes` zero bytes on a line boundary, or nil if the system has no memory for them.
+    /// `bytes` zero bytes on a line boundary, or nil if the system has no memory for them
+    /// (or a test made this allocation fail: `FailureInjection`).
     static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard FailureInjection.admits(bytes) else { return nil }
         #if DEBUG
-        exact(bytes)
+        return exact(bytes)
         #else
-        padded(bytes)
+        return padded(bytes)
         #endif
     }
 
     /// Releases memory from `allocate`.
     static func release(_ start: UnsafeMutableRawPointer) {
+        FailureInjection.released()
         #if DEBUG
         releaseExact(start)
         #else

@@ -18,6 +18,7 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     /// r1, r2, the Lanczos vector and the three search directions.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 6) }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let maxIterations: Int
     let tolerance: Double
@@ -39,17 +40,13 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     private var sawNegativeCurvature = false
     private var sawSingular = false
 
-    init(n: Int, options: Options) {
+    /// The pointers rotate during a solve; `allocations` keeps and frees the originals.
+    init(n: Int, options: Options) throws(EstimatorError) {
         self.n = n
         maxIterations = options.maxIterations
         tolerance = options.tolerance
-        r1 = .allocate(zeroed: n); r2 = .allocate(zeroed: n); lanczosVector = .allocate(zeroed: n)
-        w = .allocate(zeroed: n); w1 = .allocate(zeroed: n); w2 = .allocate(zeroed: n)
-    }
-
-    deinit {
-        r1.deallocateZeroed(); r2.deallocateZeroed(); lanczosVector.deallocateZeroed()
-        w.deallocateZeroed(); w1.deallocateZeroed(); w2.deallocateZeroed()
+        r1 = try allocations.zeroed(n); r2 = try allocations.zeroed(n); lanczosVector = try allocations.zeroed(n)
+        w = try allocations.zeroed(n); w1 = try allocations.zeroed(n); w2 = try allocations.zeroed(n)
     }
 
     @_specialize(where T == Double)

@@ -14,6 +14,7 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     /// The current power.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let stepSize: Double
     let terms: Int
@@ -21,14 +22,12 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     private let power: UnsafeMutablePointer<T>
     private var taken = 0
 
-    init(n: Int, options: Options) {
+    init(n: Int, options: Options) throws(EstimatorError) {
         self.n = n
         stepSize = options.stepSize
         terms = options.terms
-        power = .allocate(zeroed: n)
+        power = try allocations.zeroed(n)
     }
-
-    deinit { power.deallocateZeroed() }
 
     @_specialize(where T == Double)
     @_specialize(where T == Float)

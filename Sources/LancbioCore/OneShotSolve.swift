@@ -104,7 +104,9 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     ///     solution on return. Unchanged when the call throws.
     ///   - product: writes A * input into output (both n values, not aliased, valid only
     ///     during the call).
-    /// - Throws: whatever `product` throws, or an `EstimatorError`.
+    /// - Throws: whatever `product` throws, or an `EstimatorError` (`.outOfMemory` when
+    ///   the system refuses an allocation: then nothing stays allocated and `product` was
+    ///   not called).
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func run(
@@ -126,7 +128,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         }
         // The candidate, the residual check's product and the best checked iterate: x stays
         // the caller's initial guess until the solve has succeeded.
-        let scratch = UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
+        // (3 n cannot overflow: the estimator holds more than 3 n values.)
+        let scratch = try UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
         defer { scratch.deallocateZeroed() }
         let candidate = UnsafeMutableBufferPointer(start: scratch, count: n)
         let residual = scratch + n, best = scratch + 2 * n
@@ -203,7 +206,7 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         rhs bp: UnsafePointer<T>, solution xp: UnsafeMutablePointer<T>,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> SolveReport {
-        let scratch = UnsafeMutablePointer<T>.allocate(
+        let scratch = try UnsafeMutablePointer<T>.allocate(
             zeroed: (Self.scratchVectors + LanczosRecurrenceSolve<T>.scratchVectors) * n)
         defer { scratch.deallocateZeroed() }
         let candidate = scratch, residual = scratch + n, best = scratch + 2 * n

@@ -6,6 +6,7 @@
 /// the minimum-norm least-squares solution replaces it when T is singular to working
 /// precision.
 final class ProjectedSystem {
+    private var allocations = OwnedAllocations()
     let capacity: Int
     /// Diagonal of T (count `capacity`), filled by the caller.
     let diagonal: UnsafeMutablePointer<Double>
@@ -18,19 +19,25 @@ final class ProjectedSystem {
     private let workspace: UnsafeMutablePointer<Double>
     private let workspaceCount: Int
 
-    init(capacity: Int) {
-        self.capacity = capacity
-        diagonal = .allocate(zeroed: capacity)
-        offDiagonal = .allocate(zeroed: capacity)
-        solution = .allocate(zeroed: capacity)
-        rhsCopy = .allocate(zeroed: capacity)
-        workspaceCount = capacity * capacity + 4 * capacity
-        workspace = .allocate(zeroed: workspaceCount)
+    /// Doubles of the solver's workspace: the eigenvector matrix of the least-squares
+    /// fallback and four vectors.
+    private static func workspaceCount(capacity: Int) -> Int { capacity * capacity + 4 * capacity }
+
+    /// Bytes a system of `capacity` unknowns allocates.
+    static func storageBytes(capacity: Int) -> Int {
+        (4 * capacity + workspaceCount(capacity: capacity)) * MemoryLayout<Double>.stride
     }
 
-    deinit {
-        diagonal.deallocateZeroed(); offDiagonal.deallocateZeroed(); solution.deallocateZeroed()
-        rhsCopy.deallocateZeroed(); workspace.deallocateZeroed()
+    /// - Parameter capacity: 1...`LanczosOptions.maximumPeriod + 1` unknowns.
+    /// - Throws: `.outOfMemory`, with nothing left allocated.
+    init(capacity: Int) throws(EstimatorError) {
+        self.capacity = capacity
+        diagonal = try allocations.zeroed(capacity)
+        offDiagonal = try allocations.zeroed(capacity)
+        solution = try allocations.zeroed(capacity)
+        rhsCopy = try allocations.zeroed(capacity)
+        workspaceCount = Self.workspaceCount(capacity: capacity)
+        workspace = try allocations.zeroed(workspaceCount)
     }
 
     /// What `solve` found.

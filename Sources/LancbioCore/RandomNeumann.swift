@@ -18,6 +18,7 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     /// The current power.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let stepSize: Double
     let maxTerms: Int
@@ -30,17 +31,15 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     private var gradientStepsTaken = 0
     private var lastResidual = 0.0
 
-    init(n: Int, options: Options) {
+    init(n: Int, options: Options) throws(EstimatorError) {
         self.n = n
         stepSize = options.stepSize
         maxTerms = options.maxTerms
         seed = options.seed
         generator = SplitMix64(seed: seed)
         pendingGenerator = generator
-        power = .allocate(zeroed: n)
+        power = try allocations.zeroed(n)
     }
-
-    deinit { power.deallocateZeroed() }
 
     /// The truncation length p of the last completed step.
     private(set) var lastTruncation = 0

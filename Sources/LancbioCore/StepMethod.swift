@@ -27,7 +27,8 @@ protocol StepMethod<Scalar>: AnyObject {
     static var readsProductInPlace: Bool { get }
 
     /// Allocates the method's storage; `options` are valid.
-    init(n: Int, options: Options)
+    /// - Throws: `.outOfMemory`, with nothing left allocated (see `OwnedAllocations`).
+    init(n: Int, options: Options) throws(EstimatorError)
 
     /// Starts a step: asks for a product, or finishes at once (`ws.pending` then holds the
     /// estimate and `info` is filled).
@@ -74,9 +75,10 @@ struct MethodProgress {
     var restarts = 0
 }
 
-/// Storage a method allocates at creation: n-vectors of the estimator's scalar, plus
-/// Doubles for small dense data (projected systems, per-chunk sums, scratch).
+/// Storage a method allocates at creation: n-vectors of the estimator's scalar, plus the
+/// bytes of its small buffers (projected systems, per-chunk sums, scratch), exactly what
+/// its init asks for.
 struct MethodStorage {
     var vectors: Int
-    var doubles: Int = 0
+    var bytes: Int = 0
 }

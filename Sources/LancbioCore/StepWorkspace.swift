@@ -3,6 +3,10 @@
 /// Allocated once; steps allocate nothing. It holds only storage it owns: what a step is
 /// given (b, a caller's product) reaches the method as a `StepInput` for one call.
 final class StepWorkspace<T: BinaryFloatingPoint> {
+    /// Vectors of n values the workspace holds: the four below.
+    static var vectors: Int { 4 }
+
+    private var allocations = OwnedAllocations()
     let n: Int
     /// The committed estimate v_k (the warm start and the anchor of the next restart).
     private(set) var estimate: UnsafeMutablePointer<T>
@@ -14,17 +18,13 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     /// Where the caller writes A * (the vector the method asked for).
     let productOutput: UnsafeMutablePointer<T>
 
-    init(n: Int) {
+    /// - Throws: `.outOfMemory`, with nothing left allocated.
+    init(n: Int) throws(EstimatorError) {
         self.n = n
-        estimate = .allocate(zeroed: n)
-        pending = .allocate(zeroed: n)
-        rhsCopy = .allocate(zeroed: n)
-        productOutput = .allocate(zeroed: n)
-    }
-
-    deinit {
-        estimate.deallocateZeroed(); pending.deallocateZeroed(); rhsCopy.deallocateZeroed()
-        productOutput.deallocateZeroed()
+        estimate = try allocations.zeroed(n)
+        pending = try allocations.zeroed(n)
+        rhsCopy = try allocations.zeroed(n)
+        productOutput = try allocations.zeroed(n)
     }
 
     func commitEstimate() { swap(&estimate, &pending) }

@@ -18,26 +18,28 @@ final class SubBiO<T: BinaryFloatingPoint>: StepMethod {
     }
 
     /// A b, the direction and its product; the 2 x 2 projected system.
-    static func storage(n: Int, options: Double) -> MethodStorage { MethodStorage(vectors: 3, doubles: 2 * 2 + 9 * 2) }
+    static func storage(n: Int, options: Double) -> MethodStorage {
+        MethodStorage(vectors: 3, bytes: ProjectedSystem.storageBytes(capacity: 2))
+    }
 
+    private var allocations = OwnedAllocations()
     let n: Int
     let theta0: Double
     private let rhsProduct: UnsafeMutablePointer<T>     // A b
     private let direction: UnsafeMutablePointer<T>      // w = v - theta0 A v, then its part orthogonal to b
     private let directionProduct: UnsafeMutablePointer<T>
-    private let projected = ProjectedSystem(capacity: 2)
+    private let projected: ProjectedSystem
     private enum Phase { case rhsProduct, estimateProduct, directionProduct }
     private var phase = Phase.rhsProduct
 
-    init(n: Int, options theta0: Double) {
+    init(n: Int, options theta0: Double) throws(EstimatorError) {
         self.n = n
         self.theta0 = theta0
-        rhsProduct = .allocate(zeroed: n)
-        direction = .allocate(zeroed: n)
-        directionProduct = .allocate(zeroed: n)
+        rhsProduct = try allocations.zeroed(n)
+        direction = try allocations.zeroed(n)
+        directionProduct = try allocations.zeroed(n)
+        projected = try ProjectedSystem(capacity: 2)
     }
-
-    deinit { rhsProduct.deallocateZeroed(); direction.deallocateZeroed(); directionProduct.deallocateZeroed() }
 
     @_specialize(where T == Double)
     @_specialize(where T == Float)

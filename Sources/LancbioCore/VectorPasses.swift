@@ -10,6 +10,12 @@ final class VectorPasses<T: BinaryFloatingPoint> {
     /// change was within the noise.
     static var minimumRows: Int { 1 << 16 }
 
+    /// Bytes a `VectorPasses` allocates: the chunk bounds and the per-chunk sums.
+    static var storageBytes: Int {
+        ChunkedWork.storageBytes(chunks: BasisSplit.chunks) + 2 * BasisSplit.chunks * MemoryLayout<Double>.stride
+    }
+
+    private var allocations = OwnedAllocations()
     let n: Int
     let splits: Bool
     /// Per chunk: its sum of squares, and its poison sum (0 when every entry is finite).
@@ -24,20 +30,17 @@ final class VectorPasses<T: BinaryFloatingPoint> {
         let measuring: Bool
     }
 
-    init(n: Int) {
+    /// - Throws: `.outOfMemory`, with nothing left allocated.
+    init(n: Int) throws(EstimatorError) {
         self.n = n
         let chunks = BasisSplit.chunks
         splits = n >= Self.minimumRows
-        work = ChunkedWork(rows: n, chunks: chunks)
-        partial = .allocate(zeroed: 2 * chunks)
+        work = try ChunkedWork(rows: n, chunks: chunks)
+        partial = try allocations.zeroed(2 * chunks)
         work.run = { [unowned self] chunk, _, pass in
             self.run(pass.assumingMemoryBound(to: Pass.self).pointee, chunk: chunk)
         }
         if splits { _ = HelperThread.shared }
-    }
-
-    deinit {
-        partial.deallocateZeroed()
     }
 
     /// Whether every entry of x is finite and its sum of squares (see `Kernels.measure`);

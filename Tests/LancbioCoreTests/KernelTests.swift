@@ -221,10 +221,10 @@ struct KernelTests {
 
     @Test("buffers for the kernels start on a cache line, hold zeros, and are released",
           arguments: [1, 3, 1000, 1 << 17])
-    func zeroedBuffersAreAligned(count: Int) {
+    func zeroedBuffersAreAligned(count: Int) throws {
         // Large blocks come from mmap, 16 bytes into a page: the case alignment must fix.
-        let d = UnsafeMutablePointer<Double>.allocate(zeroed: count)
-        let f = UnsafeMutablePointer<Float>.allocate(zeroed: count)
+        let d = try UnsafeMutablePointer<Double>.allocate(zeroed: count)
+        let f = try UnsafeMutablePointer<Float>.allocate(zeroed: count)
         #expect(UInt(bitPattern: d) % 64 == 0)
         #expect(UInt(bitPattern: f) % 64 == 0)
         #expect((0..<count).allSatisfy { d[$0] == 0 && f[$0] == 0 })

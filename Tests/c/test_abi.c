@@ -395,7 +395,8 @@ static void test_versions(void)
         LANCBIO_OK, LANCBIO_BUDGET_REACHED, LANCBIO_BREAKDOWN, LANCBIO_INDEFINITE, LANCBIO_SINGULAR,
         LANCBIO_NEED_PRODUCT, LANCBIO_ERR_INVALID_ARGUMENT, LANCBIO_ERR_NULL_POINTER,
         LANCBIO_ERR_NON_FINITE_INPUT, LANCBIO_ERR_NON_FINITE_PRODUCT, LANCBIO_ERR_NON_FINITE_RESULT,
-        LANCBIO_ERR_CALLBACK, LANCBIO_ERR_WRONG_PRECISION, LANCBIO_ERR_INVALID_STATE, LANCBIO_ERR_INVALID_HANDLE};
+        LANCBIO_ERR_CALLBACK, LANCBIO_ERR_WRONG_PRECISION, LANCBIO_ERR_INVALID_STATE, LANCBIO_ERR_INVALID_HANDLE,
+        LANCBIO_ERR_OUT_OF_MEMORY};
     const int count = (int)(sizeof codes / sizeof codes[0]);
     const char *unknown = lancbio_status_string(12345);
     const char *version = lancbio_version();
@@ -407,9 +408,9 @@ static void test_versions(void)
     CHECK(nonempty(unknown), "status string of an unknown code is NULL or empty");
     CHECK(unknown && strcmp(unknown, "unknown status") == 0, "status string of 12345 is \"%s\", header says \"unknown status\"",
           unknown ? unknown : "(null)");
-    CHECK(unknown && lancbio_status_string(-10) && strcmp(lancbio_status_string(-10), unknown) == 0 &&
+    CHECK(unknown && lancbio_status_string(-11) && strcmp(lancbio_status_string(-11), unknown) == 0 &&
               lancbio_status_string(5) && strcmp(lancbio_status_string(5), unknown) == 0,
-          "codes -10 and 5 are not reported as unknown");
+          "codes -11 and 5 are not reported as unknown");
     for (i = 0; i < count; i++) {
         const char *s = lancbio_status_string(codes[i]);
         CHECK(nonempty(s) && unknown && strcmp(s, unknown) != 0, "status string of documented code %d is empty or \"unknown\"",
@@ -1052,7 +1053,7 @@ static void expect_create_fails(int64_t n, const lancbio_estimator_options_t *o,
     } while (0)
 
 /* A dimension within the library's size cap that no allocator will satisfy here: create
- * must answer LANCBIO_ERR_INVALID_ARGUMENT ("n too large to allocate"), not end the process.
+ * must answer LANCBIO_ERR_OUT_OF_MEMORY, not end the process.
  * Run in a child process whose address space is limited to 8 GiB, so that a crash is
  * reported as a failed check and a machine with enough memory is not exhausted. The child
  * reports through a pipe (under valgrind its exit status is valgrind's). */
@@ -1081,7 +1082,7 @@ static void check_allocation_failure(int32_t method, int64_t n)
         options_for(&o, method, LANCBIO_FLOAT64, CFG_RESULTS);
         o.m_max = 4096;
         s = lancbio_estimator_create(n, &o, &h);
-        verdict = s == LANCBIO_ERR_INVALID_ARGUMENT && h == NULL ? 'y' : s == LANCBIO_OK ? 'c' : 's';
+        verdict = s == LANCBIO_ERR_OUT_OF_MEMORY && h == NULL ? 'y' : s == LANCBIO_OK ? 'c' : 's';
         if (s == LANCBIO_OK) lancbio_estimator_destroy(h);
         if (write(fds[1], &verdict, 1) != 1) _exit(2);
         _exit(0);

@@ -780,7 +780,8 @@ static void op_create(reader_t *r)
         return;
     }
     s = lancbio_estimator_create(n, nulls == 254 ? NULL : &buf.o, &h);
-    REQUIRE(s == LANCBIO_OK || s == LANCBIO_ERR_INVALID_ARGUMENT || s == LANCBIO_ERR_NULL_POINTER,
+    REQUIRE(s == LANCBIO_OK || s == LANCBIO_ERR_INVALID_ARGUMENT || s == LANCBIO_ERR_NULL_POINTER ||
+                s == LANCBIO_ERR_OUT_OF_MEMORY,
             "create returned %d, not a documented status of create", s);
     REQUIRE((s == LANCBIO_OK) == (h != NULL), "create returned %d with *out %s", s, h ? "set" : "NULL");
     if (nulls == 254) {
@@ -1667,7 +1668,8 @@ static void op_bil_create(reader_t *r)
     s = lancbio_bilevel_create(dx, dy, &ob.o, &eb.o, &h);
     trace("bil_create dx=%lld dy=%lld method=%d valid=%d struct_ok=%d lr=%g,%g T=%lld -> %d", (long long)dx, (long long)dy,
           eb.o.method, valid, well, ob.o.lr_x, ob.o.lr_y, (long long)ob.o.inner_steps, s);
-    REQUIRE(s == LANCBIO_OK || s == LANCBIO_ERR_INVALID_ARGUMENT, "bilevel_create returned %d", s);
+    REQUIRE(s == LANCBIO_OK || s == LANCBIO_ERR_INVALID_ARGUMENT || s == LANCBIO_ERR_OUT_OF_MEMORY,
+            "bilevel_create returned %d", s);
     REQUIRE((s == LANCBIO_OK) == (h != NULL), "bilevel_create: status %d but *out %p", s, (void *)h);
     if (dx < 1 || dy < 1 || !well || valid == 0) REQUIRE(s != LANCBIO_OK, "bilevel_create accepted invalid input");
     if (dx >= 1 && dy >= 1 && dx <= MAXB && dy <= MAXB && well && valid == 1)

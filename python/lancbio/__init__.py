@@ -25,6 +25,7 @@ from .errors import (
     NonFiniteProductError,
     NonFiniteResultError,
     NullPointerError,
+    OutOfMemoryError,
     WrongPrecisionError,
 )
 from . import estimators as _estimators
@@ -57,6 +58,7 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "OutOfMemoryError",
     "Bilevel",
     "BilevelInfo",
     "History",

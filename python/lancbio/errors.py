@@ -3,7 +3,8 @@
 Every exception derives from :class:`LancbioError` and from the builtin exception a
 Python caller would naturally catch for that failure (``ValueError`` for bad values,
 ``TypeError`` for the wrong precision, ``RuntimeError`` for misuse of an estimator's
-state), so both ``except lancbio.InvalidArgumentError`` and ``except ValueError`` work.
+state, ``MemoryError`` when the storage cannot be allocated), so both
+``except lancbio.InvalidArgumentError`` and ``except ValueError`` work.
 
 After any error the estimator is exactly as it was before the failed call (the library
 guarantees it), so the call can be retried with corrected input.
@@ -22,6 +23,7 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "OutOfMemoryError",
     "error_class",
 ]
 
@@ -108,6 +110,14 @@ class InvalidHandleError(LancbioError, RuntimeError):
     status = -9
 
 
+class OutOfMemoryError(LancbioError, MemoryError):
+    """LANCBIO_ERR_OUT_OF_MEMORY (-10): the system refused the memory that creating an
+    estimator or optimizer (or a one-shot solve) needs: an address-space limit, no
+    overcommit, or memory exhausted. Nothing stays allocated."""
+
+    status = -10
+
+
 _BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -120,6 +130,7 @@ _BY_STATUS = {
         WrongPrecisionError,
         InvalidStateError,
         InvalidHandleError,
+        OutOfMemoryError,
     )
 }
 
