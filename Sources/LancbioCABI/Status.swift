@@ -18,6 +18,7 @@ struct CFailure: Error {
         case .nonFiniteProduct(let m): self.init(LANCBIO_ERR_NON_FINITE_PRODUCT, m)
         case .nonFiniteResult(let m): self.init(LANCBIO_ERR_NON_FINITE_RESULT, m)
         case .invalidState(let m): self.init(LANCBIO_ERR_INVALID_STATE, m)
+        case .invalidCheckpoint(let m): self.init(LANCBIO_ERR_INVALID_CHECKPOINT, m)
         }
     }
 
@@ -52,6 +53,8 @@ func statusDescription(_ status: Int32) -> StaticString {
     case LANCBIO_ERR_WRONG_PRECISION: "the handle has the other precision"
     case LANCBIO_ERR_INVALID_STATE: "the call does not fit the handle's state"
     case LANCBIO_ERR_INVALID_HANDLE: "NULL, unknown or destroyed handle"
+    case LANCBIO_ERR_BUFFER_TOO_SMALL: "the buffer is too small: the size needed is in *size"
+    case LANCBIO_ERR_INVALID_CHECKPOINT: "not a valid checkpoint (truncated, corrupted, or another version or byte order)"
     default: "unknown status"
     }
 }

@@ -12,12 +12,16 @@ public enum EstimatorError: Error, Equatable, Sendable {
     /// The call does not fit the estimator's state (for example `resume` with no step
     /// in progress, or `begin` while one is).
     case invalidState(String)
+    /// The bytes given to restore or load are not a checkpoint this library can read:
+    /// truncated, corrupted (the checksum differs), of another format version or byte
+    /// order, or inconsistent.
+    case invalidCheckpoint(String)
 
     /// Human-readable explanation, suitable for an error message.
     public var message: String {
         switch self {
         case .invalidArgument(let m), .nonFiniteInput(let m), .nonFiniteProduct(let m),
-             .nonFiniteResult(let m), .invalidState(let m):
+             .nonFiniteResult(let m), .invalidState(let m), .invalidCheckpoint(let m):
             return m
         }
     }

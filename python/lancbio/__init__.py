@@ -16,8 +16,10 @@ compared with, running in the native library liblancbio.so through a thin ctypes
 from ._ffi import lib as _lib
 from .bilevel import METHODS, Bilevel, BilevelInfo
 from .errors import (
+    BufferTooSmallError,
     CallbackError,
     InvalidArgumentError,
+    InvalidCheckpointError,
     InvalidHandleError,
     InvalidStateError,
     LancbioError,
@@ -57,6 +59,8 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "BufferTooSmallError",
+    "InvalidCheckpointError",
     "Bilevel",
     "BilevelInfo",
     "History",

@@ -22,6 +22,8 @@ __all__ = [
     "WrongPrecisionError",
     "InvalidStateError",
     "InvalidHandleError",
+    "BufferTooSmallError",
+    "InvalidCheckpointError",
     "error_class",
 ]
 
@@ -108,6 +110,21 @@ class InvalidHandleError(LancbioError, RuntimeError):
     status = -9
 
 
+class BufferTooSmallError(LancbioError, ValueError):
+    """LANCBIO_ERR_BUFFER_TOO_SMALL (-10): a checkpoint does not fit the buffer given to save
+    (the wrapper sizes its buffers itself, so this means a bug)."""
+
+    status = -10
+
+
+class InvalidCheckpointError(LancbioError, ValueError):
+    """LANCBIO_ERR_INVALID_CHECKPOINT (-11): the bytes are not a checkpoint this library can
+    read: truncated, corrupted, of another format version or byte order, or inconsistent
+    (``pickle.loads`` of a damaged pickle of an estimator or a Bilevel raises it)."""
+
+    status = -11
+
+
 _BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -120,6 +137,8 @@ _BY_STATUS = {
         WrongPrecisionError,
         InvalidStateError,
         InvalidHandleError,
+        BufferTooSmallError,
+        InvalidCheckpointError,
     )
 }
 
