@@ -7,6 +7,8 @@
 /// step fail with `.invalidState`.
 extension BilevelOptimizer {
     /// Bytes `save(into:)` writes for the current state.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
     public func checkpointSize() throws(EstimatorError) -> Int {
         try checkNotStepping("save")
         try estimator.checkNoStep("save")
@@ -17,6 +19,8 @@ extension BilevelOptimizer {
     /// - Returns: The bytes written.
     /// - Throws: `.invalidState` inside a step; `.invalidArgument` when `buffer` is too
     ///   small (nothing is written then).
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
     public func save(into buffer: UnsafeMutableRawBufferPointer) throws(EstimatorError) -> Int {
         let size = try checkpointSize()
         guard buffer.count >= size else {

@@ -213,6 +213,11 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let iterations = try r.count("the iteration count")
         let totalProducts = try r.count("the total products")
         let info = try BilevelStepInfo.unarchive(from: &r)
+        // The counters and the last info agree in every state a run reaches.
+        guard info.iteration == iterations, info.totalProducts == totalProducts,
+              iterations > 0 || info == BilevelStepInfo() else {
+            throw .invalidCheckpoint("the iteration counters and the last iteration's info disagree")
+        }
         let hypergradient = try r.vector(T.self, count: dx, "the hyper-gradient")
         return { [self] in
             self.iterations = iterations

@@ -338,6 +338,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     /// it), the cycle: alpha, beta and the Ritz bounds of T_j, q_1 ... q_{j+1}, and for the
     /// residual variant the anchor and its product. A checkpoint taken when the next step
     /// restarts carries no vector beyond the estimate.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     func save(to archive: inout StateWriter) {
         archive.integer(steps)
         archive.integer(period)
@@ -357,6 +359,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
     }
 
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
     func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation {
         let steps = try archive.count("the Lanczos step count")
         let period = try archive.integer("the period", in: options.initialPeriod...options.maxPeriod)

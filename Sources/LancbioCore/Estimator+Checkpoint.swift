@@ -10,6 +10,8 @@ extension Estimator {
     /// Bytes `save(into:)` writes for the current state. It changes with the state
     /// (Lanczos: with the subspace dimension): ask right before saving.
     /// - Throws: `.invalidState` during a step.
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
     public func checkpointSize() throws(EstimatorError) -> Int {
         try checkNoStep("save")
         return encodeCheckpoint(into: nil)
@@ -21,6 +23,8 @@ extension Estimator {
     /// - Returns: The bytes written.
     /// - Throws: `.invalidState` during a step; `.invalidArgument` when `buffer` is too
     ///   small (nothing is written then).
+    @_specialize(exported: true, where T == Double)
+    @_specialize(exported: true, where T == Float)
     public func save(into buffer: UnsafeMutableRawBufferPointer) throws(EstimatorError) -> Int {
         try checkNoStep("save")
         let size = encodeCheckpoint(into: nil)

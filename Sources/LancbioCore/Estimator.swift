@@ -410,6 +410,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let steps = try r.count("the step count")
         let totalProducts = try r.count("the total products")
         let info = try StepInfo.unarchive(from: &r)
+        // The counters and the last info agree in every state a run reaches.
+        guard info.totalProducts == totalProducts, steps > 0 || info == StepInfo() else {
+            throw .invalidCheckpoint("the step counters and the last step's info disagree")
+        }
         let estimate = try r.vector(T.self, count: n, "the estimate")
         let method = try engine.restore(from: &r)
         return { [self] in

@@ -4,6 +4,12 @@
 object with the methods ``grad_y_g(x, y)``, ``grad_x_f(x, y)``, ``grad_y_f(x, y)``,
 ``hvp_yy_g(x, y, v)`` and ``jvp_xy_g(x, y, v)`` (float64 numpy arrays in and out), and
 optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
+
+``pickle``, ``copy.copy`` and ``copy.deepcopy`` of a Bilevel give an independent optimizer
+(its own handle, x and y) whose next iterations are bitwise the original's: the library's
+checkpoint (docs/algorithms.md section 12) plus the Python-side state. The problem is
+shared by ``copy.copy``, copied by ``copy.deepcopy`` and pickled with the optimizer (a
+problem that cannot be pickled makes ``pickle`` raise TypeError).
 """
 
 from __future__ import annotations

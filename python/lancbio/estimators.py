@@ -19,6 +19,11 @@ message); include/lancbio.h documents both, at lancbio_estimator_options_t.
 
 Errors: every failure raises a :mod:`lancbio.errors` exception (or the operator's own
 exception) and leaves the estimator exactly as it was before the call.
+
+Copies: ``pickle``, ``copy.copy`` and ``copy.deepcopy`` give an independent estimator (its
+own native handle) whose next steps are bitwise the original's, through the library's
+checkpoints (docs/algorithms.md section 12); between steps only (InvalidStateError during
+a reverse-communication step). Unpickling damaged bytes raises InvalidCheckpointError.
 """
 
 from __future__ import annotations
