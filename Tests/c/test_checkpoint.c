@@ -476,6 +476,27 @@ static void test_format(void)
     }
     CHECK(saves_as(h, checkpoint, size), "forged checkpoints changed the handle");
 
+    /* Counters that no run reaches: the total products apart from the last info's. */
+    {
+        lancbio_estimator_t *cg = create(&METHODS[5], LANCBIO_FLOAT64, N), *rc = NULL;
+        int64_t cg_size;
+        unsigned char *cg_checkpoint;
+        uint64_t products;
+        for (k = 0; k < 2; k++) step(cg, LANCBIO_FLOAT64, k);
+        cg_checkpoint = save(cg, &cg_size);
+        /* CG's configuration: n, the method code and two options; then the steps, the products. */
+        memcpy(&products, cg_checkpoint + OFFSET_N + 40, 8);
+        CHECK(products == 8, "the total products of 2 CG steps of 3 iterations are at their offset (%llu)",
+              (unsigned long long)products);
+        put_word(cg_checkpoint, OFFSET_N + 40, products + 1);
+        reseal(cg_checkpoint, (size_t)cg_size);
+        s = lancbio_estimator_restore(cg_checkpoint, cg_size, &rc);
+        CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && rc == NULL && contains(lancbio_last_error(), "disagree"),
+              "total products apart from the last info: %d \"%s\"", s, lancbio_last_error());
+        free(cg_checkpoint);
+        lancbio_estimator_destroy(cg);
+    }
+
     s = lancbio_estimator_load(h, NULL, size);
     CHECK(s == LANCBIO_ERR_NULL_POINTER, "load(NULL): %d", s);
     s = lancbio_estimator_load(h, checkpoint, -1);
@@ -848,6 +869,21 @@ static void test_bilevel(void)
         CHECK(s == LANCBIO_ERR_INVALID_ARGUMENT, "a lanczos checkpoint into a cg optimizer: %d", s);
         s = lancbio_bilevel_save(b, damaged, size - 1, &len);
         CHECK(s == LANCBIO_ERR_BUFFER_TOO_SMALL && len == size, "bilevel save one byte short: %d", s);
+        {
+            /* An iteration count apart from the last info's: the bilevel state is the last
+             * 28 + dx fields before the checksum (count, products, 26 of info, g). */
+            int64_t at = size - 8 - 8 * (28 + DX);
+            uint64_t iterations;
+            memcpy(damaged, checkpoint, (size_t)size);
+            memcpy(&iterations, damaged + at, 8);
+            CHECK(iterations == 4, "the iteration count is at its offset (%llu)", (unsigned long long)iterations);
+            put_word(damaged, (size_t)at, iterations + 1);
+            reseal(damaged, (size_t)size);
+            r = NULL;
+            s = lancbio_bilevel_restore(damaged, size, &r);
+            CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && r == NULL && contains(lancbio_last_error(), "disagree"),
+                  "an iteration count apart from the last info: %d \"%s\"", s, lancbio_last_error());
+        }
         free(damaged);
         free(checkpoint);
         lancbio_bilevel_destroy(b);
