@@ -65,13 +65,15 @@ public struct Checkpoint {
     public init(validating bytes: UnsafeRawBufferPointer) throws(EstimatorError) {
         let count = bytes.count
         var header = StateReader(bytes, from: 0, to: count)
-        guard count >= StateArchive.fieldBytes, try header.word("the magic") == Self.magic else {
-            throw .invalidCheckpoint("not a lancbio checkpoint (the first 8 bytes are not \"LBIOCKPT\")")
+        let magicPrefix = withUnsafeBytes(of: Self.magic) { magic in (0..<min(count, 8)).allSatisfy { bytes[$0] == magic[$0] } }
+        guard magicPrefix else {
+            throw .invalidCheckpoint("not a lancbio checkpoint (it does not start with \"LBIOCKPT\")")
         }
         let minimum = Self.headerBytes + Self.checksumBytes
         guard count >= minimum else {
             throw .invalidCheckpoint("truncated: \(count) bytes, and a checkpoint has at least \(minimum)")
         }
+        _ = try header.word("the magic")
         let mark = try header.word("the byte-order mark")
         guard mark == Self.byteOrderMark else {
             throw .invalidCheckpoint(mark == Self.byteOrderMark.byteSwapped

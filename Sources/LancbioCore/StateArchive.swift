@@ -52,11 +52,12 @@ enum StateArchive {
         return combine(h0, h1, h2, h3)
     }
 
-    private static func combine(_ lanes: UInt64...) -> UInt64 {
+    private static func combine(_ h0: UInt64, _ h1: UInt64, _ h2: UInt64, _ h3: UInt64) -> UInt64 {
         var h = fnvOffset
-        for lane in lanes {
+        func absorb(_ lane: UInt64) {
             for k in 0..<8 { h = (h ^ ((lane >> (8 * UInt64(k))) & 0xFF)) &* fnvPrime }
         }
+        absorb(h0); absorb(h1); absorb(h2); absorb(h3)
         return h
     }
 }
@@ -154,7 +155,8 @@ struct StateReader {
         return Int(value)
     }
 
-    /// A count: an integer in 0...`limit`.
+    /// A count: an integer in 0...`limit`. The default bound (about 1.4e14) is beyond any
+    /// run's steps or products, and small enough that the counters never overflow after.
     mutating func count(_ what: String, atMost limit: Int = Int(Int32.max) << 16) throws(EstimatorError) -> Int {
         try integer(what, in: 0...limit)
     }

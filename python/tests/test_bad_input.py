@@ -27,6 +27,8 @@ EXPECTED = {
     -7: (lancbio.WrongPrecisionError, TypeError),
     -8: (lancbio.InvalidStateError, RuntimeError),
     -9: (lancbio.InvalidHandleError, RuntimeError),
+    -10: (lancbio.BufferTooSmallError, ValueError),
+    -11: (lancbio.InvalidCheckpointError, ValueError),
 }
 
 
