@@ -39,7 +39,7 @@ extension EstimatorMethod {
         switch self {
         case .dynamicLanczos(let o):
             "m0 = \(o.initialPeriod), m_max = \(o.maxPeriod), growth = \(o.growth), grow_every = \(o.growEvery), "
-                + "variant = \(o.variant), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance)"
+                + "variant = \(o.variant == .plain ? "plain" : "residual"), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance)"
         case .subbio(let theta0): "theta0 = \(theta0)"
         case .conjugateGradient(let k, let tol), .minres(let k, let tol): "max_iterations = \(k), tolerance = \(tol)"
         case .gradientDescent(let eta, let k), .neumann(let eta, let k): "step_size = \(eta), steps = \(k)"
