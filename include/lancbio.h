@@ -14,7 +14,7 @@
  *   lancbio_status_string() names each code. Codes are never renumbered.
  * - Error detail: lancbio_estimator_last_error(h) (lancbio_bilevel_last_error(h)), valid
  *   until the next call on h; for calls that have no handle (creation, options, one-shot
- *   solves), lancbio_last_error(), per thread.
+ *   solves, restores from checkpoints), lancbio_last_error(), per thread.
  * - Handles are opaque, created through an out-parameter, destroyed with
  *   lancbio_estimator_destroy() (NULL is accepted). Unknown or destroyed handles are
  *   detected and rejected with LANCBIO_ERR_INVALID_HANDLE, also after later creations
@@ -222,7 +222,8 @@ const char *lancbio_version(void);
 const char *lancbio_status_string(int32_t status);
 /** The message of the last failed call on this thread that has no handle to hold it:
  *  lancbio_estimator_options_init, lancbio_estimator_create, lancbio_bilevel_options_init,
- *  lancbio_bilevel_create, lancbio_solve_f64 and lancbio_solve_f32. "" when the last
+ *  lancbio_bilevel_create, lancbio_solve_f64, lancbio_solve_f32, lancbio_estimator_restore
+ *  and lancbio_bilevel_restore. "" when the last
  *  such call on this thread succeeded (or there was none). Owned by the library (one
  *  buffer per thread), valid until the thread's next such call. */
 const char *lancbio_last_error(void);
