@@ -36,6 +36,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_no_alloc
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_solve.c -o $(C_OUT)/test_solve $(C_LINK)
 	$(C_OUT)/test_solve
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_checkpoint.c -o $(C_OUT)/test_checkpoint $(C_LINK)
+	$(C_OUT)/test_checkpoint
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_stale_handles.c -o $(C_OUT)/test_stale_handles $(C_LINK)
 	$(C_OUT)/test_stale_handles
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_fork.c -o $(C_OUT)/test_fork $(C_LINK) -pthread
@@ -152,13 +154,14 @@ sanitize-swift:
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_stale_handles.c \
-	    Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_threads.c \
+	    Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
 	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
 	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
 	done
 	$(SAN_ENV) .build-asan/c/test_abi
 	$(SAN_ENV) .build-asan/c/test_solve
+	$(SAN_ENV) .build-asan/c/test_checkpoint
 	$(SAN_ENV) .build-asan/c/test_threads
 	$(SAN_ENV) .build-asan/c/test_stale_handles
 	LANCBIO_TEST_FORKS=$(SANITIZE_FORKS) $(SAN_ENV) .build-asan/c/test_fork
@@ -171,13 +174,14 @@ VALGRIND_LIB := .build-valgrind/release
 valgrind:
 	LANCBIO_AVX512=0 $(SWIFT) build -c release --product lancbio --scratch-path .build-valgrind
 	mkdir -p .build-valgrind/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_threads.c Tests/c/test_long_run.c \
-	    Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_threads.c \
+	    Tests/c/test_long_run.c Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
 	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
 	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
 	$(VALGRIND) .build-valgrind/c/test_abi
 	$(VALGRIND) .build-valgrind/c/test_solve
+	$(VALGRIND) .build-valgrind/c/test_checkpoint
 	$(VALGRIND) .build-valgrind/c/test_threads
 	$(VALGRIND) .build-valgrind/c/test_stale_handles
 	LANCBIO_TEST_FORKS=$(VALGRIND_FORKS) $(VALGRIND) --leak-check=no .build-valgrind/c/test_fork

@@ -14,7 +14,7 @@
  *   lancbio_status_string() names each code. Codes are never renumbered.
  * - Error detail: lancbio_estimator_last_error(h) (lancbio_bilevel_last_error(h)), valid
  *   until the next call on h; for calls that have no handle (creation, options, one-shot
- *   solves), lancbio_last_error(), per thread.
+ *   solves, restores from checkpoints), lancbio_last_error(), per thread.
  * - Handles are opaque, created through an out-parameter, destroyed with
  *   lancbio_estimator_destroy() (NULL is accepted). Unknown or destroyed handles are
  *   detected and rejected with LANCBIO_ERR_INVALID_HANDLE, also after later creations
@@ -22,7 +22,7 @@
  *   2^32 - 1 more handles have been created in its place).
  * - Buffers belong to the caller and are borrowed only for the duration of a call;
  *   the library keeps no pointer after a call returns. Sizes are int64_t counts of
- *   elements, never bytes.
+ *   elements, never bytes, except the byte sizes of checkpoint buffers.
  * - Options and info structs start with a struct_size field: set it to sizeof(the struct)
  *   (the *_init functions do). Later versions only append fields, and the library reads
  *   or writes only the first struct_size bytes (fields a caller's struct does not reach
@@ -121,6 +121,12 @@ extern "C" {
  *  limit, no overcommit, or memory exhausted. Nothing stays allocated; steps never
  *  allocate, so they never return this. See "Memory" in the conventions. */
 #define LANCBIO_ERR_OUT_OF_MEMORY (-10)
+/** A checkpoint does not fit the caller's buffer: the size it needs is in *size and
+ *  nothing was written (see lancbio_estimator_save). */
+#define LANCBIO_ERR_BUFFER_TOO_SMALL (-11)
+/** The bytes are not a checkpoint this library can read: not one at all, truncated,
+ *  corrupted (checksum), of another format version or byte order, or inconsistent. */
+#define LANCBIO_ERR_INVALID_CHECKPOINT (-12)
 
 /* ---------------------------------------------------------------------------------
  * Enumerations (int32_t values)
@@ -231,7 +237,8 @@ const char *lancbio_version(void);
 const char *lancbio_status_string(int32_t status);
 /** The message of the last failed call on this thread that has no handle to hold it:
  *  lancbio_estimator_options_init, lancbio_estimator_create, lancbio_bilevel_options_init,
- *  lancbio_bilevel_create, lancbio_solve_f64 and lancbio_solve_f32. "" when the last
+ *  lancbio_bilevel_create, lancbio_solve_f64, lancbio_solve_f32, lancbio_estimator_restore
+ *  and lancbio_bilevel_restore. "" when the last
  *  such call on this thread succeeded (or there was none). Owned by the library (one
  *  buffer per thread), valid until the thread's next such call. */
 const char *lancbio_last_error(void);
@@ -534,6 +541,93 @@ int32_t lancbio_bilevel_set_v_f64(lancbio_bilevel_t *h, const double *v, int64_t
 
 /** Copies the last hyper-gradient estimate grad_x f - J v (dx values). @return LANCBIO_OK or an error. */
 int32_t lancbio_bilevel_get_hypergradient_f64(const lancbio_bilevel_t *h, double *g, int64_t dx);
+
+/* ---------------------------------------------------------------------------------
+ * Checkpoints
+ *
+ * The committed state of a handle as bytes, to resume a long run later, elsewhere in the
+ * process or in another process on a machine of the same byte order. A handle restored
+ * from a checkpoint (or loaded with one) takes bitwise the steps the saved handle would
+ * have taken next: the same estimates, diagnostics and products requested.
+ *
+ * What is saved: the dimension(s), the method and every option (so that *_restore needs
+ * nothing else), the committed estimate v, the counters and the last step's diagnostics,
+ * and each method's own state: for Lanczos the restart schedule's position (step count,
+ * period, restarts, restart flag) and, unless the next step restarts anyway, the live
+ * cycle (alpha, beta, the Ritz bounds, q_1 .. q_{j+1}, the anchor and its product); for
+ * random Neumann the generator's position; CG, MINRES, GD, Neumann and SubBiO carry
+ * nothing between steps beyond v. A bilevel checkpoint adds the iteration count, the
+ * totals, the last iteration's diagnostics and the hyper-gradient; x and y stay the
+ * caller's (each step updates them in place): save them alongside. Only committed state
+ * is saved: save and load refuse a handle with a reverse-communication step in progress
+ * (LANCBIO_ERR_INVALID_STATE; finish or cancel it first), and so does every call from
+ * inside the handle's own callbacks.
+ *
+ * Format (version 1; docs/algorithms.md section 12): 8-byte fields in the byte order of
+ * the machine that wrote them: the magic "LBIOCKPT", a byte-order mark, the format
+ * version, the total size, the kind (estimator or bilevel), the precision, the
+ * configuration (n or dx and dy, the method and its options), the state, and a 64-bit
+ * checksum (FNV-1a in four byte lanes) of every byte before it. Loading checks, in order,
+ * the magic, byte order, version, exact size and checksum, then every recorded value's
+ * range, before anything is allocated or changed: any truncation, any single corrupted
+ * byte, another version or byte order gives LANCBIO_ERR_INVALID_CHECKPOINT with a message
+ * saying which. Dimensions are bounded by the bytes present, and a restore allocates what
+ * *_create would for the recorded dimensions and options. Costs are linear in the bytes.
+ * -------------------------------------------------------------------------------*/
+/**
+ * Writes a checkpoint of the estimator's committed state into buffer.
+ * The size depends on the state (Lanczos: on the current subspace dimension): a call with
+ * buffer = NULL and capacity = 0 asks for it without writing anything.
+ * @param[out] buffer    capacity bytes, any alignment; or NULL with capacity 0 (a query).
+ * @param[in]  capacity  Bytes available at buffer, >= 0.
+ * @param[out] size      Receives the checkpoint's size in bytes: written on LANCBIO_OK
+ *                       (bytes written, or needed for a query) and on
+ *                       LANCBIO_ERR_BUFFER_TOO_SMALL (bytes needed).
+ * @return LANCBIO_OK; LANCBIO_ERR_BUFFER_TOO_SMALL (capacity < the size: nothing written);
+ *         LANCBIO_ERR_INVALID_STATE (a step is in progress); LANCBIO_ERR_NULL_POINTER
+ *         (size NULL, or buffer NULL with capacity > 0); LANCBIO_ERR_INVALID_ARGUMENT
+ *         (capacity < 0); LANCBIO_ERR_INVALID_HANDLE. The handle never changes.
+ */
+int32_t lancbio_estimator_save(const lancbio_estimator_t *h, void *buffer, int64_t capacity, int64_t *size);
+
+/**
+ * Creates an estimator from a checkpoint: the dimension, method, options and precision
+ * recorded in it, in the recorded state.
+ * @param[in]  buffer  The size bytes lancbio_estimator_save wrote; read during the call only.
+ * @param[in]  size    Exactly the checkpoint's size in bytes.
+ * @param[out] out     Receives the handle (NULL on failure).
+ * @return LANCBIO_OK; LANCBIO_ERR_INVALID_CHECKPOINT; LANCBIO_ERR_INVALID_ARGUMENT (size < 0,
+ *         a bilevel checkpoint, or its storage cannot be allocated); LANCBIO_ERR_NULL_POINTER.
+ *         lancbio_last_error() says why.
+ */
+int32_t lancbio_estimator_restore(const void *buffer, int64_t size, lancbio_estimator_t **out);
+
+/**
+ * Replaces the estimator's state with a checkpoint's. The checkpoint must be of this
+ * handle's precision, dimension and method with the same options (a checkpoint of this
+ * very handle always is). On any error the handle is exactly as before.
+ * @param[in] buffer  The size bytes lancbio_estimator_save wrote; read during the call only.
+ * @param[in] size    Exactly the checkpoint's size in bytes.
+ * @return LANCBIO_OK; LANCBIO_ERR_INVALID_CHECKPOINT; LANCBIO_ERR_WRONG_PRECISION;
+ *         LANCBIO_ERR_INVALID_ARGUMENT (size < 0, another dimension, method or options, a
+ *         bilevel checkpoint); LANCBIO_ERR_INVALID_STATE (a step is in progress);
+ *         LANCBIO_ERR_NULL_POINTER; LANCBIO_ERR_INVALID_HANDLE.
+ */
+int32_t lancbio_estimator_load(lancbio_estimator_t *h, const void *buffer, int64_t size);
+
+/** lancbio_estimator_save for a bilevel optimizer: the outer loop's state and its
+ *  estimator's (x and y are the caller's). Same arguments and statuses. */
+int32_t lancbio_bilevel_save(const lancbio_bilevel_t *h, void *buffer, int64_t capacity, int64_t *size);
+
+/** lancbio_estimator_restore for a bilevel optimizer: dx, dy, the outer-loop options and
+ *  the estimator's from the checkpoint. Same statuses (an estimator's checkpoint is
+ *  LANCBIO_ERR_INVALID_ARGUMENT). */
+int32_t lancbio_bilevel_restore(const void *buffer, int64_t size, lancbio_bilevel_t **out);
+
+/** lancbio_estimator_load for a bilevel optimizer: the checkpoint must have this handle's
+ *  dx, dy, outer-loop options and estimator options. Same statuses; on any error the
+ *  handle is exactly as before. */
+int32_t lancbio_bilevel_load(lancbio_bilevel_t *h, const void *buffer, int64_t size);
 
 #ifdef __cplusplus
 }

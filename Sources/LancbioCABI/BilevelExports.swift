@@ -32,7 +32,7 @@ public func lancbio_bilevel_create(
         }
         let method = try inner.method()
         let coreOptions = try outer.core()
-        try ensureAllocatable(BilevelOptimizer<Double>.requiredBytes(dx: Int(dx), dy: Int(dy), method: method))
+        try probeBilevelStorage(dx: Int(dx), dy: Int(dy), method: method)
         let optimizer = try checked { () throws(EstimatorError) in
             try BilevelOptimizer<Double>(dx: Int(dx), dy: Int(dy), options: coreOptions, method: method)
         }
@@ -154,6 +154,13 @@ public func lancbio_bilevel_get_hypergradient_f64(_ h: OpaquePointer?, _ g: Unsa
         _ = destination.update(fromContentsOf: handle.optimizer.hypergradient)
         return LANCBIO_OK
     }
+}
+
+/// Checks that a bilevel optimizer's storage can be allocated: its estimator's, and six
+/// scratch vectors of dx or dy values.
+func probeBilevelStorage(dx: Int, dy: Int, method: EstimatorMethod) throws(CFailure) {
+    guard let bytes = Estimator<Double>.requiredBytes(n: dy, method: method) else { return try ensureAllocatable(nil) }
+    try ensureAllocatable(bytes + 3 * (dx + dy) * MemoryLayout<Double>.stride)
 }
 
 /// A caller buffer of `expected` values.

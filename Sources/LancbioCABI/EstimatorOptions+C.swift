@@ -10,6 +10,20 @@ enum EstimatorMethodCode {
     ]
 
     static func isKnown(_ code: Int32) -> Bool { all.contains(code) }
+
+    /// The code of a core method: what `lancbio_estimator_properties` reports for a
+    /// handle restored from a checkpoint.
+    static func code(of method: EstimatorMethod) -> Int32 {
+        switch method {
+        case .dynamicLanczos: LANCBIO_METHOD_LANCZOS
+        case .subbio: LANCBIO_METHOD_SUBBIO
+        case .conjugateGradient: LANCBIO_METHOD_CG
+        case .minres: LANCBIO_METHOD_MINRES
+        case .gradientDescent: LANCBIO_METHOD_GD
+        case .neumann: LANCBIO_METHOD_NEUMANN
+        case .randomNeumann: LANCBIO_METHOD_RANDOM_NEUMANN
+        }
+    }
 }
 
 extension lancbio_estimator_options_t {

@@ -19,6 +19,7 @@ struct CFailure: Error {
         case .nonFiniteResult(let m): self.init(LANCBIO_ERR_NON_FINITE_RESULT, m)
         case .invalidState(let m): self.init(LANCBIO_ERR_INVALID_STATE, m)
         case .outOfMemory: self.init(LANCBIO_ERR_OUT_OF_MEMORY, error.message)
+        case .invalidCheckpoint(let m): self.init(LANCBIO_ERR_INVALID_CHECKPOINT, m)
         }
     }
 
@@ -54,6 +55,8 @@ func statusDescription(_ status: Int32) -> StaticString {
     case LANCBIO_ERR_INVALID_STATE: "the call does not fit the handle's state"
     case LANCBIO_ERR_INVALID_HANDLE: "NULL, unknown or destroyed handle"
     case LANCBIO_ERR_OUT_OF_MEMORY: "out of memory: the storage could not be allocated"
+    case LANCBIO_ERR_BUFFER_TOO_SMALL: "the buffer is too small: the size needed is in *size"
+    case LANCBIO_ERR_INVALID_CHECKPOINT: "not a valid checkpoint (truncated, corrupted, or another version or byte order)"
     default: "unknown status"
     }
 }

@@ -200,6 +200,43 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         try estimator.setEstimate(v)
     }
 
+    // MARK: Checkpoint (the public calls are in BilevelOptimizer+Checkpoint.swift)
+
+    /// Whether one of this optimizer's derivative closures is running (a call from inside
+    /// its step).
+    public var isStepping: Bool { stepping }
+
+    /// Rejects a checkpoint call from inside this optimizer's step.
+    func checkNotStepping(_ call: String) throws(EstimatorError) { try rejectReentry(call) }
+
+    /// Appends the outer loop's committed state: the iteration count, the total products,
+    /// the last iteration's info and the hyper-gradient.
+    func archiveState(to w: inout StateWriter) {
+        w.integer(iterations)
+        w.integer(totalProducts)
+        lastInfo.archive(to: &w)
+        w.vector(hypergradientBuffer, count: dx)
+    }
+
+    /// Decodes and checks what `archiveState` wrote; returns what installs it.
+    func unarchiveState(from r: inout StateReader) throws(EstimatorError) -> StateInstallation {
+        let iterations = try r.count("the iteration count")
+        let totalProducts = try r.count("the total products")
+        let info = try BilevelStepInfo.unarchive(from: &r)
+        // The counters and the last info agree in every state a run reaches.
+        guard info.iteration == iterations, info.totalProducts == totalProducts,
+              iterations > 0 || info == BilevelStepInfo() else {
+            throw .invalidCheckpoint("the iteration counters and the last iteration's info disagree")
+        }
+        let hypergradient = try r.vector(T.self, count: dx, "the hyper-gradient")
+        return { [self] in
+            self.iterations = iterations
+            self.totalProducts = totalProducts
+            lastInfo = info
+            StateReader.install(hypergradient, into: hypergradientBuffer, count: dx)
+        }
+    }
+
     /// Runs `body` to fill `out` and rejects non-finite values, naming the derivative.
     @inline(__always)
     private func evaluate(_ name: String, _ out: UnsafeMutablePointer<T>, _ count: Int,

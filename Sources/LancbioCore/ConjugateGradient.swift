@@ -116,4 +116,8 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
+
+    // Each step starts from the estimate: CG carries nothing else between steps.
+    func save(to archive: inout StateWriter) {}
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation { {} }
 }

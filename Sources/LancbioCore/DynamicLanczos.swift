@@ -95,15 +95,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     @_specialize(where T == Double)
     @_specialize(where T == Float)
     func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
-        let k = steps + 1
-        var m = period
-        if k > 1 && (k - 1) % options.growEvery == 0 {
-            m = min(Int((Double(m) * options.growth).rounded(.up)), options.maxPeriod)
-        }
+        let (m, restart) = schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart)
         pendingPeriod = m
-        // A Krylov space of A (n x n) has at most n dimensions: past that, without
-        // re-orthogonalisation, the basis only gathers rounding errors. Cycles end at n.
-        pendingRestart = mustRestart || dimension >= min(m, n)
+        pendingRestart = restart
         pendingZeroResidual = false
         pendingOrthogonalityLoss = false
         info.period = m
@@ -141,6 +135,20 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         case .idle, .done:
             throw .invalidState("no product was requested")
         }
+    }
+
+    /// The period and whether the step after `steps` steps restarts (docs/algorithms.md
+    /// section 3.4), from the committed position.
+    @inline(__always)
+    private func schedule(steps: Int, period: Int, dimension: Int, mustRestart: Bool) -> (period: Int, restart: Bool) {
+        let k = steps + 1
+        var m = period
+        if k > 1 && (k - 1) % options.growEvery == 0 {
+            m = min(Int((Double(m) * options.growth).rounded(.up)), options.maxPeriod)
+        }
+        // A Krylov space of A (n x n) has at most n dimensions: past that, without
+        // re-orthogonalisation, the basis only gathers rounding errors. Cycles end at n.
+        return (m, mustRestart || dimension >= min(m, n))
     }
 
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
@@ -324,4 +332,75 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func estimateReplaced() { mustRestart = true }
+
+    /// The schedule's position; then, unless the next step restarts (and so reads none of
+    /// it), the cycle: alpha, beta and the Ritz bounds of T_j, q_1 ... q_{j+1}, and for the
+    /// residual variant the anchor and its product. A checkpoint taken when the next step
+    /// restarts carries no vector beyond the estimate.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func save(to archive: inout StateWriter) {
+        archive.integer(steps)
+        archive.integer(period)
+        archive.integer(dimension)
+        archive.integer(restarts)
+        archive.flag(mustRestart)
+        guard !schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart).restart else { return }
+        archive.reals(alpha, count: dimension)
+        archive.reals(beta, count: dimension)
+        archive.flag(committedRitz != nil)
+        archive.real(committedRitz?.min ?? 0)
+        archive.real(committedRitz?.max ?? 0)
+        archive.vector(basis, count: n * (dimension + 1))
+        if options.variant == .residual {
+            archive.vector(anchor, count: n)
+            archive.vector(anchorProduct, count: n)
+        }
+    }
+
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation {
+        let steps = try archive.count("the Lanczos step count")
+        let period = try archive.integer("the period", in: options.initialPeriod...options.maxPeriod)
+        let dimension = try archive.integer("the subspace dimension", in: 0...min(options.maxPeriod, n))
+        let restarts = try archive.integer("the restart count", in: 0...steps)
+        let mustRestart = try archive.flag("the restart flag")
+        // Dimension 0 (before the first step, after a zero residual) always comes with the
+        // flag: a step without a restart would extend a cycle that does not exist.
+        guard dimension > 0 || mustRestart else {
+            throw .invalidCheckpoint("the Lanczos state has no cycle but does not restart")
+        }
+        let position = { [self] in
+            self.steps = steps
+            self.period = period
+            self.dimension = dimension
+            self.restarts = restarts
+            self.mustRestart = mustRestart
+            committedRitz = nil
+            phase = .idle
+        }
+        guard !schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart).restart else {
+            return position
+        }
+        let alphas = try archive.vector(Double.self, count: dimension, "alpha")
+        let betas = try archive.vector(Double.self, count: dimension, "beta")
+        let hasRitz = try archive.flag("the Ritz bounds flag")
+        let ritz = (min: try archive.real("the lower Ritz bound"), max: try archive.real("the upper Ritz bound"))
+        let columns = try archive.vector(T.self, count: n * (dimension + 1), "the Lanczos basis")
+        let anchors = options.variant == .residual
+            ? (try archive.vector(T.self, count: n, "the anchor"), try archive.vector(T.self, count: n, "the anchor product"))
+            : nil
+        return { [self] in
+            position()
+            StateReader.install(alphas, into: alpha, count: dimension)
+            StateReader.install(betas, into: beta, count: dimension)
+            committedRitz = hasRitz ? ritz : nil
+            StateReader.install(columns, into: basis, count: n * (dimension + 1))
+            if let (vbar, w) = anchors {
+                StateReader.install(vbar, into: anchor, count: n)
+                StateReader.install(w, into: anchorProduct, count: n)
+            }
+        }
+    }
 }

@@ -392,6 +392,48 @@ public final class Estimator<T: BinaryFloatingPoint> {
         return progress
     }
 
+    // MARK: Checkpoint (the public calls are in Estimator+Checkpoint.swift)
+
+    /// Rejects a checkpoint call during a step: only committed state is saved or replaced.
+    func checkNoStep(_ call: String) throws(EstimatorError) {
+        try rejectReentry(call)
+        guard case .idle = state else {
+            throw .invalidState("\(call) needs the estimator between steps: finish or cancel the step in progress first")
+        }
+    }
+
+    /// Appends the committed state: the counters, the last step's info, the estimate and
+    /// the method's state. No step is in progress.
+    func archiveState(to w: inout StateWriter) {
+        w.integer(steps)
+        w.integer(totalProducts)
+        lastInfo.archive(to: &w)
+        w.vector(ws.estimate, count: n)
+        engine.save(to: &w)
+    }
+
+    /// Decodes and checks what `archiveState` wrote for this estimator's n, method and T;
+    /// returns what installs it (which cannot fail). Changes nothing itself.
+    func unarchiveState(from r: inout StateReader) throws(EstimatorError) -> StateInstallation {
+        let steps = try r.count("the step count")
+        let totalProducts = try r.count("the total products")
+        let info = try StepInfo.unarchive(from: &r)
+        // The counters and the last info agree in every state a run reaches.
+        guard info.totalProducts == totalProducts, steps > 0 || info == StepInfo() else {
+            throw .invalidCheckpoint("the step counters and the last step's info disagree")
+        }
+        let estimate = try r.vector(T.self, count: n, "the estimate")
+        let method = try engine.restore(from: &r)
+        return { [self] in
+            self.steps = steps
+            self.totalProducts = totalProducts
+            lastInfo = info
+            pendingInfo = StepInfo()
+            StateReader.install(estimate, into: ws.estimate, count: n)
+            method()
+        }
+    }
+
     private func commit() {
         engine.commit(ws)
         ws.commitEstimate()

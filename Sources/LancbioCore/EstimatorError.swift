@@ -17,12 +17,16 @@ public enum EstimatorError: Error, Equatable, Sendable {
     /// than a message: forming a string allocates, which is best left until that memory is
     /// back.
     case outOfMemory(bytes: Int)
+    /// The bytes given to restore or load are not a checkpoint this library can read:
+    /// truncated, corrupted (the checksum differs), of another format version or byte
+    /// order, or inconsistent.
+    case invalidCheckpoint(String)
 
     /// Human-readable explanation, suitable for an error message.
     public var message: String {
         switch self {
         case .invalidArgument(let m), .nonFiniteInput(let m), .nonFiniteProduct(let m),
-             .nonFiniteResult(let m), .invalidState(let m):
+             .nonFiniteResult(let m), .invalidState(let m), .invalidCheckpoint(let m):
             return m
         case .outOfMemory(let bytes):
             return "out of memory: an allocation of \(bytes) bytes failed (memory or address space is exhausted)"

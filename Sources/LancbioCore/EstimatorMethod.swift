@@ -4,7 +4,8 @@
 /// This is the method table of the core: each case names the `StepMethod` type that
 /// implements it (`implementation`); everything else (name, validation, storage, the
 /// engine) comes from that type. A new method is a new `StepMethod` file plus a case and
-/// its line in `implementation`.
+/// its line in `implementation`, and its checkpoint record in `Checkpoint+Records.swift`
+/// (the compiler asks for the code and the options; the round-trip tests for the reader).
 public enum EstimatorMethod: Equatable, Sendable {
     /// LancBiO's dynamic Lanczos: one Lanczos step per outer iteration (1 + 1/m products).
     case dynamicLanczos(LanczosOptions)

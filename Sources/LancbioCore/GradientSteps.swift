@@ -92,4 +92,8 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
+
+    // Each step starts from the estimate: nothing else carries over.
+    func save(to archive: inout StateWriter) {}
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation { {} }
 }

@@ -148,4 +148,8 @@ final class MINRES<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
+
+    // Each step starts from the estimate: MINRES carries nothing else between steps.
+    func save(to archive: inout StateWriter) {}
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation { {} }
 }

@@ -70,4 +70,8 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
+
+    // Each step starts from b alone.
+    func save(to archive: inout StateWriter) {}
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation { {} }
 }

@@ -99,4 +99,24 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
         generator = SplitMix64(seed: seed)
         lastTruncation = 0
     }
+
+    /// The generator's position (the next step's truncation follows from it) and the last
+    /// truncation.
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func save(to archive: inout StateWriter) {
+        archive.word(generator.state)
+        archive.integer(lastTruncation)
+    }
+
+    @_specialize(where T == Double)
+    @_specialize(where T == Float)
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation {
+        let state = try archive.word("the generator state")
+        let truncation = try archive.integer("the last truncation", in: 0...(maxTerms - 1))
+        return { [self] in
+            generator = SplitMix64(seed: state)
+            lastTruncation = truncation
+        }
+    }
 }

@@ -47,7 +47,22 @@ protocol StepMethod<Scalar>: AnyObject {
     func estimateReplaced()
     /// Subspace dimension, period and restarts of a Krylov method (zeros for the others).
     var progress: MethodProgress { get }
+
+    /// Appends the method's committed state to a checkpoint: everything a later step
+    /// reads besides the estimate (which the estimator saves) and the options (which the
+    /// checkpoint's configuration holds). Called between steps only. Every method states
+    /// its own, even when it is nothing, so that a new method cannot inherit a silent
+    /// "no state".
+    func save(to archive: inout StateWriter)
+    /// Decodes and checks what `save` wrote, for this method's options and n; returns what
+    /// installs it. Changes nothing itself, so that a rejected checkpoint leaves the
+    /// method as it was. The installation runs at once (it may read the checkpoint's bytes)
+    /// and cannot fail.
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation
 }
+
+/// The second half of a restore: installs state that was decoded and checked.
+typealias StateInstallation = () -> Void
 
 extension StepMethod {
     func abandon() {}

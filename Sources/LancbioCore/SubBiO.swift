@@ -142,4 +142,8 @@ final class SubBiO<T: BinaryFloatingPoint>: StepMethod {
     }
 
     func commit(_ ws: StepWorkspace<T>) {}
+
+    // Each step builds its subspace from b and the estimate alone.
+    func save(to archive: inout StateWriter) {}
+    func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation { {} }
 }

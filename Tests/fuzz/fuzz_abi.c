@@ -8,7 +8,9 @@
  * denormal values or garbage (or call back into the library), reverse communication
  * begin / resume / cancel in any order with any products, get_v / set_v with NaN, Inf,
  * 1e+-300 and denormals, info, properties, reset, destroy (twice, and use after destroy),
- * NULL handles and pointers, wrong n, the other precision's functions.
+ * NULL handles and pointers, wrong n, the other precision's functions; checkpoints (save
+ * with every buffer size, restore and load of intact, damaged, truncated, re-versioned,
+ * re-checksummed and arbitrary bytes, into the same handle, a new one or another).
  *
  * The harness keeps a model of every handle (its committed estimate, last diagnostics and
  * whether a reverse-communication step is in progress) and aborts, so that libFuzzer reports
@@ -27,7 +29,13 @@
  *   - options the header calls invalid are rejected and valid ones accepted (values the
  *     header gives no bound for, such as growth > 1e6 or steps > 2^30, may go either way);
  *   - NULL, destroyed, garbage and other-kind handles are rejected by every function and
- *     ignored by both destroy functions.
+ *     ignored by both destroy functions;
+ *   - checkpoints: an intact one restores or loads into a handle that then equals the saved
+ *     one bitwise; any damage the checksum sees (a changed byte, a truncation, trailing
+ *     bytes, another version) is LANCBIO_ERR_INVALID_CHECKPOINT and a failed load changes
+ *     nothing; bytes with a valid checksum but any content give a documented status and,
+ *     when accepted, a handle whose state keeps every invariant above; save and load refuse
+ *     a step in progress and calls from inside the handle's callbacks.
  * Calls made from inside a callback on the handle being stepped (reset, cancel, resume,
  * destroy, another step) are something the header neither allows nor forbids: for those the
  * harness only requires documented statuses, finite results and no memory error, and it does
@@ -96,9 +104,9 @@ static void trace(const char *fmt, ...)
         }                                                                                    \
     } while (0)
 
-/* Sets of statuses: bit (code + 9) for -9..4, bit 14 for NEED_PRODUCT. */
+/* Sets of statuses: bit (code + 11) for -11..4, bit 16 for NEED_PRODUCT. */
 typedef uint32_t sset_t;
-static sset_t S(int32_t code) { return code == LANCBIO_NEED_PRODUCT ? 1u << 14 : (code >= -9 && code <= 4) ? 1u << (code + 9) : 0; }
+static sset_t S(int32_t code) { return code == LANCBIO_NEED_PRODUCT ? 1u << 16 : (code >= -11 && code <= 4) ? 1u << (code + 11) : 0; }
 #define OUTCOMES (S(0) | S(1) | S(2) | S(3) | S(4))
 static int in_set(int32_t s, sset_t set) { return S(s) != 0 && (S(s) & set) != 0; }
 static int documented(int32_t s) { return S(s) != 0; }
@@ -378,7 +386,8 @@ enum {
     MIS_NONE, MIS_CODE, MIS_VALUE, MIS_GARBAGE, MIS_NOWRITE, MIS_SCALE, MIS_NESTED
 };
 enum { NEST_GETV, NEST_STEP, NEST_SETV, NEST_BEGIN, NEST_INFO, /* strict */
-       NEST_RESET, NEST_CANCEL, NEST_RESUME, NEST_DESTROY, NEST_OTHER, NEST_COUNT /* relaxed */ };
+       NEST_RESET, NEST_CANCEL, NEST_RESUME, NEST_DESTROY, NEST_OTHER, /* relaxed */
+       NEST_CHECKPOINT /* strict */, NEST_COUNT };
 
 typedef struct {
     int kind;
@@ -581,6 +590,14 @@ static void nested_call(cbctx_t *c)
         c->destroyed = 1;
         lancbio_estimator_destroy(h);
         break;
+    case NEST_CHECKPOINT: { /* only committed state is saved or replaced: both refused */
+        int64_t size = -5;
+        s = lancbio_estimator_save(h, NULL, 0, &size);
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE && size == -5, "a nested save during a step returned %d", s);
+        s = lancbio_estimator_load(h, buf, (int64_t)bytes);
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "a nested load during a step returned %d", s);
+        break;
+    }
     default: { /* a whole step on another live handle */
         int k;
         for (k = 0; k < NEST; k++) {
@@ -1336,6 +1353,14 @@ static void op_invalid(reader_t *r)
         trace("invalid: estimator handle to bilevel fn %d -> %d", fn % 7, s);
         REQUIRE(s == LANCBIO_ERR_INVALID_HANDLE, "bilevel function %d on an estimator handle returned %d", fn % 7, s);
         REQUIRE(lancbio_bilevel_last_error(hb) && lancbio_bilevel_last_error(hb)[0], "bilevel last_error empty on an estimator handle");
+        {
+            int64_t size = -3;
+            unsigned char bytes[64];
+            memset(bytes, 0, sizeof bytes);
+            REQUIRE(lancbio_bilevel_save(hb, NULL, 0, &size) == LANCBIO_ERR_INVALID_HANDLE && size == -3,
+                    "bilevel save on an estimator handle");
+            REQUIRE(lancbio_bilevel_load(hb, bytes, sizeof bytes) == LANCBIO_ERR_INVALID_HANDLE, "bilevel load on an estimator handle");
+        }
         return;
     }
     h = (lancbio_estimator_t *)p;
@@ -1373,6 +1398,15 @@ static void op_invalid(reader_t *r)
             which % 4, s);
     REQUIRE(c.calls == 0, "a call on an invalid handle ran the callback");
     REQUIRE(lancbio_estimator_last_error(h) && lancbio_estimator_last_error(h)[0], "last_error empty for an invalid handle");
+    {
+        int64_t size = -3;
+        unsigned char bytes[64];
+        memset(bytes, 0, sizeof bytes);
+        REQUIRE(lancbio_estimator_save(h, NULL, 0, &size) == LANCBIO_ERR_INVALID_HANDLE && size == -3,
+                "save on an invalid handle (kind %d)", which % 4);
+        REQUIRE(lancbio_estimator_load(h, bytes, sizeof bytes) == LANCBIO_ERR_INVALID_HANDLE,
+                "load on an invalid handle (kind %d)", which % 4);
+    }
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1544,9 +1578,9 @@ static void bil_nested(bctx_t *c)
     bil_t *b = c->b;
     double v[MAXB];
     int32_t s;
-    trace("    bilevel nested %d", c->sc.nested % 6);
+    trace("    bilevel nested %d", c->sc.nested % 7);
     msg_relaxed = 1;
-    switch (c->sc.nested % 6) {
+    switch (c->sc.nested % 7) {
     case 0:
         s = lancbio_bilevel_get_v_f64(b->h, v, b->dy);
         REQUIRE(s == LANCBIO_OK && memcmp(v, b->v, (size_t)b->dy * 8) == 0, "nested bilevel get_v: %d or changed", s);
@@ -1585,6 +1619,16 @@ static void bil_nested(bctx_t *c)
         memcpy(y, b->y, sizeof y);
         s = lancbio_bilevel_step_f64(b->h, &pb, x, b->dx, y, b->dy, NULL);
         REQUIRE(documented(s) && s != LANCBIO_NEED_PRODUCT, "nested bilevel step returned %d", s);
+        break;
+    }
+    case 6: { /* save and load from inside a step are refused */
+        int64_t size = -5;
+        unsigned char bytes[64];
+        memset(bytes, 0, sizeof bytes);
+        s = lancbio_bilevel_save(b->h, NULL, 0, &size);
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE && size == -5, "a nested bilevel save returned %d", s);
+        s = lancbio_bilevel_load(b->h, bytes, sizeof bytes);
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "a nested bilevel load returned %d", s);
         break;
     }
     default:
@@ -1904,6 +1948,350 @@ static void op_bil_misc(reader_t *r)
     verify_bilevel(b, "a bilevel getter or setter", 0);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Checkpoints
+ * ----------------------------------------------------------------------------------*/
+#define CKPT_HEADER 48 /* bytes before the configuration: magic, byte order, version, size, kind, scalar */
+#define CKPT_MIN 56    /* the header and the checksum */
+#define CKPT_RAW 300   /* longest run of arbitrary input bytes handed to restore or load */
+
+/* The checkpoint checksum, written from its description (FNV-1a-64 in four byte lanes). */
+static uint64_t ckpt_checksum(const unsigned char *p, size_t count)
+{
+    uint64_t lane[4], h = 0xCBF29CE484222325ULL;
+    size_t i;
+    int k, b;
+    for (k = 0; k < 4; k++) lane[k] = 0xCBF29CE484222325ULL;
+    for (i = 0; i < count; i++) lane[i % 4] = (lane[i % 4] ^ p[i]) * 0x100000001B3ULL;
+    for (k = 0; k < 4; k++)
+        for (b = 0; b < 8; b++) h = (h ^ (uint8_t)(lane[k] >> (8 * b))) * 0x100000001B3ULL;
+    return h;
+}
+
+/* Rewrites the size field and the checksum of a checkpoint-shaped buffer. */
+static void ckpt_reseal(unsigned char *p, size_t size)
+{
+    uint64_t word = size;
+    if (size < CKPT_MIN) return;
+    memcpy(p + 24, &word, 8);
+    word = ckpt_checksum(p, size - 8);
+    memcpy(p + size - 8, &word, 8);
+}
+
+/* How a saved checkpoint is changed before it is handed back. */
+enum { DMG_NONE, DMG_FLIP, DMG_TRUNCATE, DMG_VERSION, DMG_TRAILING, DMG_RESEALED_FLIP, DMG_RESEALED_RUN, DMG_RAW,
+       DMG_COUNT };
+/* What the library must answer: reject it as invalid, accept it (if it fits the handle), or either. */
+enum { MUST_REJECT, MUST_ACCEPT, EITHER };
+
+/* The bytes to hand back (a heap block of exactly *len bytes), made from `saved` by `kind`. */
+static unsigned char *ckpt_damage(reader_t *r, const unsigned char *saved, int64_t size, int kind, int64_t *len, int *verdict)
+{
+    uint16_t where = u16(r);
+    uint8_t with = u8(r);
+    unsigned char *p;
+    int64_t i;
+    *len = size;
+    *verdict = MUST_REJECT;
+    switch (kind) {
+    case DMG_TRUNCATE: *len = where % size; break;
+    case DMG_TRAILING: *len = size + 1 + with % 16; break;
+    case DMG_RAW: *len = (where & 1 ? CKPT_MIN : 0) + with % (CKPT_RAW - CKPT_MIN); *verdict = EITHER; break;
+    default: break;
+    }
+    p = (unsigned char *)xmalloc((size_t)*len);
+    memset(p, 0, (size_t)*len);
+    memcpy(p, saved, (size_t)(*len < size ? *len : size));
+    switch (kind) {
+    case DMG_NONE: *verdict = MUST_ACCEPT; break;
+    case DMG_FLIP: p[where % size] ^= (uint8_t)(with | 1); break; /* any single byte: the checksum sees it */
+    case DMG_VERSION: { /* checked before the checksum, resealed or not */
+        uint64_t version = 2 + (uint64_t)with;
+        memcpy(p + 16, &version, 8);
+        if (with & 1) ckpt_reseal(p, (size_t)size);
+        break;
+    }
+    case DMG_RESEALED_FLIP: /* content the checksum vouches for: any value of any field */
+        p[CKPT_HEADER + where % (size - CKPT_MIN)] ^= (uint8_t)(with | 1);
+        ckpt_reseal(p, (size_t)size);
+        *verdict = EITHER;
+        break;
+    case DMG_RESEALED_RUN:
+        for (i = 0; i < 1 + with % 24; i++) p[CKPT_HEADER + (where + i) % (size - CKPT_MIN)] = u8(r);
+        ckpt_reseal(p, (size_t)size);
+        *verdict = EITHER;
+        break;
+    case DMG_RAW: /* arbitrary input bytes; with a valid header and checksum when asked */
+        for (i = 0; i < *len; i++) p[i] = u8(r);
+        if (where & 2) memcpy(p, saved, (size_t)(*len < CKPT_HEADER ? *len : CKPT_HEADER));
+        if (where & 4) ckpt_reseal(p, (size_t)*len);
+        break;
+    default: break;
+    }
+    trace("  checkpoint of %lld bytes, damage %d at %u with %u: %lld bytes, verdict %d", (long long)size, kind, where, with,
+          (long long)*len, *verdict);
+    return p;
+}
+
+/* The status of a restore or load of bytes with this verdict, into a compatible handle. */
+static sset_t ckpt_allowed(int verdict, sset_t incompatible)
+{
+    if (verdict == MUST_REJECT) return S(LANCBIO_ERR_INVALID_CHECKPOINT);
+    if (verdict == MUST_ACCEPT) return incompatible ? incompatible : S(LANCBIO_OK);
+    return S(LANCBIO_OK) | S(LANCBIO_ERR_INVALID_CHECKPOINT) | S(LANCBIO_ERR_INVALID_ARGUMENT) |
+           S(LANCBIO_ERR_WRONG_PRECISION);
+}
+
+/* lancbio_*_save's size protocol on a handle between steps: the query, a buffer too small,
+ * then the checkpoint itself (a heap block of exactly its size). */
+static unsigned char *ckpt_save(int bilevel, void *h, uint8_t mode, int64_t *size)
+{
+    int64_t got = -1, query = -1, cap;
+    unsigned char *p;
+    int32_t s;
+    int64_t i;
+    s = bilevel ? lancbio_bilevel_save((lancbio_bilevel_t *)h, NULL, 0, &query)
+                : lancbio_estimator_save((lancbio_estimator_t *)h, NULL, 0, &query);
+    REQUIRE(s == LANCBIO_OK && query >= CKPT_MIN && query < (1 << 24), "the size query returned %d, size %lld", s,
+            (long long)query);
+    p = (unsigned char *)xmalloc((size_t)query);
+    if (mode & 0x80) {
+        cap = (mode & 0x7F) % query;
+        memset(p, 0x33, (size_t)query);
+        s = bilevel ? lancbio_bilevel_save((lancbio_bilevel_t *)h, p, cap, &got)
+                    : lancbio_estimator_save((lancbio_estimator_t *)h, p, cap, &got);
+        REQUIRE(s == LANCBIO_ERR_BUFFER_TOO_SMALL && got == query, "save into %lld of %lld bytes returned %d, size %lld",
+                (long long)cap, (long long)query, s, (long long)got);
+        for (i = 0; i < query; i++) REQUIRE(p[i] == 0x33, "a save refused for a small buffer wrote byte %lld", (long long)i);
+    }
+    s = bilevel ? lancbio_bilevel_save((lancbio_bilevel_t *)h, p, query, &got)
+                : lancbio_estimator_save((lancbio_estimator_t *)h, p, query, &got);
+    REQUIRE(s == LANCBIO_OK && got == query, "save returned %d, %lld bytes of %lld", s, (long long)got, (long long)query);
+    REQUIRE(memcmp(p, "LBIOCKPT", 8) == 0, "a checkpoint does not start with the magic");
+    REQUIRE(ckpt_checksum(p, (size_t)query - 8) == *(const uint64_t *)(const void *)(p + query - 8),
+            "a checkpoint's checksum is not FNV-1a-64 in four lanes");
+    *size = query;
+    return p;
+}
+
+/* The model of slot `to` becomes that of a handle restored from (or loaded with) an intact
+ * checkpoint of `from`. */
+static void copy_model(est_t *to, const est_t *from, lancbio_estimator_t *h)
+{
+    if (to != from) {
+        memcpy(to->v, from->v, sizeof to->v);
+        to->info = from->info;
+        to->op = from->op;
+        to->n = from->n;
+        to->method = from->method;
+        to->precision = from->precision;
+    }
+    to->h = h;
+    to->in_step = 0;
+}
+
+static void op_checkpoint(reader_t *r)
+{
+    est_t *e = pick_est(r), *t;
+    uint8_t mode, target;
+    unsigned char *saved, *bytes;
+    int64_t size, len;
+    int verdict;
+    int32_t s;
+    if (!e) return;
+    mode = u8(r);
+    target = u8(r);
+    if (e->in_step) { /* only committed state: both refused, the step goes on */
+        unsigned char junk[CKPT_MIN];
+        int64_t query = -5;
+        memset(junk, 0, sizeof junk);
+        s = lancbio_estimator_save(e->h, NULL, 0, &query);
+        check_message_est(e->h, s, "save during a step");
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE && query == -5, "save during a step returned %d", s);
+        s = lancbio_estimator_load(e->h, junk, sizeof junk);
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "load during a step returned %d", s);
+        verify_estimator(e, "a checkpoint call during a step", 0);
+        return;
+    }
+    saved = ckpt_save(0, e->h, mode, &size);
+    check_message_est(e->h, LANCBIO_OK, "save");
+    verify_estimator(e, "save", 0);
+    bytes = ckpt_damage(r, saved, size, (mode & 0x7F) % DMG_COUNT, &len, &verdict);
+    switch (target % 4) {
+    case 0: /* into the saved handle itself */
+        s = lancbio_estimator_load(e->h, bytes, len);
+        trace("checkpoint slot=%d load into itself -> %d", (int)(e - EST), s);
+        check_message_est(e->h, s, "load");
+        REQUIRE(in_set(s, ckpt_allowed(verdict, 0)), "load of a checkpoint (verdict %d) into its own handle returned %d (%s)",
+                verdict, s, lancbio_estimator_last_error(e->h));
+        verify_estimator(e, "load", s == LANCBIO_OK && verdict != MUST_ACCEPT);
+        break;
+    case 1: { /* a new handle in slot t */
+        lancbio_estimator_t *h = (lancbio_estimator_t *)(void *)garbage_object;
+        t = &EST[(target / 4) % NEST];
+        s = lancbio_estimator_restore(bytes, len, &h);
+        trace("checkpoint slot=%d restore into slot %d -> %d", (int)(e - EST), (int)(t - EST), s);
+        REQUIRE((s == LANCBIO_OK) == (h != NULL), "restore returned %d with *out %s", s, h ? "set" : "NULL");
+        REQUIRE((s == LANCBIO_OK) == (lancbio_last_error()[0] == '\0'), "restore returned %d with last_error \"%s\"", s,
+                lancbio_last_error());
+        REQUIRE(in_set(s, ckpt_allowed(verdict, 0)), "restore of a checkpoint (verdict %d) returned %d (%s)", verdict, s,
+                lancbio_last_error());
+        if (s != LANCBIO_OK) break;
+        {
+            int64_t n = 0;
+            int32_t method = 0, precision = 0;
+            REQUIRE(lancbio_estimator_properties(h, &n, &method, &precision) == LANCBIO_OK, "properties of a restored handle");
+            REQUIRE(verdict != MUST_ACCEPT || (n == e->n && method == e->method && precision == e->precision),
+                    "a restored handle has n %lld method %d precision %d, the saved one %lld %d %d", (long long)n, method,
+                    precision, (long long)e->n, e->method, e->precision);
+            if (n > MAXN) { /* accepted content beyond the harness's model */
+                lancbio_estimator_destroy(h);
+                break;
+            }
+            if (t != e && t->h) {
+                lancbio_estimator_destroy(t->h);
+                remember_stale(t->h);
+            }
+            if (t == e) {
+                lancbio_estimator_destroy(e->h);
+                remember_stale(e->h);
+            }
+            copy_model(t, e, h);
+            t->n = n, t->method = method, t->precision = precision;
+            verify_estimator(t, "restore", verdict != MUST_ACCEPT);
+        }
+        break;
+    }
+    case 2: { /* another live handle: compatible or not */
+        sset_t incompatible = 0;
+        int k;
+        t = NULL;
+        for (k = 1; k < NEST && !t; k++)
+            if (EST[(e - EST + k) % NEST].h) t = &EST[(e - EST + k) % NEST];
+        if (!t) t = e;
+        if (t->precision != e->precision) incompatible = S(LANCBIO_ERR_WRONG_PRECISION);
+        else if (t->n != e->n || t->method != e->method) incompatible = S(LANCBIO_ERR_INVALID_ARGUMENT);
+        else incompatible = S(LANCBIO_OK) | S(LANCBIO_ERR_INVALID_ARGUMENT); /* the options may differ */
+        if (t == e) incompatible = 0;
+        s = lancbio_estimator_load(t->h, bytes, len);
+        trace("checkpoint slot=%d load into slot %d (in step %d) -> %d", (int)(e - EST), (int)(t - EST), t->in_step, s);
+        check_message_est(t->h, s, "load into another handle");
+        if (t->in_step) REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "load into a handle with a step in progress returned %d", s);
+        else REQUIRE(in_set(s, ckpt_allowed(verdict, incompatible)), "load of a checkpoint (verdict %d) into another handle "
+                     "returned %d (%s)", verdict, s, lancbio_estimator_last_error(t->h));
+        if (s == LANCBIO_OK && verdict == MUST_ACCEPT) copy_model(t, e, t->h);
+        verify_estimator(t, "load into another handle", s == LANCBIO_OK && verdict != MUST_ACCEPT);
+        break;
+    }
+    default: { /* an estimator's checkpoint given to the bilevel functions */
+        bil_t *b = pick_bil(r);
+        lancbio_bilevel_t *hb = (lancbio_bilevel_t *)(void *)garbage_object;
+        s = lancbio_bilevel_restore(bytes, len, &hb);
+        trace("checkpoint slot=%d to bilevel restore -> %d", (int)(e - EST), s);
+        REQUIRE(documented(s) && (s == LANCBIO_OK) == (hb != NULL), "bilevel restore returned %d with *out %s", s,
+                hb ? "set" : "NULL");
+        if (verdict != EITHER)
+            REQUIRE(s == (verdict == MUST_REJECT ? LANCBIO_ERR_INVALID_CHECKPOINT : LANCBIO_ERR_INVALID_ARGUMENT),
+                    "bilevel restore of an estimator checkpoint (verdict %d) returned %d", verdict, s);
+        if (s == LANCBIO_OK) lancbio_bilevel_destroy(hb); /* forged content that decodes as a bilevel checkpoint */
+        if (b) {
+            s = lancbio_bilevel_load(b->h, bytes, len);
+            check_message_bil(b->h, s, "bilevel load of an estimator checkpoint");
+            if (verdict != EITHER)
+                REQUIRE(s == (verdict == MUST_REJECT ? LANCBIO_ERR_INVALID_CHECKPOINT : LANCBIO_ERR_INVALID_ARGUMENT),
+                        "bilevel load of an estimator checkpoint (verdict %d) returned %d", verdict, s);
+            verify_bilevel(b, "a bilevel load of an estimator checkpoint", s == LANCBIO_OK);
+        }
+        break;
+    }
+    }
+    free(bytes);
+    free(saved);
+}
+
+static void op_bil_checkpoint(reader_t *r)
+{
+    bil_t *b = pick_bil(r), *t;
+    uint8_t mode, target;
+    unsigned char *saved, *bytes;
+    int64_t size, len;
+    int verdict;
+    int32_t s;
+    if (!b) return;
+    mode = u8(r);
+    target = u8(r);
+    saved = ckpt_save(1, b->h, mode, &size);
+    check_message_bil(b->h, LANCBIO_OK, "bilevel save");
+    verify_bilevel(b, "bilevel save", 0);
+    bytes = ckpt_damage(r, saved, size, (mode & 0x7F) % DMG_COUNT, &len, &verdict);
+    switch (target % 3) {
+    case 0:
+        s = lancbio_bilevel_load(b->h, bytes, len);
+        trace("bil checkpoint slot=%d load into itself -> %d", (int)(b - BIL), s);
+        check_message_bil(b->h, s, "bilevel load");
+        REQUIRE(in_set(s, ckpt_allowed(verdict, 0)), "bilevel load (verdict %d) into its own handle returned %d (%s)", verdict,
+                s, lancbio_bilevel_last_error(b->h));
+        verify_bilevel(b, "bilevel load", s == LANCBIO_OK && verdict != MUST_ACCEPT);
+        break;
+    case 1: {
+        lancbio_bilevel_t *h = (lancbio_bilevel_t *)(void *)garbage_object;
+        double probe[MAXB];
+        t = &BIL[(target / 3) % NBIL];
+        s = lancbio_bilevel_restore(bytes, len, &h);
+        trace("bil checkpoint slot=%d restore into slot %d -> %d", (int)(b - BIL), (int)(t - BIL), s);
+        REQUIRE((s == LANCBIO_OK) == (h != NULL), "bilevel restore returned %d with *out %s", s, h ? "set" : "NULL");
+        REQUIRE(in_set(s, ckpt_allowed(verdict, 0)), "bilevel restore (verdict %d) returned %d (%s)", verdict, s,
+                lancbio_last_error());
+        if (s != LANCBIO_OK) break;
+        /* Forged content may hold other dimensions: kept only when they are the saved ones. */
+        if (lancbio_bilevel_get_v_f64(h, probe, b->dy) != LANCBIO_OK ||
+            lancbio_bilevel_get_hypergradient_f64(h, probe, b->dx) != LANCBIO_OK) {
+            REQUIRE(verdict != MUST_ACCEPT, "a bilevel handle restored from an intact checkpoint has other dimensions");
+            lancbio_bilevel_destroy(h);
+            break;
+        }
+        if (t != b && t->h) {
+            lancbio_bilevel_destroy(t->h);
+            remember_stale(t->h);
+        }
+        if (t == b) {
+            lancbio_bilevel_destroy(b->h);
+            remember_stale(b->h);
+        } else {
+            *t = *b; /* dimensions, problem, x, y and the saved state */
+        }
+        t->h = h;
+        verify_bilevel(t, "bilevel restore", verdict != MUST_ACCEPT);
+        break;
+    }
+    default: {
+        int k;
+        sset_t incompatible;
+        t = NULL;
+        for (k = 1; k < NBIL && !t; k++)
+            if (BIL[(b - BIL + k) % NBIL].h) t = &BIL[(b - BIL + k) % NBIL];
+        if (!t) t = b;
+        incompatible = t == b ? 0 : (t->dx != b->dx || t->dy != b->dy) ? S(LANCBIO_ERR_INVALID_ARGUMENT)
+                                                                     : S(LANCBIO_OK) | S(LANCBIO_ERR_INVALID_ARGUMENT);
+        s = lancbio_bilevel_load(t->h, bytes, len);
+        trace("bil checkpoint slot=%d load into slot %d -> %d", (int)(b - BIL), (int)(t - BIL), s);
+        check_message_bil(t->h, s, "bilevel load into another handle");
+        REQUIRE(in_set(s, ckpt_allowed(verdict, incompatible)), "bilevel load (verdict %d) into another handle returned %d (%s)",
+                verdict, s, lancbio_bilevel_last_error(t->h));
+        if (s == LANCBIO_OK && verdict == MUST_ACCEPT && t != b) { /* the state is b's; x, y and the problem stay t's */
+            memcpy(t->v, b->v, sizeof t->v);
+            memcpy(t->hg, b->hg, sizeof t->hg);
+            t->info = b->info;
+            t->einfo = b->einfo;
+        }
+        verify_bilevel(t, "bilevel load into another handle", s == LANCBIO_OK && verdict != MUST_ACCEPT);
+        break;
+    }
+    }
+    free(bytes);
+    free(saved);
+}
+
 /* Library-level functions. */
 static void op_misc(reader_t *r)
 {
@@ -1952,7 +2340,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (r.i < r.n && ops++ < 400) {
         uint8_t op = u8(&r);
         msg_relaxed = 0;
-        switch (op % 19) {
+        switch (op % 21) {
         case 0: op_create(&r); break;
         case 1: op_destroy(&r); break;
         case 2: op_step(&r, 0); break;
@@ -1971,6 +2359,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 15: op_bil_misc(&r); break;
         case 16: op_misc(&r); break;
         case 17: op_create(&r); break;
+        case 19: op_checkpoint(&r); break;
+        case 20: op_bil_checkpoint(&r); break;
         default: op_step(&r, 0); break;
         }
     }

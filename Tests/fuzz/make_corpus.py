@@ -12,9 +12,12 @@ usage: python3 Tests/fuzz/make_corpus.py   (rewrites the directory's seed-*.bin 
 import os
 import struct
 
-# Operation codes (op byte % 19 in the harness).
+# Operation codes (op byte % 21 in the harness).
 CREATE, DESTROY, STEP, BEGIN, RESUME, FINISH, CANCEL, GET_V, SET_V, RESET, INFO, STEP_MANY, \
     INVALID, BIL_CREATE, BIL_STEP, BIL_MISC, MISC = range(17)
+CHECKPOINT, BIL_CHECKPOINT = 19, 20
+# Damage done to a saved checkpoint before it is handed back (ckpt_damage).
+DMG_NONE, DMG_FLIP, DMG_TRUNCATE, DMG_VERSION, DMG_TRAILING, DMG_RESEALED_FLIP, DMG_RESEALED_RUN, DMG_RAW = range(8)
 
 LANCZOS, SUBBIO, CG, MINRES, GD, NEUMANN, RANDOM_NEUMANN = range(1, 8)
 F64, F32 = 1, 2
@@ -114,6 +117,20 @@ class Program:
         self.u8(BIL_MISC, slot, fn, nul)
         return self.vector(**(vec or {}))
 
+    def checkpoint(self, slot, damage, target, small=False, where=0, with_=0, bilevel=False, payload=b""):
+        """op_checkpoint / op_bil_checkpoint: save (a buffer too small first when `small`),
+        damage the bytes, hand them to `target` (estimator: 0 itself, 1 + 4 k restore into
+        slot k, 2 another handle, 3 the bilevel functions; bilevel: 0, 1 + 3 k, 2)."""
+        self.u8(BIL_CHECKPOINT if bilevel else CHECKPOINT, slot, damage | (0x80 if small else 0), target)
+        self.u16(where).u8(with_)
+        if damage == DMG_RESEALED_RUN:
+            self.u8(*payload[: 1 + with_ % 24].ljust(1 + with_ % 24, b"\x00"))
+        elif damage == DMG_RAW:
+            self.u8(*payload[: (56 if where & 1 else 0) + with_ % 244])
+        if target % 4 == 3 and not bilevel:
+            self.u8(0)
+        return self
+
 
 def seeds():
     out = {}
@@ -211,6 +228,32 @@ def seeds():
     p.bil_create(1, 2, 2, LANCZOS, hostile=(2, 7)).bil_create(1, 2, 2, NEUMANN, struct_sel=12)
     p.bil_create(0, 242, 3, CG).bil_step(0).bil_step(1)
     out["bilevel-options"] = p
+
+    p = Program()  # checkpoints: every damage, every target, both precisions
+    p.create(0, 12, LANCZOS, F64, m_max=5, growth_etc=0x0B).create(1, 12, LANCZOS, F32, m_max=5)
+    p.create(2, 7, RANDOM_NEUMANN, F64).bil_create(0, 3, 4, CG)
+    for k in range(3):
+        p.step(0, vec={"seed": k + 1}).step(1, vec={"seed": k + 1}).step(2)
+    for damage in range(8):
+        for target in (0, 1, 2, 3, 1 + 4 * 3):
+            p.checkpoint(damage % 3, damage, target, small=damage % 2 == 1, where=37 * damage + 5, with_=3 * damage,
+                         payload=bytes(range(40, 240)))
+            p.step(damage % 3)
+    p.begin(0).checkpoint(0, DMG_NONE, 0).finish(0).checkpoint(0, DMG_NONE, 1)
+    p.step(0, script=(5, 1, 10, 0))  # save and load from inside the product callback
+    out["checkpoint"] = p
+
+    p = Program()  # bilevel checkpoints
+    p.bil_create(0, 4, 6, LANCZOS).bil_create(1, 4, 6, LANCZOS)
+    for k in range(3):
+        p.bil_step(0).bil_step(1)
+    for damage in range(8):
+        for target in (0, 1, 2, 4):
+            p.checkpoint(damage % 2, damage, target, small=damage % 2 == 0, where=29 * damage + 3, with_=5 * damage,
+                         bilevel=True, payload=bytes(range(10, 250)))
+            p.bil_step(0)
+    p.bil_step(0, script=(5, 2, 6, 0))  # save and load from inside a problem callback
+    out["bilevel-checkpoint"] = p
 
     p = Program()  # library-level functions
     for k in range(8):

@@ -16,8 +16,10 @@ compared with, running in the native library liblancbio.so through a thin ctypes
 from ._ffi import lib as _lib
 from .bilevel import METHODS, Bilevel, BilevelInfo
 from .errors import (
+    BufferTooSmallError,
     CallbackError,
     InvalidArgumentError,
+    InvalidCheckpointError,
     InvalidHandleError,
     InvalidStateError,
     LancbioError,
@@ -59,6 +61,8 @@ __all__ = [
     "InvalidStateError",
     "InvalidHandleError",
     "OutOfMemoryError",
+    "BufferTooSmallError",
+    "InvalidCheckpointError",
     "Bilevel",
     "BilevelInfo",
     "History",

@@ -35,6 +35,8 @@ ERR_WRONG_PRECISION = -7
 ERR_INVALID_STATE = -8
 ERR_INVALID_HANDLE = -9
 ERR_OUT_OF_MEMORY = -10
+ERR_BUFFER_TOO_SMALL = -11
+ERR_INVALID_CHECKPOINT = -12
 
 METHOD_LANCZOS = 1
 METHOD_SUBBIO = 2
@@ -239,6 +241,12 @@ FUNCTIONS = {
     "lancbio_bilevel_get_v_f64": (c_int32, [_handle, _f64p, c_int64]),
     "lancbio_bilevel_set_v_f64": (c_int32, [_handle, _f64p, c_int64]),
     "lancbio_bilevel_get_hypergradient_f64": (c_int32, [_handle, _f64p, c_int64]),
+    "lancbio_estimator_save": (c_int32, [_handle, c_void_p, c_int64, POINTER(c_int64)]),
+    "lancbio_estimator_restore": (c_int32, [c_void_p, c_int64, POINTER(_handle)]),
+    "lancbio_estimator_load": (c_int32, [_handle, c_void_p, c_int64]),
+    "lancbio_bilevel_save": (c_int32, [_handle, c_void_p, c_int64, POINTER(c_int64)]),
+    "lancbio_bilevel_restore": (c_int32, [c_void_p, c_int64, POINTER(_handle)]),
+    "lancbio_bilevel_load": (c_int32, [_handle, c_void_p, c_int64]),
 }
 
 lib = _library.load(FUNCTIONS, ABI_VERSION)

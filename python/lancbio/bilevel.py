@@ -4,10 +4,17 @@
 object with the methods ``grad_y_g(x, y)``, ``grad_x_f(x, y)``, ``grad_y_f(x, y)``,
 ``hvp_yy_g(x, y, v)`` and ``jvp_xy_g(x, y, v)`` (float64 numpy arrays in and out), and
 optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
+
+``pickle``, ``copy.copy`` and ``copy.deepcopy`` of a Bilevel give an independent optimizer
+(its own handle, x and y) whose next iterations are bitwise the original's: the library's
+checkpoint (docs/algorithms.md section 12) plus the Python-side state. The problem is
+shared by ``copy.copy``, copied by ``copy.deepcopy`` and pickled with the optimizer (a
+problem that cannot be pickled makes ``pickle`` raise TypeError).
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import sys
 import time
@@ -15,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _ffi, _options
+from . import _checkpoint, _ffi, _options
 from ._ffi import lib
 from ._handle import Handle
 from ._options import to_float, to_int
@@ -122,6 +129,7 @@ class Bilevel(Handle):
 
     _destroy_function = lib.lancbio_bilevel_destroy
     _last_error_function = lib.lancbio_bilevel_last_error
+    _checking_problem = False  # set while __reduce_ex__ checks that the problem pickles
 
     def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
         if method not in METHODS:
@@ -170,15 +178,19 @@ class Bilevel(Handle):
         described = ", ".join(f"{name}={value!r}" for name, value in self._settings.items())
         self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
                      context=f"invalid options for method {method!r} ({described})")
+        self._attach()
+        self._info = None
+        self._v0 = None if v0 is None else _vector(v0, dy, "v0")
+        if self._v0 is not None:
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
+
+    def _attach(self) -> None:
+        """The problem's callbacks, once the handle exists."""
         # The exception of a failed callback, re-raised by step() after C returns.
         self._state = new_state()
         self._callbacks = self._make_callbacks()
         self._problem_struct = _ffi.ProblemStruct(
             ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
-        self._info = None
-        self._v0 = None if v0 is None else _vector(v0, dy, "v0")
-        if self._v0 is not None:
-            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
@@ -348,3 +360,67 @@ class Bilevel(Handle):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"iteration {self._info.iteration if self._info else 0}"
         return f"Bilevel(method={self._method!r}, dx={self._dx}, dy={self._dy}, {state})"
+
+    # -- copies and pickles ---------------------------------------------------------------
+    # Through a checkpoint of the native state (lancbio_bilevel_save), plus what Python
+    # holds: the problem, x, y, v0, the settings and the last info. A copy is an
+    # independent optimizer (its own handle, x and y) whose next iterations are bitwise
+    # the original's; copy.copy shares the problem object, copy.deepcopy copies it, and a
+    # pickle holds it as pickle does (a problem that cannot be pickled is a TypeError).
+    def _python_state(self, problem) -> dict:
+        return {"problem": problem, "method": self._method, "x": self._x, "y": self._y, "v0": self._v0,
+                "settings": dict(self._settings), "info": self._info}
+
+    def _restore(self, data, state: dict) -> None:
+        """Initialises this new, uncreated object from a checkpoint and its Python state."""
+        problem = state["problem"]
+        missing = [name for name in _REQUIRED if not callable(getattr(problem, name, None))]
+        if missing:
+            raise TypeError(f"the problem lacks the methods {', '.join(missing)}")
+        self._problem = problem
+        self._method = state["method"]
+        self._x = np.array(state["x"], dtype=np.float64, copy=True)
+        self._y = np.array(state["y"], dtype=np.float64, copy=True)
+        self._dx, self._dy = self._x.shape[0], self._y.shape[0]
+        self._v0 = None if state["v0"] is None else _vector(state["v0"], self._dy, "v0")
+        self._settings = dict(state["settings"])
+        self._info = state["info"]
+        _checkpoint.restore(self, lib.lancbio_bilevel_restore, data,
+                            context="Bilevel could not be restored from its checkpoint")
+        # The dimensions the library restored must be Python's: each getter checks its count.
+        self._call(lib.lancbio_bilevel_get_v_f64, np.empty(self._dy).ctypes.data_as(_ffi.F64P), self._dy)
+        self._call(lib.lancbio_bilevel_get_hypergradient_f64, np.empty(self._dx).ctypes.data_as(_ffi.F64P), self._dx)
+        self._attach()
+
+
+    def __reduce_ex__(self, protocol):
+        data = _checkpoint.save(self, lib.lancbio_bilevel_save)
+        # A problem that refers back to this optimizer comes here again from the check.
+        if not self._checking_problem:
+            self._checking_problem = True
+            try:
+                _checkpoint.check_picklable(self._problem, protocol, "this Bilevel's problem")
+            finally:
+                self._checking_problem = False
+        return _unpickle, (type(self), data, self._python_state(self._problem))
+
+    def __copy__(self):
+        return _unpickle(type(self), _checkpoint.save(self, lib.lancbio_bilevel_save), self._python_state(self._problem))
+
+    def __deepcopy__(self, memo):
+        data = _checkpoint.save(self, lib.lancbio_bilevel_save)
+        optimizer = type(self).__new__(type(self))
+        memo[id(self)] = optimizer  # a problem that refers back to this optimizer gets the copy
+        state = copy.deepcopy(self._python_state(self._problem), memo)
+        optimizer._restore(data, state)
+        return optimizer
+
+
+def _unpickle(cls, data, state):
+    """A Bilevel of class ``cls`` from a checkpoint and its Python state (what pickles of a
+    Bilevel call)."""
+    if not (isinstance(cls, type) and issubclass(cls, Bilevel)):
+        raise TypeError(f"{cls!r} is not lancbio.Bilevel")
+    optimizer = cls.__new__(cls)
+    optimizer._restore(data, state)
+    return optimizer

@@ -24,6 +24,8 @@ __all__ = [
     "InvalidStateError",
     "InvalidHandleError",
     "OutOfMemoryError",
+    "BufferTooSmallError",
+    "InvalidCheckpointError",
     "error_class",
 ]
 
@@ -118,6 +120,21 @@ class OutOfMemoryError(LancbioError, MemoryError):
     status = -10
 
 
+class BufferTooSmallError(LancbioError, ValueError):
+    """LANCBIO_ERR_BUFFER_TOO_SMALL (-11): a checkpoint does not fit the buffer given to save
+    (the wrapper sizes its buffers itself, so this means a bug)."""
+
+    status = -11
+
+
+class InvalidCheckpointError(LancbioError, ValueError):
+    """LANCBIO_ERR_INVALID_CHECKPOINT (-12): the bytes are not a checkpoint this library can
+    read: truncated, corrupted, of another format version or byte order, or inconsistent
+    (``pickle.loads`` of a damaged pickle of an estimator or a Bilevel raises it)."""
+
+    status = -12
+
+
 _BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -131,6 +148,8 @@ _BY_STATUS = {
         InvalidStateError,
         InvalidHandleError,
         OutOfMemoryError,
+        BufferTooSmallError,
+        InvalidCheckpointError,
     )
 }
 

@@ -19,6 +19,11 @@ message); include/lancbio.h documents both, at lancbio_estimator_options_t.
 
 Errors: every failure raises a :mod:`lancbio.errors` exception (or the operator's own
 exception) and leaves the estimator exactly as it was before the call.
+
+Copies: ``pickle``, ``copy.copy`` and ``copy.deepcopy`` give an independent estimator (its
+own native handle) whose next steps are bitwise the original's, through the library's
+checkpoints (docs/algorithms.md section 12); between steps only (InvalidStateError during
+a reverse-communication step). Unpickling damaged bytes raises InvalidCheckpointError.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import ctypes
 
 import numpy as np
 
-from . import _ffi, _options
+from . import _checkpoint, _ffi, _options
 from ._ffi import lib
 from ._handle import Handle
 from ._trampoline import RUNNING, make_callback, new_state, result_error
@@ -73,8 +78,24 @@ class _Estimator(Handle):
 
     def __init__(self, n, options: dict, v0, dtype):
         """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default}."""
-        self._n = _options.to_int(n, "n")
-        self._dtype = _precision(dtype)
+        self._prepare(_options.to_int(n, "n"), _precision(dtype))
+        self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
+
+        struct = _options.estimator_options(self._method)
+        struct.precision = _PRECISIONS[self._dtype][0]
+        _options.fill(struct, _options.ESTIMATOR, options)
+        # The options in force, the library's defaults included (for repr and messages).
+        self._settings = _options.read(struct, _options.ESTIMATOR, options)
+        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(struct),
+                     context=f"{type(self).__name__}({self._describe()}) was rejected")
+        self._attach()
+        if self._v0 is not None:
+            self._set_v(self._v0)
+
+    def _prepare(self, n: int, dtype: np.dtype) -> None:
+        """What the handle's creation needs: the functions of the precision and the info."""
+        self._n = n
+        self._dtype = dtype
         precision, ctype, suffix = _PRECISIONS[self._dtype]
         self._pointer = ctypes.POINTER(ctype)
         self._step_fn = getattr(lib, "lancbio_estimator_step" + suffix)
@@ -95,15 +116,10 @@ class _Estimator(Handle):
         # every step would cost more than a small step itself.
         self._info_pending = None
         self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
-        self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
-        struct = _options.estimator_options(self._method)
-        struct.precision = precision
-        _options.fill(struct, _options.ESTIMATOR, options)
-        # The options in force, the library's defaults included (for repr and messages).
-        self._settings = _options.read(struct, _options.ESTIMATOR, options)
-        self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(struct),
-                     context=f"{type(self).__name__}({self._describe()}) was rejected")
+    def _attach(self) -> None:
+        """The buffers and the product callback, once the handle exists (the library has
+        then accepted n: an n it rejects must not fail here first, allocating)."""
         # One request buffer for reverse communication, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
         self._request_view = self._request.view()
@@ -113,8 +129,6 @@ class _Estimator(Handle):
         self._slot = new_state()
         self._callback = make_callback(_ffi.HVP_CALLBACK, (("in", self._n), ("out", self._n), None, None),
                                        self._dtype, self._slot, "the operator's result")
-        if self._v0 is not None:
-            self._set_v(self._v0)
 
     # -- helpers ------------------------------------------------------------------
     def _describe(self) -> str:
@@ -360,6 +374,51 @@ class _Estimator(Handle):
     def __repr__(self) -> str:
         state = "closed" if self._handle is None else f"hvp_count={self.hvp_count}"
         return f"<lancbio.{type(self).__name__}({self._describe()}) {state}>"
+
+    # -- copies and pickles ---------------------------------------------------------------
+    # Each goes through a checkpoint of the native state (lancbio_estimator_save): a copy
+    # is an independent estimator whose next steps are bitwise the original's. A shallow
+    # copy sharing the handle would let either step the other, so copy.copy clones too.
+    def _python_state(self) -> dict:
+        return {"n": self._n, "dtype": self._dtype.str, "settings": dict(self._settings), "v0": self._v0,
+                "has_info": self.info is not None}
+
+    def _restore(self, data, state: dict) -> None:
+        """Initialises this new, uncreated object from a checkpoint and its Python state."""
+        self._prepare(_options.to_int(state["n"], "n"), _precision(state["dtype"]))
+        self._settings = dict(state["settings"])
+        self._v0 = None if state["v0"] is None else self._vector(np.array(state["v0"], dtype=self._dtype), "v0")
+        _checkpoint.restore(self, lib.lancbio_estimator_restore, data,
+                            context=f"{type(self).__name__} could not be restored from its checkpoint")
+        self._attach()
+        n, method, precision = ctypes.c_int64(), ctypes.c_int32(), ctypes.c_int32()
+        self._call(lib.lancbio_estimator_properties, ctypes.byref(n), ctypes.byref(method), ctypes.byref(precision))
+        if (n.value, method.value, precision.value) != (self._n, self._method, _PRECISIONS[self._dtype][0]):
+            self.close()
+            raise ValueError(f"the checkpoint holds another estimator (n={n.value}, method {method.value}, precision "
+                             f"{precision.value}) than this {type(self).__name__}(n={self._n}, dtype={self._dtype.name})")
+        self._info_pending = "library" if state["has_info"] else None
+
+    def __reduce_ex__(self, protocol):
+        return _unpickle, (type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
+
+    def __copy__(self):
+        return _unpickle(type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
+
+    def __deepcopy__(self, memo):
+        copy = _unpickle(type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
+        memo[id(self)] = copy
+        return copy
+
+
+def _unpickle(cls, data, state):
+    """An estimator of class ``cls`` from a checkpoint and its Python state (what pickles
+    of estimators call)."""
+    if not (isinstance(cls, type) and issubclass(cls, _Estimator)):
+        raise TypeError(f"{cls!r} is not a lancbio estimator class")
+    estimator = cls.__new__(cls)
+    estimator._restore(data, state)
+    return estimator
 
 
 class DynamicLanczos(_Estimator):

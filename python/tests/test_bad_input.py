@@ -27,6 +27,9 @@ EXPECTED = {
     -7: (lancbio.WrongPrecisionError, TypeError),
     -8: (lancbio.InvalidStateError, RuntimeError),
     -9: (lancbio.InvalidHandleError, RuntimeError),
+    -10: (lancbio.OutOfMemoryError, MemoryError),
+    -11: (lancbio.BufferTooSmallError, ValueError),
+    -12: (lancbio.InvalidCheckpointError, ValueError),
 }
 
 
