@@ -104,9 +104,16 @@ static void trace(const char *fmt, ...)
         }                                                                                    \
     } while (0)
 
-/* Sets of statuses: bit (code + 11) for -11..4, bit 16 for NEED_PRODUCT. */
+/* Sets of statuses: bit (code - LOWEST) for the codes LOWEST..4, the next bit for
+ * NEED_PRODUCT. LOWEST is the most negative code of the header's table: a code added below
+ * it must move it, or every call that returns the new code fails as undocumented. */
+#define LOWEST LANCBIO_ERR_INVALID_CHECKPOINT
 typedef uint32_t sset_t;
-static sset_t S(int32_t code) { return code == LANCBIO_NEED_PRODUCT ? 1u << 16 : (code >= -11 && code <= 4) ? 1u << (code + 11) : 0; }
+static sset_t S(int32_t code)
+{
+    if (code == LANCBIO_NEED_PRODUCT) return 1u << (5 - LOWEST);
+    return code >= LOWEST && code <= 4 ? 1u << (code - LOWEST) : 0;
+}
 #define OUTCOMES (S(0) | S(1) | S(2) | S(3) | S(4))
 static int in_set(int32_t s, sset_t set) { return S(s) != 0 && (S(s) & set) != 0; }
 static int documented(int32_t s) { return S(s) != 0; }
