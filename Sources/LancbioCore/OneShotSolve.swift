@@ -74,8 +74,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         self.maxIterations = budget
     }
 
-    /// n-vectors `run` allocates besides the estimator or the recurrence: the candidate,
-    /// the residual check's product and the best checked iterate.
+    /// n-vectors `run` allocates besides the estimator or the recurrence: the three of
+    /// `CheckedIterates` (the candidate, the residual, the best checked iterate).
     private static var scratchVectors: Int { 3 }
 
     /// Whether the Lanczos solve runs the short recurrence (no stored basis).
@@ -126,77 +126,42 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         } else {
             try estimator.setEstimate(UnsafeBufferPointer(x))
         }
-        // The candidate, the residual check's product and the best checked iterate: x stays
-        // the caller's initial guess until the solve has succeeded.
+        // x stays the caller's initial guess until the solve has succeeded.
         // (3 n cannot overflow: the estimator holds more than 3 n values.)
         let scratch = try UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
         defer { scratch.deallocateZeroed() }
-        let candidate = UnsafeMutableBufferPointer(start: scratch, count: n)
-        let residual = scratch + n, best = scratch + 2 * n
         let bNorm = Kernels.norm(bp, n)
         let threshold = tolerance * bNorm
-        var checks = 0
-
-        /// ||A x - b|| of the candidate, from one product.
-        func trueResidual() throws -> Double {
-            checks += 1
-            try product(UnsafeBufferPointer(candidate), UnsafeMutableBufferPointer(start: residual, count: n))
-            guard Kernels.allFinite(residual, n) else {
-                throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
-            }
-            Kernels.subtract(UnsafePointer(residual), bp, into: residual, n)
-            return Kernels.norm(residual, n)
-        }
-
+        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch)
+        let candidate = UnsafeMutableBufferPointer(start: iterates.candidate, count: n)
         var report = SolveReport()
         report.rhsNorm = bNorm
+        var last: Double
         if case .dynamicLanczos = method {
             // Check the truth only when the estimate says the tolerance is met (or the space
-            // is invariant), and after the last step; answer with the best iterate checked.
-            // x0 = 0 is known without a product to have residual ||b||.
-            var bestResidual = Kernels.maxMagnitude(xp, n) == 0 ? bNorm : Double.infinity
-            var bestIsCandidate = false
-            var residualIsCurrent = false
-            func check() throws {
-                report.residual = try trueResidual()
-                residualIsCurrent = true
-                if report.residual < bestResidual {
-                    bestResidual = report.residual
-                    Kernels.copy(UnsafePointer(scratch), to: best, n)
-                    bestIsCandidate = true
-                }
-            }
+            // is invariant), and after the last step.
+            var lastIsCurrent = false
+            last = .infinity
             repeat {
                 report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
                 report.iterations += 1
-                residualIsCurrent = false
+                lastIsCurrent = false
                 let step = report.lastStep
                 if step.residual <= threshold || step.breakdown || step.zeroResidual {
-                    try check()
-                    if report.residual <= threshold { break }
+                    last = try iterates.check(product)
+                    lastIsCurrent = true
+                    if last <= threshold { break }
                 }
-            } while report.lastStep.totalProducts + checks < maxIterations
-            if !residualIsCurrent { try check() }
-            if report.residual > bestResidual {
-                // Restarts lost ground: an earlier iterate, or x0 = 0, was better.
-                report.residual = bestResidual
-                if bestIsCandidate {
-                    Kernels.copy(UnsafePointer(best), to: scratch, n)
-                } else {
-                    Kernels.fill(scratch, n, with: 0)
-                }
-            }
+            } while report.lastStep.totalProducts + iterates.checks < maxIterations
+            if !lastIsCurrent { last = try iterates.check(product) }
         } else {
             report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
             report.iterations = report.lastStep.iterations
-            report.residual = try trueResidual()
+            last = try iterates.check(product)
         }
-        guard report.residual.isFinite else {
-            throw EstimatorError.nonFiniteResult("the residual ||A x - b|| of the solution overflowed")
-        }
+        report.residual = iterates.answer(lastResidual: last)
         report.converged = report.residual <= threshold
-        report.products = report.lastStep.totalProducts + checks
-        Kernels.copy(UnsafePointer(scratch), to: xp, n)
+        report.products = report.lastStep.totalProducts + iterates.checks
         return report
     }
 
@@ -209,78 +174,40 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         let scratch = try UnsafeMutablePointer<T>.allocate(
             zeroed: (Self.scratchVectors + LanczosRecurrenceSolve<T>.scratchVectors) * n)
         defer { scratch.deallocateZeroed() }
-        let candidate = scratch, residual = scratch + n, best = scratch + 2 * n
         let recurrence = LanczosRecurrenceSolve<T>(n: n)
         let bNorm = Kernels.norm(bp, n)
         let threshold = tolerance * bNorm
+        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch)
         var report = SolveReport()
         report.rhsNorm = bNorm
-        var used = 0
-
-        /// residual = b - A candidate, from one product; returns its norm.
-        func checkResidual() throws -> Double {
-            used += 1
-            try product(UnsafeBufferPointer(start: candidate, count: n),
-                        UnsafeMutableBufferPointer(start: residual, count: n))
-            guard Kernels.allFinite(residual, n) else {
-                throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
-            }
-            Kernels.subtract(bp, UnsafePointer(residual), into: residual, n)
-            return Kernels.norm(residual, n)
-        }
-
-        Kernels.copy(xp, to: candidate, n)
-        let startsAtZero = Kernels.maxMagnitude(xp, n) == 0
-        if startsAtZero {
-            Kernels.copy(bp, to: residual, n)  // r0 = b, known without a product
-            report.residual = bNorm
-        } else {
-            report.residual = try checkResidual()
-        }
-        guard report.residual.isFinite else {
-            throw EstimatorError.nonFiniteResult("the residual ||b - A x0|| overflowed")
-        }
-        var bestResidual = report.residual
-        var bestIsStart = true
+        // r0 = b - A x0: b itself, without a product, for x0 = 0.
+        var last = iterates.startsAtZero ? bNorm : try iterates.check(product)
         var info = StepInfo()
         var steps = 0
-        while report.residual > threshold && used < maxIterations {
-            let run = try recurrence.run(x: candidate, residual: residual, threshold: threshold,
-                                         maxSteps: maxIterations - used, scratch: scratch + Self.scratchVectors * n,
-                                         product: product)
-            used += run.steps
+        while last > threshold && steps + iterates.checks < maxIterations {
+            let run = try recurrence.run(x: iterates.candidate, residual: iterates.residual, threshold: threshold,
+                                         maxSteps: maxIterations - steps - iterates.checks,
+                                         scratch: scratch + Self.scratchVectors * n, product: product)
             steps += run.steps
             info.breakdown = info.breakdown || run.breakdown
             info.indefinite = info.indefinite || run.indefinite
             info.dimension = run.steps
             info.residual = run.estimate
-            report.residual = try checkResidual()
-            guard report.residual.isFinite else {
-                throw EstimatorError.nonFiniteResult("the residual ||A x - b|| of the solution overflowed")
-            }
-            if report.residual < bestResidual {
-                bestResidual = report.residual
-                bestIsStart = false
-                Kernels.copy(UnsafePointer(candidate), to: best, n)
-            }
-            if report.residual > threshold && used < maxIterations { info.restarts += 1 }
+            last = try iterates.check(product)
+            if last > threshold && steps + iterates.checks < maxIterations { info.restarts += 1 }
             if run.steps == 0 { break }
         }
-        if report.residual > bestResidual {
-            // The runs lost ground: an earlier iterate, or the start, was better.
-            report.residual = bestResidual
-            Kernels.copy(bestIsStart ? UnsafePointer(xp) : UnsafePointer(best), to: candidate, n)
-        }
+        report.residual = iterates.answer(lastResidual: last)
+        let used = steps + iterates.checks
         info.iterations = steps
         info.products = used
         info.totalProducts = used
         info.residualKind = .estimate
-        info.settleOutcome(budgetReached: bestResidual > threshold)
+        info.settleOutcome(budgetReached: report.residual > threshold)
         report.lastStep = info
         report.iterations = steps
         report.products = used
         report.converged = report.residual <= threshold
-        Kernels.copy(UnsafePointer(candidate), to: xp, n)
         return report
     }
 }
