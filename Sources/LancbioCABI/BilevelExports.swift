@@ -156,11 +156,9 @@ public func lancbio_bilevel_get_hypergradient_f64(_ h: OpaquePointer?, _ g: Unsa
     }
 }
 
-/// Checks that a bilevel optimizer's storage can be allocated: its estimator's, and six
-/// scratch vectors of dx or dy values.
+/// Checks that a bilevel optimizer's storage can be allocated (the core's count of it).
 func probeBilevelStorage(dx: Int, dy: Int, method: EstimatorMethod) throws(CFailure) {
-    guard let bytes = Estimator<Double>.requiredBytes(n: dy, method: method) else { return try ensureAllocatable(nil) }
-    try ensureAllocatable(bytes + 3 * (dx + dy) * MemoryLayout<Double>.stride)
+    try ensureAllocatable(BilevelOptimizer<Double>.requiredBytes(dx: dx, dy: dy, method: method))
 }
 
 /// A caller buffer of `expected` values.

@@ -50,8 +50,8 @@ extension LineAlignedMemory {
             return (result, counts)
         }
 
-        /// Whether an allocation of `bytes` may go ahead (false only for the one a test
-        /// made fail).
+        /// Whether an allocation of `bytes` may go ahead (false only for those a test makes
+        /// fail: every one after the first `failAfter`).
         static func admits(_ bytes: Int) -> Bool {
             guard isArmed.load(ordering: .relaxed) else { return true }
             return armed.withLock { injection in
