@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+
 __all__ = ["as_operator"]
 
 

@@ -400,3 +400,4 @@ def test_subnormal_but_finite_b_is_accepted(method):
     with FACTORIES[method](N) as est:
         v = est.step(np.eye(N), b)
     assert np.all(np.isfinite(v))
+

@@ -392,6 +392,7 @@ def test_starting_points_are_private_copies_and_v0_is_the_first_warm_start():
     assert np.array_equal(opt.x, X0)
 
 
+
 # -- run() and History ------------------------------------------------------------------
 
 FIELDS = {"iteration", "time", "hvps", "gradient_evaluations", "cross_products", "hypergradient_norm",
