@@ -5,7 +5,7 @@ library's own message. :class:`Handle` is the base of every Python object that o
 native handle (the estimators, :class:`lancbio.Bilevel`): creation with the library's
 message on a rejection, the guard that admits one thread at a time, an idempotent
 ``close()``, ``closed``, the context manager, a ``__del__`` safe at interpreter shutdown,
-and ``_call``.
+``_call``, and the refusal to be copied or pickled.
 
 The guard. The library allows one thread at a time per handle, and so does the Python
 state around it (buffers, the callbacks' error slot, the message read after a failure), so
@@ -205,3 +205,20 @@ class Handle:
             except Exception:  # noqa: BLE001 - nothing can be reported from __del__
                 pass
 
+    # -- copies -----------------------------------------------------------------------------
+    # A copy would share the native handle: stepping it would step the original, and
+    # collecting it would destroy the original's handle. Refused until the library can
+    # copy a handle's state (subclasses override these three to do that).
+    def _not_copyable(self, how: str) -> TypeError:
+        name = type(self).__name__
+        return TypeError(f"{name} objects cannot be {how}: a copy would share the native handle with the "
+                         f"original. Create a new {name} with the same arguments instead")
+
+    def __copy__(self):
+        raise self._not_copyable("copied (copy.copy)")
+
+    def __deepcopy__(self, memo):
+        raise self._not_copyable("copied (copy.deepcopy)")
+
+    def __reduce_ex__(self, protocol):
+        raise self._not_copyable("pickled")
