@@ -45,6 +45,7 @@ import sys
 
 import numpy as np
 
+from ._arrays import masked_error
 
 __all__ = ["OPERATOR", "ERROR", "new_state", "make_callback", "result_error", "SOLE_REFERENCE_COUNT",
            "install_capture", "remove_capture", "escaped"]
@@ -84,6 +85,9 @@ def result_error(result, n: int, what: str) -> Exception | None:
     a number or an array-like of the wrong shape (bytes included: a wrong length) is a
     ValueError, and so is a ragged list, which numpy itself rejects.
     """
+    masked = masked_error(result, what)
+    if masked is not None:
+        return masked
     try:
         arr = np.asarray(result)
     except ValueError:

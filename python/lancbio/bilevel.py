@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checkpoint, _ffi, _options
+from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
 from ._options import to_float, to_int
@@ -83,7 +84,12 @@ class BilevelInfo:
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:
-    """A private float64 copy of a 1-D real array-like of the given length, checked finite."""
+    """A private float64 copy of a 1-D real array-like of the given length, checked finite.
+
+    Being a copy, it shares no memory with ``arr`` nor with any other argument: x0 and y0
+    may be the same array (or views of one), and the optimizer's own x and y are still
+    separate buffers."""
+    reject_masked(arr, name)
     raw = np.asarray(arr)
     if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
         raise TypeError(f"{name} must be a real numeric array, got dtype {raw.dtype}")

@@ -42,6 +42,7 @@ import sys
 import numpy as np
 
 from . import _checkpoint, _ffi, _options
+from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
 from ._trampoline import SOLE_REFERENCE_COUNT, result_error
@@ -161,6 +162,7 @@ class _Estimator(Handle):
     def _vector(self, arr, name: str) -> np.ndarray:
         n, dt = self._n, self._dtype
         fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dt.name})"
+        reject_masked(arr, name)
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray of shape ({n},) and dtype {dt.name}, "
                             f"got {type(arr).__name__}; convert it with {fix}")

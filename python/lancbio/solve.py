@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _ffi
+from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import check
 from ._options import ESTIMATOR, estimator_options, fill, to_float, to_int
@@ -56,6 +57,7 @@ class SolveInfo:
 
 def _vector(arr, n: int, dtype: np.dtype, name: str) -> np.ndarray:
     fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dtype.name})"
+    reject_masked(arr, name)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of dtype float64 or float32, got {type(arr).__name__}; "
                         f"convert it with {fix}")
@@ -104,6 +106,7 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
                         + (f"; it accepts {', '.join(accepted)}" if accepted else ""))
     if "eta" in accepted and method_options.get("eta") is None:
         raise TypeError(f"method {method!r} needs eta=<step size > 0, below 2 / lambda_max(A)>")
+    reject_masked(b, "b")
     if not isinstance(b, np.ndarray):
         raise TypeError(f"b must be a numpy.ndarray of dtype float64 or float32, got {type(b).__name__}; "
                         "convert it with numpy.ascontiguousarray(b, dtype=numpy.float64)")
