@@ -44,6 +44,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_fork
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_memory_limit.c -o $(C_OUT)/test_memory_limit $(C_LINK)
 	$(C_OUT)/test_memory_limit
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_unwritten_output.c -o $(C_OUT)/test_unwritten_output $(C_LINK)
+	$(C_OUT)/test_unwritten_output
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -154,14 +156,15 @@ sanitize-swift:
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_threads.c \
-	    Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_unwritten_output.c \
+	    Tests/c/test_threads.c Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
 	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
 	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
 	done
 	$(SAN_ENV) .build-asan/c/test_abi
 	$(SAN_ENV) .build-asan/c/test_solve
 	$(SAN_ENV) .build-asan/c/test_checkpoint
+	$(SAN_ENV) .build-asan/c/test_unwritten_output
 	$(SAN_ENV) .build-asan/c/test_threads
 	$(SAN_ENV) .build-asan/c/test_stale_handles
 	LANCBIO_TEST_FORKS=$(SANITIZE_FORKS) $(SAN_ENV) .build-asan/c/test_fork
@@ -174,14 +177,16 @@ VALGRIND_LIB := .build-valgrind/release
 valgrind:
 	LANCBIO_AVX512=0 $(SWIFT) build -c release --product lancbio --scratch-path .build-valgrind
 	mkdir -p .build-valgrind/c
-	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_threads.c \
-	    Tests/c/test_long_run.c Tests/c/test_stale_handles.c Tests/c/test_fork.c examples/synthetic_lancbio.c; do \
+	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_unwritten_output.c \
+	    Tests/c/test_threads.c Tests/c/test_long_run.c Tests/c/test_stale_handles.c Tests/c/test_fork.c \
+	    examples/synthetic_lancbio.c; do \
 	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
 	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
 	$(VALGRIND) .build-valgrind/c/test_abi
 	$(VALGRIND) .build-valgrind/c/test_solve
 	$(VALGRIND) .build-valgrind/c/test_checkpoint
+	$(VALGRIND) .build-valgrind/c/test_unwritten_output
 	$(VALGRIND) .build-valgrind/c/test_threads
 	$(VALGRIND) .build-valgrind/c/test_stale_handles
 	LANCBIO_TEST_FORKS=$(VALGRIND_FORKS) $(VALGRIND) --leak-check=no .build-valgrind/c/test_fork

@@ -114,6 +114,15 @@ class _LancbioAPI(_Impl):
         self.est.close()
 
 
+def _raw_functions(dtype):
+    """The library's declared begin/resume functions for ``dtype`` and a function giving
+    an array's pointer argument, for timing the C calls without the wrapper."""
+    suffix, ctype = ("_f64", ctypes.c_double) if np.dtype(dtype) == np.float64 else ("_f32", ctypes.c_float)
+    pointer = ctypes.POINTER(ctype)
+    return (getattr(_ffi.lib, "lancbio_estimator_begin" + suffix), getattr(_ffi.lib, "lancbio_estimator_resume" + suffix),
+            lambda a: a.ctypes.data_as(pointer))
+
+
 class _LancbioRaw(_Impl):
     """The same library calls through ctypes with preallocated buffers (no wrapper checks,
     no per-call allocation): shows what the Python wrapper costs."""
@@ -125,12 +134,11 @@ class _LancbioRaw(_Impl):
         self.est = lancbio.DynamicLanczos(n, m0=j, m_max=j, growth=1.0, grow_every=1, dtype=dtype)
         self._handle = self.est._handle
         self._n = n
-        self._begin_fn = self.est._begin_fn
-        self._resume_fn = self.est._resume_fn
+        self._begin_fn, self._resume_fn, self._as_ptr = _raw_functions(dtype)
         self._request = np.empty(n, dtype=dtype)
-        self._request_p = self.est._as_ptr(self._request)
+        self._request_p = self._as_ptr(self._request)
         self._product = np.empty(n, dtype=dtype)
-        self._product_p = self.est._as_ptr(self._product)
+        self._product_p = self._as_ptr(self._product)
         self._pointers = {}
 
     def product(self, request, d):
@@ -140,7 +148,7 @@ class _LancbioRaw(_Impl):
     def begin(self, b):
         p = self._pointers.get(id(b))
         if p is None or p[0] is not b:
-            p = self._pointers[id(b)] = (b, self.est._as_ptr(b))
+            p = self._pointers[id(b)] = (b, self._as_ptr(b))
         status = self._begin_fn(self._handle, p[1], self._request_p, self._n)
         if status < 0:
             self.est._check(status)
@@ -519,7 +527,7 @@ def _krylov_lancbio(cls, n, iterations, d, b, x0):
         request = est.resume(product)
         t_lib += clock() - t
     v = est.v
-    # The callback path, operator included (for the "with operator" column).
+    # est.step, operator included (for the "with operator" column).
     est.reset()
     op = d.__mul__
     t = clock()
@@ -611,7 +619,8 @@ def section_callback(report, cfg: Config, results: dict) -> None:
         return v
 
     report.add(f"n = {n}, A = I (the operator returns its argument), lancbio.GD with steps = {S} per call, "
-               f"so one `step` makes {S} products through the ctypes callback. Per-HVP time = step time / {S}; "
+               f"so one `step` makes {S} products (reverse communication driven by the wrapper, each product "
+               f"a call of the operator and one resume). Per-HVP time = step time / {S}; "
                "overhead = that minus the operator's own cost (the same function called in a Python "
                "loop); the native GD work per product (a few ns at n = 4) is left in the overhead. Reverse communication: one "
                "`est.resume(product)` call per product (Python API), and the same C call through raw ctypes "
@@ -639,9 +648,10 @@ def section_callback(report, cfg: Config, results: dict) -> None:
         rt_api.append((clock() - t) / count)
         # raw ctypes
         request = np.empty(n)
-        rp = est._as_ptr(request)
-        bp = est._as_ptr(b)
-        handle, begin_fn, resume_fn = est._handle, est._begin_fn, est._resume_fn
+        begin_fn, resume_fn, as_ptr = _raw_functions(b.dtype)
+        rp = as_ptr(request)
+        bp = as_ptr(b)
+        handle = est._handle
         status = begin_fn(handle, bp, rp, n)
         count = 0
         t = clock()

@@ -109,7 +109,8 @@ extern "C" {
 #define LANCBIO_ERR_NON_FINITE_PRODUCT (-4)
 /** The computed estimate overflowed. */
 #define LANCBIO_ERR_NON_FINITE_RESULT (-5)
-/** The callback returned non-zero; lancbio_estimator_callback_status() gives its code. */
+/** The callback returned non-zero, or 0 without writing its output (see lancbio_hvp_f64_t);
+ *  lancbio_estimator_callback_status() gives its code. */
 #define LANCBIO_ERR_CALLBACK (-6)
 /** An *_f64 function was called on a float32 handle, or the reverse. */
 #define LANCBIO_ERR_WRONG_PRECISION (-7)
@@ -166,6 +167,11 @@ typedef struct lancbio_estimator lancbio_estimator_t;
  * only during the call and must not be kept; in must not be modified. A non-zero return
  * aborts the step: the library returns LANCBIO_ERR_CALLBACK, keeps the code (see
  * lancbio_estimator_callback_status) and leaves the estimator as before the call.
+ * Before each call the library stores a marker (a NaN with a payload arithmetic never
+ * produces) in out[0]; a callback that returns 0 with the marker still there has written
+ * nothing, and aborts the step the same way (LANCBIO_ERR_CALLBACK, callback status 0).
+ * This catches a callback that never ran although its caller saw 0, as a Python ctypes
+ * callback interrupted on entry (KeyboardInterrupt) returns.
  */
 typedef int32_t (*lancbio_hvp_f64_t)(const double *in, double *out, int64_t n, void *user_data);
 typedef int32_t (*lancbio_hvp_f32_t)(const float *in, float *out, int64_t n, void *user_data);
@@ -434,7 +440,8 @@ typedef struct lancbio_bilevel lancbio_bilevel_t;
 
 /** A gradient callback: writes a gradient evaluated at (x, y) into out (dx or dy values,
  *  see lancbio_problem_f64_t) and returns 0. Same contract as lancbio_hvp_f64_t: no
- *  aliasing, out fully written, buffers valid only during the call, non-zero aborts. */
+ *  aliasing, out fully written (out[0] is checked against the marker), buffers valid only
+ *  during the call, non-zero aborts. */
 typedef int32_t (*lancbio_gradient_f64_t)(const double *x, int64_t dx, const double *y, int64_t dy,
                                           double *out, void *user_data);
 /** A product callback: writes a second-derivative product with v (dy values) at (x, y)
@@ -519,9 +526,10 @@ int32_t lancbio_bilevel_callback_status(const lancbio_bilevel_t *h);
  * @param[in,out] y        dy values, finite.
  * @param[out]    info     Diagnostics, or NULL.
  * @return LANCBIO_OK or the estimator's caveat (> 0), or an error: then x, y, info and the
- *         optimizer are exactly as before the call. A callback returning non-zero gives
- *         LANCBIO_ERR_CALLBACK (its code in lancbio_bilevel_callback_status, its name in
- *         the message); NaN or infinity from a callback gives LANCBIO_ERR_NON_FINITE_PRODUCT.
+ *         optimizer are exactly as before the call. A callback returning non-zero, or 0
+ *         without writing out (see lancbio_hvp_f64_t), gives LANCBIO_ERR_CALLBACK (its code,
+ *         0 for an unwritten output, in lancbio_bilevel_callback_status, its name in the
+ *         message); NaN or infinity from a callback gives LANCBIO_ERR_NON_FINITE_PRODUCT.
  */
 int32_t lancbio_bilevel_step_f64(lancbio_bilevel_t *h, const lancbio_problem_f64_t *problem,
                                  double *x, int64_t dx, double *y, int64_t dy, lancbio_bilevel_info_t *info);

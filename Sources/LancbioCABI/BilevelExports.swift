@@ -100,7 +100,7 @@ public func lancbio_bilevel_step_f64(
         } catch let abort as ProblemCallbackAbort {
             handle.callbackStatus = abort.code
             throw CFailure(LANCBIO_ERR_CALLBACK,
-                           "the \(abort.callback) callback returned \(abort.code); the iteration was abandoned and x, y and the optimizer are unchanged")
+                           "the \(abort.callback) callback \(abort.outcome); the iteration was abandoned and x, y and the optimizer are unchanged")
         } catch {
             throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
         }

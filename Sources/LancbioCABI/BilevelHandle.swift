@@ -48,10 +48,14 @@ extension lancbio_bilevel_info_t {
     }
 }
 
-/// A callback of the problem returned non-zero.
+/// A callback of the problem returned non-zero, or returned 0 without writing its output.
 struct ProblemCallbackAbort: Error {
     let callback: StaticString
     let code: Int32
+    let unwritten: Bool
+
+    /// What the callback did, for messages (see `CallbackAbort.outcome`).
+    var outcome: String { unwritten ? "returned 0 without writing its output" : "returned \(code)" }
 }
 
 /// The callbacks of a caller's problem, checked non-NULL.
@@ -72,20 +76,26 @@ struct ProblemCallbacks {
         (self.gradYG, self.gradXF, self.gradYF, self.hvp, self.jvp, userData) = (gradYG, gradXF, gradYF, hvp, jvp, p.user_data)
     }
 
-    /// Calls a gradient callback; a non-zero return aborts the iteration.
+    /// Calls a gradient callback; a non-zero return, or an output left unwritten (see
+    /// `CallbackOutputMarker`), aborts the iteration.
     @inline(__always)
     func call(_ f: lancbio_gradient_f64_t, _ name: StaticString, _ x: UnsafeBufferPointer<Double>,
               _ y: UnsafeBufferPointer<Double>, _ out: UnsafeMutableBufferPointer<Double>) throws {
-        let code = f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), out.baseAddress, userData)
-        if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
+        let (code, unwritten) = CallbackOutputMarker.leftUnwritten(out.baseAddress!) {
+            f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), out.baseAddress, userData)
+        }
+        if code != 0 || unwritten { throw ProblemCallbackAbort(callback: name, code: code, unwritten: unwritten) }
     }
 
-    /// Calls a product callback; a non-zero return aborts the iteration.
+    /// Calls a product callback; a non-zero return, or an output left unwritten, aborts
+    /// the iteration.
     @inline(__always)
     func call(_ f: lancbio_product_f64_t, _ name: StaticString, _ x: UnsafeBufferPointer<Double>,
               _ y: UnsafeBufferPointer<Double>, _ v: UnsafeBufferPointer<Double>,
               _ out: UnsafeMutableBufferPointer<Double>) throws {
-        let code = f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), v.baseAddress, out.baseAddress, userData)
-        if code != 0 { throw ProblemCallbackAbort(callback: name, code: code) }
+        let (code, unwritten) = CallbackOutputMarker.leftUnwritten(out.baseAddress!) {
+            f(x.baseAddress, Int64(x.count), y.baseAddress, Int64(y.count), v.baseAddress, out.baseAddress, userData)
+        }
+        if code != 0 || unwritten { throw ProblemCallbackAbort(callback: name, code: code, unwritten: unwritten) }
     }
 }

@@ -53,7 +53,7 @@ func step<T: HandleScalar>(
     let result = try withProductCallback(abandoned: "the step was abandoned and the estimator is unchanged",
                                          onAbort: { handle.callbackStatus = $0 }) {
         try estimator.step(rhs: rhs, into: destination) { input, output in
-            try CallbackAbort.check(product(input.baseAddress!, output.baseAddress!))
+            try CallbackAbort.call(writing: output.baseAddress!) { product(input.baseAddress!, output.baseAddress!) }
         }
     }
     if let info { writeVersionedStruct(lancbio_step_info_t(result), to: info) }
@@ -61,9 +61,10 @@ func step<T: HandleScalar>(
 }
 
 /// Runs a core call whose products come from a C callback (forwarded with
-/// `CallbackAbort.check`): a non-zero code from the callback aborts the call (reported
-/// through `onAbort`, then as LANCBIO_ERR_CALLBACK saying what was `abandoned`), and a
-/// core error becomes its status.
+/// `CallbackAbort.call`): a non-zero code from the callback, or an output it left
+/// unwritten, aborts the call (the code, 0 for an unwritten output, reported through
+/// `onAbort`, then LANCBIO_ERR_CALLBACK saying what was `abandoned`), and a core error
+/// becomes its status.
 func withProductCallback<R>(abandoned: String, onAbort: (Int32) -> Void = { _ in },
                             _ body: () throws -> R) throws(CFailure) -> R {
     do {
@@ -72,7 +73,7 @@ func withProductCallback<R>(abandoned: String, onAbort: (Int32) -> Void = { _ in
         throw CFailure(error)
     } catch let abort as CallbackAbort {
         onAbort(abort.code)
-        throw CFailure(LANCBIO_ERR_CALLBACK, "the product callback returned \(abort.code); \(abandoned)")
+        throw CFailure(LANCBIO_ERR_CALLBACK, "the product callback \(abort.outcome); \(abandoned)")
     } catch {
         throw CFailure(LANCBIO_ERR_INVALID_STATE, "unexpected error: \(error)")
     }

@@ -63,7 +63,7 @@ private func solve<T: BinaryFloatingPoint>(
     let report = try withProductCallback(abandoned: "the solve was abandoned and x is unchanged") {
         try plan.run(rhs: UnsafeBufferPointer(start: b, count: Int(n)),
                      solution: UnsafeMutableBufferPointer(start: x, count: Int(n))) { input, output in
-            try CallbackAbort.check(product(input.baseAddress!, output.baseAddress!))
+            try CallbackAbort.call(writing: output.baseAddress!) { product(input.baseAddress!, output.baseAddress!) }
         }
     }
     if let result {

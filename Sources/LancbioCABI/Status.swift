@@ -26,14 +26,21 @@ struct CFailure: Error {
     static func null(_ what: String) -> CFailure { CFailure(LANCBIO_ERR_NULL_POINTER, "\(what) is NULL") }
 }
 
-/// A product callback returned non-zero.
+/// A product callback returned non-zero, or returned 0 without writing its output.
 struct CallbackAbort: Error {
     let code: Int32
+    var unwritten = false
 
-    /// Throws for a callback's non-zero return code.
-    static func check(_ code: Int32) throws {
-        if code != 0 { throw CallbackAbort(code: code) }
+    /// Runs `callback`, which must write `out`, and throws for a non-zero return code or
+    /// an output left unwritten (see `CallbackOutputMarker`).
+    @inline(__always)
+    static func call<T: BinaryFloatingPoint>(writing out: UnsafeMutablePointer<T>, _ callback: () -> Int32) throws {
+        let (code, unwritten) = CallbackOutputMarker.leftUnwritten(out, callback)
+        if code != 0 || unwritten { throw CallbackAbort(code: code, unwritten: unwritten) }
     }
+
+    /// What the callback did, for messages: "returned 7", "returned 0 without writing its output".
+    var outcome: String { unwritten ? "returned 0 without writing its output" : "returned \(code)" }
 }
 
 /// Static text for each status code, as `lancbio_status_string` returns it.

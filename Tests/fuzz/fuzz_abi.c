@@ -489,6 +489,8 @@ static int32_t hvp64(const double *in, double *out, int64_t n, void *ud)
     if (code == 0) {
         for (i = 0; i < n; i++)
             if (nowrite < 0 || i < nowrite) out[i] = y[i];
+        /* Nothing written: out[0] still holds the library's marker, a failed callback (code 0). */
+        if (!c->bad && nowrite == 0) c->bad = 1, c->code = 0;
         if (!c->bad && !all_finite_d(out, n)) c->bad = 2;
     }
     in_callback--;
@@ -510,6 +512,7 @@ static int32_t hvp32(const float *in, float *out, int64_t n, void *ud)
     if (code == 0) {
         for (i = 0; i < n; i++)
             if (nowrite < 0 || i < nowrite) out[i] = (float)y[i];
+        if (!c->bad && nowrite == 0) c->bad = 1, c->code = 0;
         if (!c->bad && !all_finite_f(out, n)) c->bad = 2;
     }
     in_callback--;

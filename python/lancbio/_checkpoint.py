@@ -19,13 +19,27 @@ __all__ = ["save", "restore", "check_picklable"]
 def save(owner, function) -> bytes:
     """The checkpoint of ``owner``'s handle (a :class:`._handle.Handle`), written by the
     library's ``lancbio_*_save`` ``function``. Raises as the library says: a closed handle,
-    a step in progress (InvalidStateError)."""
-    handle = owner._live()
-    size = ctypes.c_int64()
-    owner._check(function(handle, None, 0, ctypes.byref(size)))
-    buffer = ctypes.create_string_buffer(size.value)
-    owner._check(function(handle, buffer, size.value, ctypes.byref(size)))
-    return buffer.raw[: size.value]
+    a step in progress (InvalidStateError), another thread using the object (likewise).
+    Both calls (the size, then the bytes) run under one claim of the owner's guard, so
+    that no other thread's step comes between them."""
+    token = [None]
+    guard = owner._guard
+    try:
+        holder = guard.setdefault(0, token)
+        if holder is not token:
+            owner._refuse(holder, "save")
+        handle = owner._live()
+        size = ctypes.c_int64()
+        owner._check(function(handle, None, 0, ctypes.byref(size)))
+        buffer = ctypes.create_string_buffer(size.value)
+        owner._check(function(handle, buffer, size.value, ctypes.byref(size)))
+        return buffer.raw[: size.value]
+    finally:
+        try:
+            if guard[0] is token:
+                del guard[0]
+        except KeyError:
+            pass
 
 
 def restore(owner, function, data, context: str) -> None:

@@ -1,7 +1,8 @@
 """The callbacks C calls: a Python function behind a CFUNCTYPE, for every callback of the
-header (the estimator's product ``(in, out, n, user_data)``, the bilevel problem's
-gradients ``(x, dx, y, dy, out, user_data)`` and products ``(x, dx, y, dy, v, out,
-user_data)``), all made by :func:`make_callback`.
+header Python passes (the solve's product ``(in, out, n, user_data)``, the bilevel
+problem's gradients ``(x, dx, y, dy, out, user_data)`` and products ``(x, dx, y, dy, v,
+out, user_data)``), all made by :func:`make_callback`. Estimators step by reverse
+communication instead (see :meth:`lancbio.DynamicLanczos.step`), which needs none.
 
 Each callback
 - hands the function private copies of its input vectors, never views of the library's
@@ -19,22 +20,39 @@ Each callback
 - on any exception, KeyboardInterrupt included, stores it in ``state[ERROR]`` and returns
   1: the library abandons the call, and the wrapper re-raises the exception, with its own
   traceback, after C returns.
+
+An exception can also escape a callback before its first statement: one raised by a
+signal handler (KeyboardInterrupt), which runs on entry to the Python function, or a
+RecursionError from the call itself. ctypes then hands it to ``sys.unraisablehook`` (by
+default printing "Exception ignored on calling ctypes callback function") and returns to
+the library without writing the return value, so the library sees whatever the stack
+slot held, usually the 0 of the previous call. The library catches that case itself: it
+stores a marker in out[0] before each call and fails the call (LANCBIO_ERR_CALLBACK)
+when the marker is still there. To re-raise the exception itself rather than lose it,
+wrappers run the native call between :func:`install_capture` and :func:`remove_capture`,
+whose hook puts an exception escaping one of these callbacks into its ``state[ERROR]``
+(and lets every other unraisable exception through to the hook it replaced);
+:func:`escaped` is what a wrapper raises when a callback failed without leaving any
+exception there.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import linecache
 import sys
 
 import numpy as np
 
-__all__ = ["OPERATOR", "ERROR", "RUNNING", "new_state", "make_callback", "result_error"]
+from ._arrays import masked_error
+
+__all__ = ["OPERATOR", "ERROR", "new_state", "make_callback", "result_error", "SOLE_REFERENCE_COUNT",
+           "install_capture", "remove_capture", "escaped"]
 
 #: Indices of a callback state list: the function to call when the callback has none of
-#: its own (an estimator's operator changes from step to step), the exception of the last
-#: failed call, and whether the native call that runs the callbacks is in progress.
-OPERATOR, ERROR, RUNNING = 0, 1, 2
+#: its own (the solve's operator), and the exception of the last failed call.
+OPERATOR, ERROR = 0, 1
 
 # Caps each cache of buffer views: the library's buffers number at most m_max + 10 per
 # handle, but SubBiO's first product is of the caller's own b (read in place by step),
@@ -44,8 +62,8 @@ _ACCEPTED_KINDS = frozenset("fiu")
 
 
 def new_state() -> list:
-    """A fresh ``[operator, error, running]`` state for the callbacks of one handle."""
-    return [None, None, False]
+    """A fresh ``[operator, error]`` state for the callbacks of one handle."""
+    return [None, None]
 
 
 def _sole_reference_count() -> int:
@@ -55,7 +73,8 @@ def _sole_reference_count() -> int:
     return sys.getrefcount(probe)
 
 
-_SOLE_REFERENCE_COUNT = _sole_reference_count()
+#: sys.getrefcount of an array held by one local variable only.
+SOLE_REFERENCE_COUNT = _sole_reference_count()
 
 
 def result_error(result, n: int, what: str) -> Exception | None:
@@ -66,6 +85,9 @@ def result_error(result, n: int, what: str) -> Exception | None:
     a number or an array-like of the wrong shape (bytes included: a wrong length) is a
     ValueError, and so is a ragged list, which numpy itself rejects.
     """
+    masked = masked_error(result, what)
+    if masked is not None:
+        return masked
     try:
         arr = np.asarray(result)
     except ValueError:
@@ -159,15 +181,22 @@ def _maker(layout: tuple, own_function: bool):
     # Registered so that tracebacks through a callback show its lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"np": np, "sys": sys, "ACCEPTED_KINDS": _ACCEPTED_KINDS,
-                 "SOLE_REFERENCE_COUNT": _SOLE_REFERENCE_COUNT}
+                 "SOLE_REFERENCE_COUNT": SOLE_REFERENCE_COUNT}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
     return namespace["make"]
+
+
+# numpy dtypes of the ctypes element types. Passing the ctypes type itself to numpy would
+# run numpy's Python-level ctypes check, which turns any exception raised in it (an
+# interrupt arriving there) into "not a ctypes type", hence an object dtype and a
+# ValueError in place of the interrupt.
+_DTYPES = {ctypes.c_double: np.dtype(np.float64), ctypes.c_float: np.dtype(np.float32)}
 
 
 def _view(views: dict, vector_type, address: int) -> np.ndarray:
     if len(views) >= _MAX_CACHED_VIEWS:
         views.clear()
-    view = views[address] = np.frombuffer(vector_type.from_address(address), dtype=vector_type._type_)
+    view = views[address] = np.frombuffer(vector_type.from_address(address), dtype=_DTYPES[vector_type._type_])
     return view
 
 
@@ -200,4 +229,70 @@ def make_callback(prototype, parameters, dtype, state, name: str, function=None)
     out_length = next(p[1] for p in parameters if p is not None and p[0] == "out")
     make = _maker(layout, function is not None)
     callback = make(function, state, dtype, _view, _usable, name, {}, ctype * out_length, (out_length,), *inputs)
+    callback._lancbio_state = state  # where install_capture's hook puts an exception that escaped it
     return prototype(callback)
+
+
+# -- exceptions that escape a callback before its first statement --------------------------
+# The hook that install_capture replaced, to which _capture passes every other unraisable
+# exception.
+_hook_replaced = None
+
+
+def _callback_state(unraisable):
+    """The state list of the lancbio callback an unraisable exception escaped, or None."""
+    # The callable is the hook's object up to Python 3.12; from 3.13 ctypes names it in
+    # the message only, but the exception's traceback ends in the callback's own frame.
+    try:
+        state = getattr(unraisable.object, "_lancbio_state", None)
+    except Exception:  # noqa: BLE001 - someone else's object, whatever its __getattr__ does
+        state = None
+    if state is None and unraisable.exc_traceback is not None:
+        tb = unraisable.exc_traceback
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb.tb_frame.f_code.co_filename.startswith("<lancbio callback"):
+            state = tb.tb_frame.f_locals.get("state")
+    return state if type(state) is list else None
+
+
+def _capture(unraisable) -> None:
+    state = _callback_state(unraisable)
+    if state is not None and unraisable.exc_value is not None:
+        if state[ERROR] is None:
+            state[ERROR] = unraisable.exc_value
+        return
+    (_hook_replaced or sys.__unraisablehook__)(unraisable)
+
+
+def install_capture():
+    """Makes an exception that escapes one of these callbacks before its ``try`` land in
+    the callback's ``state[ERROR]`` instead of being printed and lost, until
+    :func:`remove_capture` is given what this returns. Call it just before the native call
+    that runs the callbacks, and remove_capture in its ``finally``.
+
+    Installing is not counted: with calls on several threads at once, the first to finish
+    puts the previous hook back, and a callback of another that escapes later is reported
+    as before (printed) and raised as :func:`escaped`. The hook left installed when
+    remove_capture does not run (an interrupt in a ``finally``) only passes exceptions on.
+    """
+    global _hook_replaced
+    current = sys.unraisablehook
+    if current is _capture:
+        return None  # nested, or another thread's: that call removes it
+    _hook_replaced = current
+    sys.unraisablehook = _capture
+    return current
+
+
+def remove_capture(previous) -> None:
+    """Undoes :func:`install_capture` (given its result)."""
+    if previous is not None and sys.unraisablehook is _capture:
+        sys.unraisablehook = previous
+
+
+def escaped(what: str) -> BaseException:
+    """What to raise when a callback failed but left no exception behind: it was
+    interrupted before it ran (its exception was printed, not captured)."""
+    return KeyboardInterrupt(f"{what} was interrupted before its first statement ran; the exception raised "
+                             "there was reported as 'Exception ignored' above")

@@ -10,6 +10,13 @@ optionally ``f(x, y)`` and ``g(x, y)`` for reporting.
 checkpoint (docs/algorithms.md section 12) plus the Python-side state. The problem is
 shared by ``copy.copy``, copied by ``copy.deepcopy`` and pickled with the optimizer (a
 problem that cannot be pickled makes ``pickle`` raise TypeError).
+
+One thread at a time per optimizer (another thread's call while one runs raises
+InvalidStateError). An exception from the problem, an asynchronous one (KeyboardInterrupt)
+included, leaves x, y and the optimizer as before the step, or as after it if the library
+had already committed the step when it arrived; never in between (the library refuses
+a callback that returned without writing its output, which is how one interrupted on
+entry looks to it).
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checkpoint, _ffi, _options
+from ._arrays import reject_masked
 from ._ffi import lib
-from ._handle import Handle
+from ._handle import Handle, get_ident
 from ._options import to_float, to_int
-from ._trampoline import ERROR, make_callback, new_state
+from ._trampoline import ERROR, escaped, install_capture, make_callback, new_state, remove_capture
 from .history import History
+from .errors import InvalidStateError
 from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
@@ -75,7 +84,12 @@ class BilevelInfo:
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:
-    """A private float64 copy of a 1-D real array-like of the given length, checked finite."""
+    """A private float64 copy of a 1-D real array-like of the given length, checked finite.
+
+    Being a copy, it shares no memory with ``arr`` nor with any other argument: x0 and y0
+    may be the same array (or views of one), and the optimizer's own x and y are still
+    separate buffers."""
+    reject_masked(arr, name)
     raw = np.asarray(arr)
     if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
         raise TypeError(f"{name} must be a real numeric array, got dtype {raw.dtype}")
@@ -129,6 +143,7 @@ class Bilevel(Handle):
 
     _destroy_function = lib.lancbio_bilevel_destroy
     _last_error_function = lib.lancbio_bilevel_last_error
+    _kind = "optimizer"
     _checking_problem = False  # set while __reduce_ex__ checks that the problem pickles
 
     def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
@@ -179,10 +194,12 @@ class Bilevel(Handle):
         self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
                      context=f"invalid options for method {method!r} ({described})")
         self._attach()
+        # The last step's info, and whether it may be out of date (fetch it from the library).
         self._info = None
+        self._info_stale = False
         self._v0 = None if v0 is None else _vector(v0, dy, "v0")
         if self._v0 is not None:
-            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy)
+            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), dy, what="__init__()")
 
     def _attach(self) -> None:
         """The problem's callbacks, once the handle exists."""
@@ -212,29 +229,49 @@ class Bilevel(Handle):
     def step(self) -> BilevelInfo:
         """One outer iteration. Updates x, y and v; on any error (including an exception
         raised by the problem, which is re-raised as is) nothing changes."""
-        handle = self._live()
-        raw = _ffi.BilevelInfoStruct()
-        raw.struct_size = ctypes.sizeof(raw)
-        state = self._state
-        state[ERROR] = None
-        status = lib.lancbio_bilevel_step_f64(
-            handle, ctypes.byref(self._problem_struct),
-            self._x.ctypes.data_as(_ffi.F64P), self._dx, self._y.ctypes.data_as(_ffi.F64P), self._dy,
-            ctypes.byref(raw))
-        error, state[ERROR] = state[ERROR], None
-        if status < 0:
-            if status == _ffi.ERR_CALLBACK and error is not None:
-                raise error
-            self._check(status)
-        estimator = _ffi.StepInfoStruct()
-        estimator.struct_size = ctypes.sizeof(estimator)
-        self._check(lib.lancbio_bilevel_estimator_info(handle, ctypes.byref(estimator)))
-        self._info = BilevelInfo(
-            iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
-            gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
-            hypergradient_norm=raw.hypergradient_norm, lr_x=raw.lr_x, lr_y=raw.lr_y,
-            estimator=StepInfo._from_struct(estimator))
-        return self._info
+        token = [get_ident()]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "step()")
+            handle = self._live()
+            raw = _ffi.BilevelInfoStruct()
+            raw.struct_size = ctypes.sizeof(raw)
+            state = self._state
+            state[ERROR] = None
+            # Until this step's info is known, whatever happens (an interrupt may come
+            # right after the library committed).
+            self._info_stale = True
+            x, y = self._x.ctypes.data_as(_ffi.F64P), self._y.ctypes.data_as(_ffi.F64P)
+            hook = install_capture()
+            try:
+                status = lib.lancbio_bilevel_step_f64(handle, ctypes.byref(self._problem_struct), x, self._dx, y,
+                                                      self._dy, ctypes.byref(raw))
+                error = state[ERROR]
+            finally:
+                state[ERROR] = None
+                remove_capture(hook)
+            if status < 0:
+                if status == _ffi.ERR_CALLBACK:
+                    try:
+                        raise error if error is not None else escaped("a callback of the problem")
+                    finally:
+                        error = None  # else the exception's traceback holds this frame, and it the exception
+                self._check(status)
+            estimator = _ffi.StepInfoStruct()
+            estimator.struct_size = ctypes.sizeof(estimator)
+            # The handle again: a callback may have closed the optimizer (the step still ran).
+            self._check(lib.lancbio_bilevel_estimator_info(self._handle, ctypes.byref(estimator)))
+            self._info = _info(raw, estimator)
+            self._info_stale = False
+            return self._info
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     def run(self, iterations: int | None = None, seconds: float | None = None, callback=None,
             progress: bool = True, progress_every: float = 2.0, label: str | None = None) -> History:
@@ -307,45 +344,88 @@ class Bilevel(Handle):
         Arguments are checked first: a failed reset changes nothing."""
         x = None if x0 is None else _vector(x0, self._dx, "x0")
         y = None if y0 is None else _vector(y0, self._dy, "y0")
-        self._call(lib.lancbio_bilevel_reset)
-        if self._v0 is not None:
-            self._call(lib.lancbio_bilevel_set_v_f64, self._v0.ctypes.data_as(_ffi.F64P), self._dy)
-        if x is not None:
-            self._x[:] = x
-        if y is not None:
-            self._y[:] = y
-        self._info = None
+        token = [None]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "reset()")
+            handle = self._live()
+            self._check(lib.lancbio_bilevel_reset(handle))
+            if self._v0 is not None:
+                self._check(lib.lancbio_bilevel_set_v_f64(handle, self._v0.ctypes.data_as(_ffi.F64P), self._dy))
+            if x is not None:
+                self._x[:] = x
+            if y is not None:
+                self._y[:] = y
+            self._info = None
+            self._info_stale = False
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     # -- read-only state ----------------------------------------------------------------
+    def _copy_of(self, vector: np.ndarray, what: str) -> np.ndarray:
+        # Under the guard: another thread's step writes x and y in place when it commits.
+        token = [None]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, what)
+            self._live()
+            return vector.copy()
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
+
     @property
     def x(self) -> np.ndarray:
         """Copy of the current x (dx,)."""
-        self._live()
-        return self._x.copy()
+        return self._copy_of(self._x, "x")
 
     @property
     def y(self) -> np.ndarray:
         """Copy of the current y (dy,)."""
-        self._live()
-        return self._y.copy()
+        return self._copy_of(self._y, "y")
 
     @property
     def v(self) -> np.ndarray:
         """Copy of the current v (dy,), the estimate of (grad^2_yy g)^{-1} grad_y f."""
         out = np.empty(self._dy)
-        self._call(lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy)
+        self._call(lib.lancbio_bilevel_get_v_f64, out.ctypes.data_as(_ffi.F64P), self._dy, what="v")
         return out
 
     @property
     def hypergradient(self) -> np.ndarray:
         """Copy of the last hyper-gradient estimate grad_x f - J v (dx,)."""
         out = np.empty(self._dx)
-        self._call(lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx)
+        self._call(lib.lancbio_bilevel_get_hypergradient_f64, out.ctypes.data_as(_ffi.F64P), self._dx,
+                   what="hypergradient")
         return out
 
     @property
     def info(self) -> BilevelInfo | None:
-        """Diagnostics of the last iteration (None before the first)."""
+        """Diagnostics of the last iteration (None before the first, and after reset)."""
+        if self._info_stale:
+            # A step failed or was interrupted: the library knows whether it committed.
+            raw = _ffi.BilevelInfoStruct()
+            raw.struct_size = ctypes.sizeof(raw)
+            estimator = _ffi.StepInfoStruct()
+            estimator.struct_size = ctypes.sizeof(estimator)
+            self._call(lib.lancbio_bilevel_info, ctypes.byref(raw), what="info")
+            self._call(lib.lancbio_bilevel_estimator_info, ctypes.byref(estimator), what="info")
+            info = None if raw.iteration == 0 else _info(raw, estimator)
+            if self._guard:  # read from inside a running step's callback: not its outcome yet
+                return info
+            self._info = info
+            self._info_stale = False
         return self._info
 
     @property
@@ -358,7 +438,14 @@ class Bilevel(Handle):
         return dict(self._settings)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"iteration {self._info.iteration if self._info else 0}"
+        if self.closed:
+            state = "closed"
+        else:
+            try:
+                info = self.info
+                state = f"iteration {info.iteration if info else 0}"
+            except InvalidStateError:  # another thread is using it
+                state = "in use"
         return f"Bilevel(method={self._method!r}, dx={self._dx}, dy={self._dy}, {state})"
 
     # -- copies and pickles ---------------------------------------------------------------
@@ -368,8 +455,8 @@ class Bilevel(Handle):
     # the original's; copy.copy shares the problem object, copy.deepcopy copies it, and a
     # pickle holds it as pickle does (a problem that cannot be pickled is a TypeError).
     def _python_state(self, problem) -> dict:
-        return {"problem": problem, "method": self._method, "x": self._x, "y": self._y, "v0": self._v0,
-                "settings": dict(self._settings), "info": self._info}
+        return {"problem": problem, "method": self._method, "x": self.x, "y": self.y, "v0": self._v0,
+                "settings": dict(self._settings), "info": self.info}
 
     def _restore(self, data, state: dict) -> None:
         """Initialises this new, uncreated object from a checkpoint and its Python state."""
@@ -385,11 +472,14 @@ class Bilevel(Handle):
         self._v0 = None if state["v0"] is None else _vector(state["v0"], self._dy, "v0")
         self._settings = dict(state["settings"])
         self._info = state["info"]
+        self._info_stale = False
         _checkpoint.restore(self, lib.lancbio_bilevel_restore, data,
                             context="Bilevel could not be restored from its checkpoint")
         # The dimensions the library restored must be Python's: each getter checks its count.
-        self._call(lib.lancbio_bilevel_get_v_f64, np.empty(self._dy).ctypes.data_as(_ffi.F64P), self._dy)
-        self._call(lib.lancbio_bilevel_get_hypergradient_f64, np.empty(self._dx).ctypes.data_as(_ffi.F64P), self._dx)
+        self._call(lib.lancbio_bilevel_get_v_f64, np.empty(self._dy).ctypes.data_as(_ffi.F64P), self._dy,
+                   what="_restore()")
+        self._call(lib.lancbio_bilevel_get_hypergradient_f64, np.empty(self._dx).ctypes.data_as(_ffi.F64P), self._dx,
+                   what="_restore()")
         self._attach()
 
 
@@ -424,3 +514,12 @@ def _unpickle(cls, data, state):
     optimizer = cls.__new__(cls)
     optimizer._restore(data, state)
     return optimizer
+
+
+def _info(raw, estimator) -> BilevelInfo:
+    """The BilevelInfo of a lancbio_bilevel_info_t and its estimator's lancbio_step_info_t."""
+    return BilevelInfo(
+        iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
+        gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
+        hypergradient_norm=raw.hypergradient_norm, lr_x=raw.lr_x, lr_y=raw.lr_y,
+        estimator=StepInfo._from_struct(estimator))

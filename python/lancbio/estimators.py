@@ -24,18 +24,28 @@ Copies: ``pickle``, ``copy.copy`` and ``copy.deepcopy`` give an independent esti
 own native handle) whose next steps are bitwise the original's, through the library's
 checkpoints (docs/algorithms.md section 12); between steps only (InvalidStateError during
 a reverse-communication step). Unpickling damaged bytes raises InvalidCheckpointError.
+
+Threads and interrupts: an estimator serves one thread at a time (a call from another
+thread while one runs raises InvalidStateError and changes nothing; give each thread its
+own estimator). ``step`` runs as reverse communication (begin, then one resume per
+product, from Python), so an exception raised anywhere, an asynchronous one included
+(KeyboardInterrupt), is an ordinary exception of ``step``: the step is cancelled and the
+estimator is as before it, unless the library had already committed the step when the
+exception arrived (then it is as after it, never in between).
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 
 import numpy as np
 
 from . import _checkpoint, _ffi, _options
+from ._arrays import reject_masked
 from ._ffi import lib
-from ._handle import Handle
-from ._trampoline import RUNNING, make_callback, new_state, result_error
+from ._handle import Handle, get_ident
+from ._trampoline import SOLE_REFERENCE_COUNT, result_error
 from .errors import InvalidStateError
 from .info import StepInfo
 from .operators import as_operator
@@ -46,16 +56,23 @@ _PRECISIONS = {
     np.dtype(np.float64): (_ffi.FLOAT64, ctypes.c_double, "_f64"),
     np.dtype(np.float32): (_ffi.FLOAT32, ctypes.c_float, "_f32"),
 }
-# begin/resume without argtypes, per precision suffix (see _ffi.undeclared).
+# begin/resume/get_v without argtypes, per precision suffix (see _ffi.undeclared).
 _RC_FUNCTIONS = {
     suffix: (_ffi.undeclared("lancbio_estimator_begin" + suffix),
-             _ffi.undeclared("lancbio_estimator_resume" + suffix))
+             _ffi.undeclared("lancbio_estimator_resume" + suffix),
+             _ffi.undeclared("lancbio_estimator_get_v" + suffix))
     for _, _, suffix in _PRECISIONS.values()
 }
 _NEED_PRODUCT = _ffi.NEED_PRODUCT
+_cancel = lib.lancbio_estimator_cancel
 _ndarray = np.ndarray
+_empty = np.empty
 _byref = ctypes.byref
 _memoryview = memoryview
+_getrefcount = sys.getrefcount
+# The reference count of a request buffer held by step()'s local and its pointer argument only.
+_HELD_BY_ARGUMENT = SOLE_REFERENCE_COUNT + 1
+_ZERO_INFO = bytes(ctypes.sizeof(_ffi.StepInfoStruct) - 8)
 
 
 def _precision(dtype) -> np.dtype:
@@ -73,6 +90,7 @@ class _Estimator(Handle):
 
     _destroy_function = lib.lancbio_estimator_destroy
     _last_error_function = lib.lancbio_estimator_last_error
+    _kind = "estimator"
 
     _method = 0
 
@@ -97,13 +115,9 @@ class _Estimator(Handle):
         self._n = n
         self._dtype = dtype
         precision, ctype, suffix = _PRECISIONS[self._dtype]
-        self._pointer = ctypes.POINTER(ctype)
-        self._step_fn = getattr(lib, "lancbio_estimator_step" + suffix)
-        self._begin_fn = getattr(lib, "lancbio_estimator_begin" + suffix)
-        self._resume_fn = getattr(lib, "lancbio_estimator_resume" + suffix)
         self._get_v_fn = getattr(lib, "lancbio_estimator_get_v" + suffix)
         self._set_v_fn = getattr(lib, "lancbio_estimator_set_v" + suffix)
-        self._begin_rc, self._resume_rc = _RC_FUNCTIONS[suffix]
+        self._begin_rc, self._resume_rc, self._get_v_rc = _RC_FUNCTIONS[suffix]
         # The fast path of begin/resume: an exact ndarray of this dtype and shape that is
         # C-contiguous and aligned needs no other check, and byref(ctype.from_buffer(...))
         # is its address at a fifth of the cost of arr.ctypes (see _argument).
@@ -111,42 +125,44 @@ class _Estimator(Handle):
         self._from_buffer = ctype.from_buffer
         self._n_arg = ctypes.c_int64(self._n)
         self._info = None
-        # "struct": _info_struct holds the last step's info, converted on first access;
-        # "library": fetch it from the library first (reverse communication). Converting on
-        # every step would cost more than a small step itself.
-        self._info_pending = None
+        # Whether _info is stale: the library's info is fetched and converted on first
+        # access after a step (doing it on every step would cost more than a small step).
+        self._info_pending = False
+        # Whether a step is known to have completed since creation or reset (its info may
+        # be all zero, as a Neumann step of no terms).
+        self._stepped = False
         self._info_struct = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
+        # step()'s request buffer and its pointer argument, kept from step to step while
+        # the operator does not keep it (see step).
+        self._spare = None
 
     def _attach(self) -> None:
-        """The buffers and the product callback, once the handle exists (the library has
-        then accepted n: an n it rejects must not fail here first, allocating)."""
-        # One request buffer for reverse communication, handed out as a read-only view.
+        """The buffers, once the handle exists (the library has then accepted n: an n it
+        rejects must not fail here first, allocating)."""
+        # One request buffer for begin/resume, handed out as a read-only view.
         self._request = np.empty(self._n, dtype=self._dtype)
         self._request_view = self._request.view()
         self._request_view.flags.writeable = False
         self._request_arg = ctypes.c_void_p(self._request.ctypes.data)
-        # [operator of the running step, its exception, running]
-        self._slot = new_state()
-        self._callback = make_callback(_ffi.HVP_CALLBACK, (("in", self._n), ("out", self._n), None, None),
-                                       self._dtype, self._slot, "the operator's result")
 
     # -- helpers ------------------------------------------------------------------
     def _describe(self) -> str:
         parts = [f"n={self._n}"] + [f"{k}={v!r}" for k, v in self._settings.items()]
         return ", ".join(parts + [f"dtype={self._dtype.name}"])
 
-    def _live(self):
-        handle = self._handle
-        if handle is None or self._slot[RUNNING]:  # one test on the fast path: _live runs every step
-            super()._live()  # raises if closed
+    def _reentered(self, what: str) -> None:
+        # Only the operator of a running step (or a signal handler) can call back in this
+        # thread. Reading the diagnostics is harmless: between products no library call
+        # runs.
+        if what != "info":
             raise InvalidStateError(
-                f"{type(self).__name__} was used while its step() is running (from inside its own "
-                "operator, or from another thread); an estimator is not re-entrant", -8)
-        return handle
+                f"{type(self).__name__}.{what} was called from inside its own operator (a step is running); "
+                "an estimator is not re-entrant", -8)
 
     def _vector(self, arr, name: str) -> np.ndarray:
         n, dt = self._n, self._dtype
         fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dt.name})"
+        reject_masked(arr, name)
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray of shape ({n},) and dtype {dt.name}, "
                             f"got {type(arr).__name__}; convert it with {fix}")
@@ -161,15 +177,18 @@ class _Estimator(Handle):
                              f"pass {fix}")
         return arr
 
-    def _product(self, product) -> np.ndarray:
-        problem = result_error(product, self._n, "the product")
+    def _product(self, product, what: str = "the product") -> np.ndarray:
+        problem = result_error(product, self._n, what)
         if problem is not None:
             raise problem
         # Aligned too: the library reads it through a typed pointer (a misaligned one is copied).
         return np.require(product, dtype=self._dtype, requirements="CAE")
 
-    def _as_ptr(self, arr: np.ndarray):
-        return arr.ctypes.data_as(self._pointer)
+    def _own_buffer(self) -> tuple:
+        """A new vector of the estimator's dtype and its pointer argument, which holds one
+        reference to it (so the vector alone has SOLE_REFERENCE_COUNT + 1)."""
+        x = _empty(self._n, dtype=self._dtype)
+        return x, _byref(self._from_buffer(x))
 
     def _argument(self, arr: np.ndarray):
         """The pointer argument of the undeclared begin/resume functions for a checked
@@ -183,14 +202,18 @@ class _Estimator(Handle):
         return _byref(self._from_buffer(view))
 
     def _set_v(self, v: np.ndarray) -> None:
-        self._call(self._set_v_fn, self._as_ptr(v), self._n)
+        self._call(self._set_v_fn, self._from_buffer(v), self._n, what="set_v")
 
     def _ensure_info(self) -> None:
-        pending, self._info_pending = self._info_pending, None
-        if pending == "library":
-            self._call(lib.lancbio_estimator_info, ctypes.byref(self._info_struct))
-        if pending is not None:
-            self._info = StepInfo._from_struct(self._info_struct)
+        if self._info_pending:
+            struct = self._info_struct
+            self._call(lib.lancbio_estimator_info, ctypes.byref(struct), what="info")
+            self._info_pending = False
+            # The library's info is all zero (but struct_size) before the first step and
+            # after reset; a step that completed unseen (an interrupt came after its
+            # commit) shows in any non-zero field.
+            stepped = self._stepped or ctypes.string_at(ctypes.addressof(struct) + 8, len(_ZERO_INFO)) != _ZERO_INFO
+            self._info = StepInfo._from_struct(struct) if stepped else None
 
     # -- stepping -------------------------------------------------------------------
     def step(self, op, b: np.ndarray) -> np.ndarray:
@@ -200,13 +223,11 @@ class _Estimator(Handle):
             op: the product v -> A v with the current A (see :func:`lancbio.as_operator`:
                 a callable, an object with ``.matvec``, a 2-D array or a scipy.sparse
                 matrix). A callable receives a private array of shape (n,) and the
-                estimator's dtype (a copy of the library's vector, which it may modify or
-                return; if it keeps a reference, the array is left to it), and must return
-                an array-like of shape (n,) with a real floating or integer dtype (cast to
-                the estimator's dtype).
-            b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite;
-                read in place while the step runs: nothing (the operator, another thread)
-                may change it until step returns.
+                estimator's dtype (which it may modify or return; if it keeps a reference,
+                the array is left to it), and must return an array-like of shape (n,) with
+                a real floating or integer dtype (cast to the estimator's dtype).
+            b: right-hand side, shape (n,), the estimator's dtype, C-contiguous, finite
+                (copied when the step begins).
 
         Returns:
             The committed estimate v, a new array of shape (n,) and the estimator's dtype.
@@ -215,26 +236,78 @@ class _Estimator(Handle):
             the operator's own exception (original type and traceback), ValueError or
             TypeError for an unusable operator result, :mod:`lancbio.errors` exceptions
             (e.g. NonFiniteProductError for a NaN product). The estimator is then
-            unchanged.
+            unchanged. An asynchronous exception (KeyboardInterrupt) propagates the same
+            way; if it arrives after the library committed the step, the estimator holds
+            the new step (``hvp_count`` and ``info`` say which), never part of one.
         """
-        handle = self._live()
-        b = self._vector(b, "b")
-        apply = as_operator(op, self._n, self._dtype)
-        v = np.empty(self._n, dtype=self._dtype)
-        slot = self._slot
-        slot[0], slot[1], slot[2] = apply, None, True
+        # Reverse communication driven from here rather than the library's callback step:
+        # a callback interrupted on entry (an asynchronous exception raised before its first
+        # statement) cannot report its failure through ctypes, but an exception here is an
+        # ordinary one, and cancel() restores the state. It is also cheaper at small n.
+        token = [get_ident()]
+        guard = self._guard
         try:
-            status = self._step_fn(handle, self._callback, None, self._as_ptr(b), self._as_ptr(v),
-                                   self._n, ctypes.byref(self._info_struct))
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "step()")
+            handle = self._handle
+            if handle is None:
+                self._live()  # raises
+            b_arg = self._in_place(b)
+            if b_arg is None:
+                b_arg = self._argument(self._vector(b, "b"))
+            apply = as_operator(op, self._n, self._dtype)
+            n_arg, resume, shape, dtype, from_buffer = self._n_arg, self._resume_rc, self._shape, self._dtype, \
+                self._from_buffer
+            spare, self._spare = self._spare, None
+            x, x_arg = spare if spare is not None else self._own_buffer()
+            spare = None
+            status = None
+            try:
+                status = self._begin_rc(handle, b_arg, x_arg, n_arg)
+                b_arg = None
+                while status == _NEED_PRODUCT:
+                    product = apply(x)
+                    product_arg = None
+                    if (type(product) is _ndarray and product.dtype is dtype and product.shape == shape
+                            and product.flags.aligned):
+                        try:
+                            product_arg = _byref(from_buffer(product))
+                        except TypeError:  # read-only or not contiguous: the general path
+                            pass
+                    if product_arg is None:
+                        product_arg = self._argument(self._product(product, "the operator's result"))
+                    # x is the next request's buffer unless the operator kept it (or a view of
+                    # it), or changed its shape, dtype or writeability: then it is the
+                    # operator's, and the library must not write into it.
+                    product = None
+                    if not (_getrefcount(x) == _HELD_BY_ARGUMENT and x.flags.writeable and x.dtype is dtype
+                            and x.shape == shape):
+                        x, x_arg = self._own_buffer()
+                    status = resume(handle, product_arg, x_arg, n_arg)
+                    product_arg = None
+                if status < 0:
+                    self._check(status)
+                self._stepped = True
+                v = _empty(self._n, dtype=dtype)
+                self._check(self._get_v_rc(handle, _byref(self._from_buffer(v)), n_arg))
+            except BaseException:
+                # status None: interrupted right after begin returned, whatever it returned.
+                if status is None or status == _NEED_PRODUCT:
+                    _cancel(handle)
+                raise
+            finally:
+                # Even on failure: an interrupt may have come after the library committed.
+                self._info_pending = True
+            if _getrefcount(x) == _HELD_BY_ARGUMENT:
+                self._spare = x, x_arg
+            return v
         finally:
-            error = slot[1]
-            slot[0], slot[1], slot[2] = None, None, False
-        if status < 0:
-            if status == _ffi.ERR_CALLBACK and error is not None:
-                raise error
-            self._check(status)
-        self._info_pending = "struct"
-        return v
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     def begin(self, b: np.ndarray):
         """Starts a reverse-communication step, for hosts that compute products themselves.
@@ -249,13 +322,25 @@ class _Estimator(Handle):
             estimator's request buffer, valid until the next call: copy it to keep it
             (reusing one buffer keeps a round trip allocation-free).
         """
-        handle = self._handle
-        if handle is None or self._slot[RUNNING]:
-            self._live()
-        b_arg = self._in_place(b)
-        if b_arg is None:
-            b_arg = self._argument(self._vector(b, "b"))
-        return self._request_or_done(self._begin_rc(handle, b_arg, self._request_arg, self._n_arg), handle)
+        token = [None]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "begin()")
+            handle = self._handle
+            if handle is None:
+                self._live()  # raises
+            b_arg = self._in_place(b)
+            if b_arg is None:
+                b_arg = self._argument(self._vector(b, "b"))
+            return self._request_or_done(self._begin_rc(handle, b_arg, self._request_arg, self._n_arg))
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     def resume(self, product):
         """Continues a reverse-communication step with ``product`` = A x for the last x.
@@ -271,47 +356,72 @@ class _Estimator(Handle):
             ``info`` hold its result). On a library error the step is abandoned and
             the estimator is as before :meth:`begin`.
         """
-        handle = self._handle
-        if handle is None or self._slot[RUNNING]:
-            self._live()
-        if product is self._request_view:
-            product_arg = self._request_arg
-        else:
-            product_arg = self._in_place(product)
-            if product_arg is None:
-                product_arg = self._argument(self._product(product))
-        return self._request_or_done(self._resume_rc(handle, product_arg, self._request_arg, self._n_arg), handle)
+        token = [None]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "resume()")
+            handle = self._handle
+            if handle is None:
+                self._live()  # raises
+            if product is self._request_view:
+                product_arg = self._request_arg
+            else:
+                product_arg = self._in_place(product)
+                if product_arg is None:
+                    product_arg = self._argument(self._product(product))
+            return self._request_or_done(self._resume_rc(handle, product_arg, self._request_arg, self._n_arg))
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     def _in_place(self, a):
         """The ctypes argument passing ``a`` itself, when it is already a C-contiguous,
         aligned array of this estimator's dtype and shape; None otherwise (convert it)."""
-        if (type(a) is _ndarray and a.dtype is self._dtype and a.shape == self._shape
-                and a.flags.c_contiguous and a.flags.aligned):
-            view = _memoryview(a)
-            return self._argument(a) if view.readonly else _byref(self._from_buffer(view))
+        if type(a) is _ndarray and a.dtype is self._dtype and a.shape == self._shape and a.flags.aligned:
+            try:
+                return _byref(self._from_buffer(a))
+            except TypeError:  # a read-only buffer (passed by address), or not contiguous
+                return self._argument(a) if a.flags.c_contiguous else None
         return None
 
-    def _request_or_done(self, status, handle):
+    def _request_or_done(self, status):
         """begin/resume's result for a library status: the request view, or None when the
-        step is complete (errors raise)."""
+        step is complete (errors raise). Called under the guard."""
         if status == _NEED_PRODUCT:
             return self._request_view
         if status < 0:
             self._check(status)
-        self._info_pending = "library"
+        self._stepped = self._info_pending = True
         return None
 
     def cancel(self) -> None:
         """Abandons a reverse-communication step in progress (no effect if none)."""
-        self._call(lib.lancbio_estimator_cancel)
+        self._call(_cancel, what="cancel()")
 
     def reset(self) -> None:
         """Back to the state after creation: v = v0 (or 0), counters and schedules restarted."""
-        self._call(lib.lancbio_estimator_reset)
-        self._info = None
-        self._info_pending = None
-        if self._v0 is not None:
-            self._set_v(self._v0)
+        token = [None]
+        guard = self._guard
+        try:
+            owner = guard.setdefault(0, token)
+            if owner is not token:
+                self._refuse(owner, "reset()")
+            self._check(lib.lancbio_estimator_reset(self._live()))
+            self._info = None
+            self._info_pending = self._stepped = False
+            if self._v0 is not None:
+                self._check(self._set_v_fn(self._handle, self._from_buffer(self._v0), self._n))
+        finally:
+            try:
+                if guard[0] is token:
+                    del guard[0]
+            except KeyError:
+                pass
 
     # -- properties -----------------------------------------------------------------
     @property
@@ -327,8 +437,8 @@ class _Estimator(Handle):
     @property
     def v(self) -> np.ndarray:
         """A copy of the committed estimate, shape (n,), the estimator's dtype."""
-        out = np.empty(self._n, dtype=self._dtype)
-        self._call(self._get_v_fn, self._as_ptr(out), self._n)
+        out = _empty(self._n, dtype=self._dtype)
+        self._call(self._get_v_fn, self._from_buffer(out), self._n, what="v")
         return out
 
     @property
@@ -361,18 +471,14 @@ class _Estimator(Handle):
         info = self.info
         return info.restarts if info is not None else 0
 
-    # -- lifetime -------------------------------------------------------------------
-    def close(self) -> None:
-        """Destroys the native handle. Idempotent; later calls other than close raise
-        InvalidHandleError."""
-        if self._handle is not None and self._slot[RUNNING]:
-            raise InvalidStateError(f"{type(self).__name__}.close() was called from inside its own operator", -8)
-        super().close()
-        # The C side can no longer call the trampoline: release it and its views.
-        self._callback = None
-
     def __repr__(self) -> str:
-        state = "closed" if self._handle is None else f"hvp_count={self.hvp_count}"
+        if self._handle is None:
+            state = "closed"
+        else:
+            try:
+                state = f"hvp_count={self.hvp_count}"
+            except InvalidStateError:  # another thread is using it
+                state = "in use"
         return f"<lancbio.{type(self).__name__}({self._describe()}) {state}>"
 
     # -- copies and pickles ---------------------------------------------------------------
@@ -392,12 +498,14 @@ class _Estimator(Handle):
                             context=f"{type(self).__name__} could not be restored from its checkpoint")
         self._attach()
         n, method, precision = ctypes.c_int64(), ctypes.c_int32(), ctypes.c_int32()
-        self._call(lib.lancbio_estimator_properties, ctypes.byref(n), ctypes.byref(method), ctypes.byref(precision))
+        self._call(lib.lancbio_estimator_properties, ctypes.byref(n), ctypes.byref(method), ctypes.byref(precision),
+                   what="_restore()")
         if (n.value, method.value, precision.value) != (self._n, self._method, _PRECISIONS[self._dtype][0]):
             self.close()
             raise ValueError(f"the checkpoint holds another estimator (n={n.value}, method {method.value}, precision "
                              f"{precision.value}) than this {type(self).__name__}(n={self._n}, dtype={self._dtype.name})")
-        self._info_pending = "library" if state["has_info"] else None
+        self._info_pending = True
+        self._stepped = bool(state["has_info"])
 
     def __reduce_ex__(self, protocol):
         return _unpickle, (type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())

@@ -6,6 +6,8 @@ from typing import Callable
 
 import numpy as np
 
+from ._arrays import reject_masked
+
 __all__ = ["as_operator"]
 
 
@@ -41,9 +43,10 @@ def as_operator(op, n: int | None = None, dtype=None) -> Callable[[np.ndarray], 
 
     Raises:
         ValueError: a matrix that is not square, or not n x n.
-        TypeError: anything else (with the list of accepted kinds).
+        TypeError: a numpy.ma masked matrix, or anything else (with the list of accepted kinds).
     """
     if isinstance(op, np.ndarray):
+        reject_masked(op, "the matrix")
         matrix = np.asarray(op)  # a plain ndarray: numpy.matrix @ v would be (1, n)
         if matrix.ndim != 2:
             raise ValueError(f"a matrix operator must be 2-D (n x n), got {matrix.ndim}-D with shape {matrix.shape}")

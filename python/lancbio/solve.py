@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _ffi
+from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import check
 from ._options import ESTIMATOR, estimator_options, fill, to_float, to_int
-from ._trampoline import ERROR, OPERATOR, RUNNING, make_callback, new_state
+from ._trampoline import ERROR, OPERATOR, escaped, install_capture, make_callback, new_state, remove_capture
 from .info import StepInfo
 from .operators import as_operator
 
@@ -56,6 +57,7 @@ class SolveInfo:
 
 def _vector(arr, n: int, dtype: np.dtype, name: str) -> np.ndarray:
     fix = f"numpy.ascontiguousarray({name}, dtype=numpy.{dtype.name})"
+    reject_masked(arr, name)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of dtype float64 or float32, got {type(arr).__name__}; "
                         f"convert it with {fix}")
@@ -104,6 +106,7 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
                         + (f"; it accepts {', '.join(accepted)}" if accepted else ""))
     if "eta" in accepted and method_options.get("eta") is None:
         raise TypeError(f"method {method!r} needs eta=<step size > 0, below 2 / lambda_max(A)>")
+    reject_masked(b, "b")
     if not isinstance(b, np.ndarray):
         raise TypeError(f"b must be a numpy.ndarray of dtype float64 or float32, got {type(b).__name__}; "
                         "convert it with numpy.ascontiguousarray(b, dtype=numpy.float64)")
@@ -133,15 +136,20 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
     result = _ffi.SolveResultStruct(struct_size=ctypes.sizeof(_ffi.SolveResultStruct))
     last = _ffi.StepInfoStruct(struct_size=ctypes.sizeof(_ffi.StepInfoStruct))
     pointer = ctypes.POINTER(ctype)
-    state[RUNNING] = True
+    arguments = (ctypes.byref(options), callback, None, b.ctypes.data_as(pointer), x.ctypes.data_as(pointer), n, tol,
+                 0 if maxiter is None else maxiter, ctypes.byref(result), ctypes.byref(last))
+    hook = install_capture()
     try:
-        status = getattr(lib, function)(ctypes.byref(options), callback, None, b.ctypes.data_as(pointer),
-                                        x.ctypes.data_as(pointer), n, tol, 0 if maxiter is None else maxiter,
-                                        ctypes.byref(result), ctypes.byref(last))
+        status = getattr(lib, function)(*arguments)
+        error = state[ERROR]
     finally:
-        error, state[ERROR], state[OPERATOR], state[RUNNING] = state[ERROR], None, None, False
-    if status == _ffi.ERR_CALLBACK and error is not None:
-        raise error
+        state[ERROR] = state[OPERATOR] = None
+        remove_capture(hook)
+    if status == _ffi.ERR_CALLBACK:
+        try:
+            raise error if error is not None else escaped("the operator")
+        finally:
+            error = None  # else the exception's traceback holds this frame, and it the exception
     check(status, lib.lancbio_last_error() if status < 0 else None)
     info = SolveInfo(bool(result.converged), result.residual, result.products, result.iterations, method,
                      StepInfo._from_struct(last))

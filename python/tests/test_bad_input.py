@@ -400,3 +400,59 @@ def test_subnormal_but_finite_b_is_accepted(method):
     with FACTORIES[method](N) as est:
         v = est.step(np.eye(N), b)
     assert np.all(np.isfinite(v))
+
+
+# -- numpy.ma masked arrays ------------------------------------------------------------------
+
+
+def _masked(values):
+    """A masked array whose masked entry holds a finite value that is not data."""
+    return np.ma.masked_array(values, mask=[i == 1 for i in range(len(values))])
+
+
+def test_masked_b_v0_products_and_matrices_are_refused_naming_filled_and_change_nothing(method):
+    n = N
+    A, b = np.diag(np.arange(1.0, n + 1)), np.linspace(1.0, 2.0, n)
+    with FACTORIES[method](n) as est, FACTORIES[method](n) as twin:
+        est.step(A, b)
+        twin.step(A, b)
+        attempts = {
+            "step b": lambda: est.step(A, _masked(b)),
+            "begin b": lambda: est.begin(_masked(b)),
+            "operator result": lambda: est.step(lambda x: _masked(A @ x), b),
+            "matrix": lambda: est.step(np.ma.masked_array(A, mask=A == 0), b),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(TypeError, match=r"masked array.*\.filled\(") as excinfo:
+                attempt()
+            assert "masked" in str(excinfo.value), what
+            assert np.array_equal(est.v, twin.v) and est.info == twin.info, what
+        x = est.begin(b)
+        with pytest.raises(TypeError, match=r"\.filled\("):
+            est.resume(_masked(A @ x))
+        while x is not None:  # the refused product left the step resumable
+            x = est.resume(A @ x)
+        assert np.array_equal(est.v, twin.step(A, b))
+    if method not in ("neumann", "random_neumann"):
+        with pytest.raises(TypeError, match=r"v0 is a numpy.ma masked array.*v0\.filled\("):
+            FACTORIES[method](n, v0=_masked(b))
+
+
+def test_masked_starting_points_of_an_optimizer_and_a_solve_are_refused_naming_filled():
+    from test_bilevel import DX, DY, X0, make
+
+    y0 = np.zeros(DY)
+    for name, kwargs in {"x0": dict(x0=_masked(X0)), "y0": dict(y0=_masked(y0)),
+                         "v0": dict(v0=_masked(np.ones(DY)))}.items():
+        with pytest.raises(TypeError, match=rf"{name} is a numpy.ma masked array.*{name}\.filled\("):
+            make("amigo-cg", **kwargs)
+    opt, twin = make("amigo-cg"), make("amigo-cg")
+    opt.step()
+    twin.step()
+    with pytest.raises(TypeError, match=r"x0\.filled\("):
+        opt.reset(x0=_masked(np.ones(DX)))
+    assert opt.step() == twin.step()
+    b = np.linspace(1.0, 2.0, N)
+    for name, kwargs in {"b": dict(b=_masked(b)), "x0": dict(b=b, x0=_masked(b))}.items():
+        with pytest.raises(TypeError, match=rf"{name} is a numpy.ma masked array.*{name}\.filled\("):
+            lancbio.solve(np.eye(N), **kwargs)

@@ -392,6 +392,28 @@ def test_starting_points_are_private_copies_and_v0_is_the_first_warm_start():
     assert np.array_equal(opt.x, X0)
 
 
+@pytest.mark.parametrize("alias", ["same array", "overlapping views"])
+def test_x0_and_y0_sharing_memory_step_exactly_as_separate_copies(alias):
+    # Bilevel copies x0 and y0 into buffers of its own, so arguments that share memory
+    # are harmless (they are accepted, not refused): its x and y never alias each other
+    # nor the caller's arrays.
+    n = 5
+    buffer = np.linspace(0.5, 1.5, n + 1)
+    x0, y0 = (buffer[:n], buffer[:n]) if alias == "same array" else (buffer[:n], buffer[1:])
+    assert np.shares_memory(x0, y0)
+    before = buffer.copy()
+    opt = lancbio.Bilevel(Quadratic(dx=n, dy=n), "lancbio", x0=x0, y0=y0, lr_x=0.05, lr_y=0.2)
+    twin = lancbio.Bilevel(Quadratic(dx=n, dy=n), "lancbio", x0=x0.copy(), y0=y0.copy(), lr_x=0.05, lr_y=0.2)
+    for _ in range(4):
+        assert opt.step() == twin.step()
+    assert np.array_equal(opt.x, twin.x) and np.array_equal(opt.y, twin.y) and np.array_equal(opt.v, twin.v)
+    assert not np.array_equal(opt.x, opt.y)  # they moved apart: two buffers
+    opt.reset(x0=x0, y0=x0)
+    twin.reset(x0=x0.copy(), y0=x0.copy())
+    assert opt.step() == twin.step() and np.array_equal(opt.y, twin.y)
+    assert np.array_equal(buffer, before)  # the caller's memory was only read
+
+
 # -- run() and History ------------------------------------------------------------------
 
 FIELDS = {"iteration", "time", "hvps", "gradient_evaluations", "cross_products", "hypergradient_norm",

@@ -118,6 +118,76 @@ def test_problem_exception_is_reraised_as_is_and_the_optimizer_is_unchanged(name
     assert_same_state(opt, twin)
 
 
+# A callback that fails before its first statement (as one does when a signal handler
+# raises on entry to it): ctypes hands the exception to sys.unraisablehook and returns to
+# the library without writing the return value or the output.
+ENTRY_FAILURE = """
+    import numpy as np
+    import lancbio
+    from lancbio import _ffi
+    from test_bilevel import assert_same_state, make
+
+    class EntryFailure(BaseException):
+        pass
+
+    def raising_on_entry(*args):
+        raise EntryFailure()
+
+    opt, twin = make("amigo-cg"), make("amigo-cg")
+    opt.step(); twin.step()
+    struct = opt._problem_struct
+    saved = opt._callbacks[{index}]  # (reading the field would give a view of it)
+    struct.{name} = callback = _ffi.{prototype}(raising_on_entry)
+    try:
+        opt.step()
+        raised = None
+    except BaseException as error:
+        raised = type(error).__name__
+    assert_same_state(opt, twin)
+    struct.{name} = saved
+    assert opt.step() == twin.step()
+    print(raised)
+"""
+
+
+@pytest.mark.parametrize("name", CALLBACKS)
+def test_a_callback_that_fails_before_it_runs_is_the_exception_it_raised_and_changes_nothing(name, capsys):
+    # The wrapper's own callbacks carry their error slot: the exception comes back as is.
+    from lancbio import _ffi
+
+    class EntryFailure(BaseException):
+        pass
+
+    def raising_on_entry(*args):
+        raise EntryFailure()
+
+    opt, twin = make("amigo-cg"), make("amigo-cg")
+    opt.step()
+    twin.step()
+    raising_on_entry._lancbio_state = opt._state  # as make_callback marks its callbacks
+    struct = opt._problem_struct
+    saved = opt._callbacks[CALLBACKS.index(name)]  # (reading the field would give a view of it)
+    prototype = _ffi.GRADIENT_CALLBACK if name.startswith("grad") else _ffi.PRODUCT_CALLBACK
+    setattr(struct, name, prototype(raising_on_entry))
+    with pytest.raises(EntryFailure):
+        opt.step()
+    assert_same_state(opt, twin)
+    setattr(struct, name, saved)
+    assert opt.step() == twin.step()
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["grad_y_g", "jvp_xy_g"])
+def test_a_foreign_callback_that_fails_before_it_runs_raises_keyboard_interrupt_and_changes_nothing(name):
+    # Without an error slot to find, the exception is lost to ctypes (which prints it), but
+    # the step still fails as a whole: KeyboardInterrupt, what such a failure almost always is.
+    prototype = "GRADIENT_CALLBACK" if name.startswith("grad") else "PRODUCT_CALLBACK"
+    result = run_isolated(ENTRY_FAILURE.format(name=name, prototype=prototype, index=CALLBACKS.index(name)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["KeyboardInterrupt"], result.stdout
+    assert "EntryFailure" in result.stderr  # ctypes reported the original
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, GeneratorExit])
 @pytest.mark.parametrize("name", CALLBACKS)
 def test_base_exceptions_from_the_problem_propagate_and_leave_the_state_unchanged(name, interrupt):
