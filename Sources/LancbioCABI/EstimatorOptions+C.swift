@@ -132,5 +132,6 @@ extension lancbio_step_info_t {
         ritz_max = info.ritzMax
         orthogonality_loss = info.orthogonalityLoss
         orthogonality_restart = info.orthogonalityRestart ? 1 : 0
+        residual_uncertain = info.residualUncertain ? 1 : 0
     }
 }

@@ -113,7 +113,7 @@ extension StepInfo {
         w.integer(dimension); w.integer(period); w.flag(restarted); w.integer(restarts)
         w.real(residual); w.integer(Int(residualKind.rawValue)); w.real(ritzMin); w.real(ritzMax)
         w.flag(breakdown); w.flag(indefinite); w.flag(singularFallback); w.flag(zeroResidual)
-        w.real(orthogonalityLoss); w.flag(orthogonalityRestart)
+        w.real(orthogonalityLoss); w.flag(orthogonalityRestart); w.flag(residualUncertain)
     }
 
     /// Diagnostics as a step reports them: counts >= 0, no NaN (an overflowed residual or
@@ -144,6 +144,7 @@ extension StepInfo {
         info.zeroResidual = try r.flag("zero_residual")
         info.orthogonalityLoss = try r.real("orthogonality_loss", finite: false)
         info.orthogonalityRestart = try r.flag("orthogonality_restart")
+        info.residualUncertain = try r.flag("residual_uncertain")
         guard info.residual >= 0, info.orthogonalityLoss >= 0 else {
             throw .invalidCheckpoint("a residual or orthogonality loss is negative")
         }

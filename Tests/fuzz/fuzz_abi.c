@@ -384,6 +384,10 @@ static void check_step_info(const lancbio_step_info_t *i, int32_t s, const char 
      * NaN is never a diagnostic. */
     REQUIRE(!isnan(i->residual) && i->residual >= 0, "%s: info.residual = %g (status %d)", what, i->residual, s);
     REQUIRE(!isnan(i->ritz_min) && !isnan(i->ritz_max), "%s: Ritz values %g %g", what, i->ritz_min, i->ritz_max);
+    /* Only a figure that is not exact can be uncertain. */
+    REQUIRE((i->residual_uncertain == 0 || i->residual_uncertain == 1) &&
+                !(i->residual_uncertain && i->residual_kind == LANCBIO_RESIDUAL_EXACT),
+            "%s: residual_uncertain %d with residual_kind %d", what, i->residual_uncertain, i->residual_kind);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -2012,8 +2016,10 @@ static unsigned char *ckpt_damage(reader_t *r, const unsigned char *saved, int64
     switch (kind) {
     case DMG_NONE: *verdict = MUST_ACCEPT; break;
     case DMG_FLIP: p[where % size] ^= (uint8_t)(with | 1); break; /* any single byte: the checksum sees it */
-    case DMG_VERSION: { /* checked before the checksum, resealed or not */
-        uint64_t version = 2 + (uint64_t)with;
+    case DMG_VERSION: { /* checked before the checksum, resealed or not: any version but the library's */
+        uint64_t version;
+        memcpy(&version, p + 16, 8);
+        version += 1 + (uint64_t)with;
         memcpy(p + 16, &version, 8);
         if (with & 1) ckpt_reseal(p, (size_t)size);
         break;

@@ -108,6 +108,8 @@ class StepInfoStruct(ctypes.Structure):
         ("orthogonality_loss", c_double),
         ("orthogonality_restart", c_int32),
         ("reserved2", c_int32),
+        ("residual_uncertain", c_int32),
+        ("reserved3", c_int32),
     ]
 
 
@@ -115,8 +117,9 @@ class StepInfoStruct(ctypes.Structure):
 # fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
 assert ctypes.sizeof(EstimatorOptions) == 112, ctypes.sizeof(EstimatorOptions)
 assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
-assert ctypes.sizeof(StepInfoStruct) == 128, ctypes.sizeof(StepInfoStruct)
+assert ctypes.sizeof(StepInfoStruct) == 136, ctypes.sizeof(StepInfoStruct)
 assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
+
 
 class BilevelOptions(ctypes.Structure):
     """Mirror of lancbio_bilevel_options_t."""
