@@ -184,7 +184,7 @@ typedef struct lancbio_estimator_options {
     /* Lanczos */
     int64_t m0;               /**< Initial restart period, 1 <= m0 <= m_max (default 1). */
     int64_t m_max;            /**< Largest period, 1..4096 (default 80); the basis holds m_max + 1 vectors. */
-    double growth;            /**< Period growth factor >= 1 (default 1.1). */
+    double growth;            /**< Period growth factor in [1, 1e6] (default 1.1). */
     int64_t grow_every;       /**< Grow the period every this many steps, >= 1 (default 20). */
     int32_t variant;          /**< LANCBIO_VARIANT_* (default RESIDUAL). */
     int32_t reorthogonalize;  /**< Non-zero: full re-orthogonalisation (default 0). */
@@ -203,6 +203,11 @@ typedef struct lancbio_estimator_options {
                                          orthogonality, max_i |q_i . q_{j+1}| > this; > 0 (from 1 up it never
                                          fires; INFINITY skips the check; default 1e-2). A drifting A erodes orthogonality; without this
                                          check (or reorthogonalize) long cycles can make the estimate diverge. */
+    int32_t exact_residual;   /**< Lanczos: non-zero reports ||A v - b|| of each step's estimate (residual_kind
+                                   EXACT) from one more product per step, instead of the estimate
+                                   beta_j |e_j^T s|, which is exact only while A and b stay fixed
+                                   (docs/algorithms.md section 3.6); default 0. One-shot solves ignore it. */
+    int32_t reserved;         /**< Zero. */
 } lancbio_estimator_options_t;
 
 /** Diagnostics of one step. Set struct_size before passing it in. */

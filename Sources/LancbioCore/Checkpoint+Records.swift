@@ -23,6 +23,7 @@ extension EstimatorMethod {
         case .dynamicLanczos(let o):
             w.integer(o.initialPeriod); w.integer(o.maxPeriod); w.real(o.growth); w.integer(o.growEvery)
             w.integer(Int(o.variant.rawValue)); w.flag(o.reorthogonalize); w.real(o.orthogonalityTolerance)
+            w.flag(o.exactResidual)
         case .subbio(let theta0):
             w.real(theta0)
         case .conjugateGradient(let k, let tol), .minres(let k, let tol):
@@ -39,7 +40,8 @@ extension EstimatorMethod {
         switch self {
         case .dynamicLanczos(let o):
             "m0 = \(o.initialPeriod), m_max = \(o.maxPeriod), growth = \(o.growth), grow_every = \(o.growEvery), "
-                + "variant = \(o.variant == .plain ? "plain" : "residual"), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance)"
+                + "variant = \(o.variant == .plain ? "plain" : "residual"), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance), "
+                + "exact_residual = \(o.exactResidual)"
         case .subbio(let theta0): "theta0 = \(theta0)"
         case .conjugateGradient(let k, let tol), .minres(let k, let tol): "max_iterations = \(k), tolerance = \(tol)"
         case .gradientDescent(let eta, let k), .neumann(let eta, let k): "step_size = \(eta), steps = \(k)"
@@ -60,9 +62,10 @@ extension EstimatorMethod {
             }
             let reorthogonalize = try r.flag("reorthogonalize")
             let tolerance = try r.real("orthogonality_tolerance", finite: false)
+            let exactResidual = try r.flag("exact_residual")
             method = .dynamicLanczos(LanczosOptions(initialPeriod: m0, maxPeriod: mMax, growth: growth, growEvery: growEvery,
                                                     variant: variant, reorthogonalize: reorthogonalize,
-                                                    orthogonalityTolerance: tolerance))
+                                                    orthogonalityTolerance: tolerance, exactResidual: exactResidual))
         case 2:
             method = .subbio(theta0: try r.real("theta0"))
         case 3:

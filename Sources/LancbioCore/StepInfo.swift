@@ -32,8 +32,9 @@ public enum ResidualKind: Int32, Sendable {
     /// to rounding while above the bound on its rounding (`StepInfo.residualUncertain`
     /// says when it is not).
     case recurrence = 2
-    /// beta_j |e_j^T s| of dynamic Lanczos. Exact for a fixed operator; only an
-    /// estimate while the operator moves between steps.
+    /// beta_j |e_j^T s| of dynamic Lanczos. Exact for a fixed operator and b; only an
+    /// estimate while they move between steps (see `StepInfo.residualUncertain` and
+    /// `LanczosOptions.exactResidual`).
     case estimate = 3
     /// ||A v_prev - b|| at the iterate before the last gradient step.
     case previousIterate = 4
@@ -80,13 +81,13 @@ public struct StepInfo: Equatable, Sendable {
     public var orthogonalityLoss = 0.0
     /// Lanczos: the loss exceeded the tolerance, so the next step restarts early.
     public var orthogonalityRestart = false
-
     /// The residual figure is likely too optimistic. CG and MINRES: their recurrence
     /// residual is below the bound on its rounding (docs/algorithms.md sections 5 and 9);
     /// Lanczos: a part of A v - b the step can measure without a product (rounding, b
     /// outside the basis, the basis' loss of orthogonality, A's drift) exceeds the estimate
     /// (section 3.6). Never set with an exact residual.
     public var residualUncertain = false
+
     public init() {}
 
     /// The outcome that summarises the flags, most serious first.

@@ -80,6 +80,8 @@ class EstimatorOptions(ctypes.Structure):
         ("steps", c_int64),
         ("seed", c_uint64),
         ("orthogonality_tolerance", c_double),
+        ("exact_residual", c_int32),
+        ("reserved", c_int32),
     ]
 
 
@@ -115,7 +117,7 @@ class StepInfoStruct(ctypes.Structure):
 
 # The library reads and writes exactly struct_size bytes: a layout slip here would corrupt
 # fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
-assert ctypes.sizeof(EstimatorOptions) == 112, ctypes.sizeof(EstimatorOptions)
+assert ctypes.sizeof(EstimatorOptions) == 120, ctypes.sizeof(EstimatorOptions)
 assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
 assert ctypes.sizeof(StepInfoStruct) == 136, ctypes.sizeof(StepInfoStruct)
 assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
