@@ -94,7 +94,9 @@ extern "C" {
 /** Negative or zero curvature met: A is not positive definite on the explored subspace.
  *  A result was still written (see the method's documentation). */
 #define LANCBIO_INDEFINITE 3
-/** The projected system was singular: the minimum-norm least-squares solution was used. */
+/** The projected system was singular to working precision: the estimate is a least-squares
+ *  one (Lanczos: the minimum-norm solution of the projected system; MINRES: the last
+ *  iterate before the singular direction), and the residual its least-squares minimum. */
 #define LANCBIO_SINGULAR 4
 /** Reverse communication only, not final: the request buffer holds a vector x; compute
  *  A x and pass it to the matching *_resume call. */
@@ -151,8 +153,11 @@ extern "C" {
 /** Meaning of lancbio_step_info_t.residual. */
 #define LANCBIO_RESIDUAL_UNAVAILABLE 0 /**< Not computed (Neumann series). */
 #define LANCBIO_RESIDUAL_EXACT 1       /**< ||A v - b|| from this step's products. */
-#define LANCBIO_RESIDUAL_RECURRENCE 2  /**< CG/MINRES recurrence: ||A v - b|| in exact arithmetic. */
-#define LANCBIO_RESIDUAL_ESTIMATE 3    /**< Lanczos beta_j |e_j^T s|: exact only for a fixed A. */
+#define LANCBIO_RESIDUAL_RECURRENCE 2  /**< CG/MINRES recurrence: ||A v - b|| in exact arithmetic (a convergence
+                                            it claims below the bound on its rounding is checked with one more
+                                            product, EXACT; see residual_uncertain). */
+#define LANCBIO_RESIDUAL_ESTIMATE 3    /**< Lanczos beta_j |e_j^T s|: exact only for a fixed A and b (see
+                                            lancbio_step_info_t.residual_uncertain). */
 #define LANCBIO_RESIDUAL_PREVIOUS 4    /**< ||A v - b|| at the iterate before the last gradient step. */
 
 /* ---------------------------------------------------------------------------------
@@ -185,7 +190,7 @@ typedef struct lancbio_estimator_options {
     /* Lanczos */
     int64_t m0;               /**< Initial restart period, 1 <= m0 <= m_max (default 1). */
     int64_t m_max;            /**< Largest period, 1..4096 (default 80); the basis holds m_max + 1 vectors. */
-    double growth;            /**< Period growth factor >= 1 (default 1.1). */
+    double growth;            /**< Period growth factor in [1, 1e6] (default 1.1). */
     int64_t grow_every;       /**< Grow the period every this many steps, >= 1 (default 20). */
     int32_t variant;          /**< LANCBIO_VARIANT_* (default RESIDUAL). */
     int32_t reorthogonalize;  /**< Non-zero: full re-orthogonalisation (default 0). */
@@ -204,6 +209,11 @@ typedef struct lancbio_estimator_options {
                                          orthogonality, max_i |q_i . q_{j+1}| > this; > 0 (from 1 up it never
                                          fires; INFINITY skips the check; default 1e-2). A drifting A erodes orthogonality; without this
                                          check (or reorthogonalize) long cycles can make the estimate diverge. */
+    int32_t exact_residual;   /**< Lanczos: non-zero reports ||A v - b|| of each step's estimate (residual_kind
+                                   EXACT) from one more product per step, instead of the estimate
+                                   beta_j |e_j^T s|, which is exact only while A and b stay fixed
+                                   (docs/algorithms.md section 3.6); default 0. One-shot solves ignore it. */
+    int32_t reserved;         /**< Zero. */
 } lancbio_estimator_options_t;
 
 /** Diagnostics of one step. Set struct_size before passing it in. */
@@ -230,6 +240,12 @@ typedef struct lancbio_step_info {
     double orthogonality_loss;     /**< Lanczos: max_i |q_i . q_{j+1}| measured this step (0 if not measured). */
     int32_t orthogonality_restart; /**< Lanczos: 1 if that loss exceeded the tolerance: the next step restarts. */
     int32_t reserved2;             /**< Zero. */
+    int32_t residual_uncertain;    /**< 1 if `residual` is likely too optimistic: a CG/MINRES RECURRENCE below the
+                                        bound on its rounding (docs/algorithms.md sections 5, 9), or a part of
+                                        A v - b a Lanczos step measures (rounding, b outside the basis, the
+                                        basis' loss of orthogonality, A's drift) above the ESTIMATE (section
+                                        3.6; exact_residual gives the true figure). Never 1 for EXACT. */
+    int32_t reserved3;             /**< Zero. */
 } lancbio_step_info_t;
 
 /* ---------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ extension lancbio_estimator_options_t {
         o.steps = method == LANCBIO_METHOD_GD ? 5 : 10
         o.seed = 0
         o.orthogonality_tolerance = lanczos.orthogonalityTolerance
+        o.exact_residual = lanczos.exactResidual ? 1 : 0
         return o
     }
 
@@ -91,7 +92,7 @@ extension lancbio_estimator_options_t {
             return .dynamicLanczos(LanczosOptions(
                 initialPeriod: try count(m0, "m0"), maxPeriod: try count(m_max, "m_max"), growth: growth,
                 growEvery: try count(grow_every, "grow_every"), variant: variant, reorthogonalize: reorthogonalize != 0,
-                orthogonalityTolerance: orthogonality_tolerance))
+                orthogonalityTolerance: orthogonality_tolerance, exactResidual: exact_residual != 0))
         case LANCBIO_METHOD_SUBBIO:
             return .subbio(theta0: try stepSize(theta0, "theta0"))
         case LANCBIO_METHOD_CG:
@@ -132,5 +133,6 @@ extension lancbio_step_info_t {
         ritz_max = info.ritzMax
         orthogonality_loss = info.orthogonalityLoss
         orthogonality_restart = info.orthogonalityRestart ? 1 : 0
+        residual_uncertain = info.residualUncertain ? 1 : 0
     }
 }

@@ -35,8 +35,11 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     /// `blockRows` Doubles per thread (one thread for an unsplit pass).
     private let scratch: UnsafeMutablePointer<Double>
     private let blockRows: Int
-    /// Per chunk: its coefficients (`capacity`), then its orthogonality products (`capacity`).
+    /// Per chunk (`chunkStride` Doubles): its coefficients (`capacity`), its orthogonality
+    /// products (`capacity`), then a scalar: the sum of a one-result pass, or ||b - w||^2
+    /// of a projection.
     private let partial: UnsafeMutablePointer<Double>
+    private var chunkStride: Int { 2 * capacity + 1 }
     private let finite: UnsafeMutablePointer<Bool>
     private let work: ChunkedWork
 
@@ -89,7 +92,8 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         // Any n reaches here (requiredBytes asks before it checks n): n * capacity may overflow.
         let (entries, overflow) = n.multipliedReportingOverflow(by: capacity)
         let splittable = n >= minimumRows && (overflow || entries >= threshold)
-        return (splittable, (splittable ? 2 : 1) * scratchRows(n: n), splittable ? BasisSplit.chunks * 2 * capacity : 1)
+        return (splittable, (splittable ? 2 : 1) * scratchRows(n: n),
+                splittable ? BasisSplit.chunks * (2 * capacity + 1) : 1)
     }
 
     /// Bytes a `BasisPasses` for n rows and `capacity` columns allocates (with the split
@@ -126,20 +130,22 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     }
 
     /// s = Q^T (b - w) over `columns` columns (w nil: Q^T b); with z, also
-    /// zCoefficients = Q^T z * zScale, z scaled in place. See `Kernels.projectResidual`.
+    /// zCoefficients = Q^T z * zScale, z scaled in place. Returns ||b - w||^2. See
+    /// `Kernels.projectResidual`.
+    @discardableResult
     func project(_ basis: UnsafePointer<T>, columns: Int, rhs: UnsafePointer<T>, minus w: UnsafePointer<T>?,
                  coefficients: UnsafeMutablePointer<Double>,
                  and z: UnsafeMutablePointer<T>?, scalingBy zScale: Double,
-                 zCoefficients: UnsafeMutablePointer<Double>) {
+                 zCoefficients: UnsafeMutablePointer<Double>) -> Double {
         guard splits(columns) else {
-            Kernels.projectResidual(basis, rows: n, stride: n, columns: columns, rhs: rhs, minus: w,
-                                    coefficients: coefficients, and: z, scalingBy: zScale,
-                                    zCoefficients: zCoefficients, scratch: scratch)
-            return
+            return Kernels.projectResidual(basis, rows: n, stride: n, columns: columns, rhs: rhs, minus: w,
+                                           coefficients: coefficients, and: z, scalingBy: zScale,
+                                           zCoefficients: zCoefficients, scratch: scratch)
         }
         dispatch(.project(basis: basis, columns: columns, rhs: rhs, minus: w, z: z, zScale: zScale))
         sumChunks(offset: 0, columns: columns, into: coefficients)
         if z != nil { sumChunks(offset: capacity, columns: columns, into: zCoefficients) }
+        return sumChunks()
     }
 
     /// out = base + Q s over `columns` columns; false if an entry of out is not finite.
@@ -160,17 +166,17 @@ final class BasisPasses<T: BinaryFloatingPoint> {
         withUnsafePointer(to: pass) { work.runAll(UnsafeRawPointer($0)) }
     }
 
-    /// The chunks' scalar results (in partial[c * 2 * capacity]), added in chunk order.
+    /// The chunks' scalar results (the last Double of each chunk's part), added in chunk order.
     private func sumChunks() -> Double {
         var sum = 0.0
-        for c in 0..<BasisSplit.chunks { sum += partial[c * 2 * capacity] }
+        for c in 0..<BasisSplit.chunks { sum += partial[c * chunkStride + 2 * capacity] }
         return sum
     }
 
     private func sumChunks(offset: Int, columns: Int, into result: UnsafeMutablePointer<Double>) {
         for i in 0..<columns { result[i] = partial[offset + i] }
         for c in 1..<BasisSplit.chunks {
-            let p = partial + c * 2 * capacity + offset
+            let p = partial + c * chunkStride + offset
             for i in 0..<columns { result[i] += p[i] }
         }
     }
@@ -178,18 +184,19 @@ final class BasisPasses<T: BinaryFloatingPoint> {
     private func run(_ pass: Pass, chunk: Int, worker: Int) {
         let (start, rows) = work.rows(of: chunk)
         let blockScratch = scratch + worker * blockRows
-        let p = partial + chunk * 2 * capacity
+        let p = partial + chunk * chunkStride
+        let scalar = p + 2 * capacity
         switch pass {
         case let .project(basis, columns, rhs, minus, z, zScale):
-            Kernels.projectResidual(basis + start, rows: rows, stride: n, columns: columns, rhs: rhs + start,
+            scalar.pointee = Kernels.projectResidual(basis + start, rows: rows, stride: n, columns: columns, rhs: rhs + start,
                                     minus: minus.map { $0 + start }, coefficients: p,
                                     and: z.map { $0 + start }, scalingBy: zScale, zCoefficients: p + capacity,
                                     scratch: blockScratch)
         case let .coefficient(q, y, previous, beta):
-            p[0] = Kernels.lanczosCoefficient(q: q + start, y: y + start, previous: previous.map { $0 + start },
+            scalar.pointee = Kernels.lanczosCoefficient(q: q + start, y: y + start, previous: previous.map { $0 + start },
                                               beta: beta, rows)
         case let .residual(y, q, alpha, previous, beta, out):
-            p[0] = Kernels.lanczosResidual(y: y + start, q: q + start, alpha: alpha,
+            scalar.pointee = Kernels.lanczosResidual(y: y + start, q: q + start, alpha: alpha,
                                            previous: previous.map { $0 + start }, beta: beta, into: out + start, rows)
         case let .combine(basis, columns, coefficients, base, out):
             finite[chunk] = Kernels.combineColumns(basis + start, n: rows, stride: n, columns: columns,

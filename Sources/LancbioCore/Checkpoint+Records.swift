@@ -23,6 +23,7 @@ extension EstimatorMethod {
         case .dynamicLanczos(let o):
             w.integer(o.initialPeriod); w.integer(o.maxPeriod); w.real(o.growth); w.integer(o.growEvery)
             w.integer(Int(o.variant.rawValue)); w.flag(o.reorthogonalize); w.real(o.orthogonalityTolerance)
+            w.flag(o.exactResidual)
         case .subbio(let theta0):
             w.real(theta0)
         case .conjugateGradient(let k, let tol), .minres(let k, let tol):
@@ -39,7 +40,8 @@ extension EstimatorMethod {
         switch self {
         case .dynamicLanczos(let o):
             "m0 = \(o.initialPeriod), m_max = \(o.maxPeriod), growth = \(o.growth), grow_every = \(o.growEvery), "
-                + "variant = \(o.variant == .plain ? "plain" : "residual"), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance)"
+                + "variant = \(o.variant == .plain ? "plain" : "residual"), reorthogonalize = \(o.reorthogonalize), orthogonality_tolerance = \(o.orthogonalityTolerance), "
+                + "exact_residual = \(o.exactResidual)"
         case .subbio(let theta0): "theta0 = \(theta0)"
         case .conjugateGradient(let k, let tol), .minres(let k, let tol): "max_iterations = \(k), tolerance = \(tol)"
         case .gradientDescent(let eta, let k), .neumann(let eta, let k): "step_size = \(eta), steps = \(k)"
@@ -60,9 +62,10 @@ extension EstimatorMethod {
             }
             let reorthogonalize = try r.flag("reorthogonalize")
             let tolerance = try r.real("orthogonality_tolerance", finite: false)
+            let exactResidual = try r.flag("exact_residual")
             method = .dynamicLanczos(LanczosOptions(initialPeriod: m0, maxPeriod: mMax, growth: growth, growEvery: growEvery,
                                                     variant: variant, reorthogonalize: reorthogonalize,
-                                                    orthogonalityTolerance: tolerance))
+                                                    orthogonalityTolerance: tolerance, exactResidual: exactResidual))
         case 2:
             method = .subbio(theta0: try r.real("theta0"))
         case 3:
@@ -113,7 +116,7 @@ extension StepInfo {
         w.integer(dimension); w.integer(period); w.flag(restarted); w.integer(restarts)
         w.real(residual); w.integer(Int(residualKind.rawValue)); w.real(ritzMin); w.real(ritzMax)
         w.flag(breakdown); w.flag(indefinite); w.flag(singularFallback); w.flag(zeroResidual)
-        w.real(orthogonalityLoss); w.flag(orthogonalityRestart)
+        w.real(orthogonalityLoss); w.flag(orthogonalityRestart); w.flag(residualUncertain)
     }
 
     /// Diagnostics as a step reports them: counts >= 0, no NaN (an overflowed residual or
@@ -144,6 +147,7 @@ extension StepInfo {
         info.zeroResidual = try r.flag("zero_residual")
         info.orthogonalityLoss = try r.real("orthogonality_loss", finite: false)
         info.orthogonalityRestart = try r.flag("orthogonality_restart")
+        info.residualUncertain = try r.flag("residual_uncertain")
         guard info.residual >= 0, info.orthogonalityLoss >= 0 else {
             throw .invalidCheckpoint("a residual or orthogonality loss is negative")
         }

@@ -56,13 +56,23 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     /// Ritz values of the committed T_j: bounds for the next step's, which extends it.
     private var committedRitz: (min: Double, max: Double)? = nil
     private var pendingRitz = (min: 0.0, max: 0.0)
+    /// The largest ||A q|| (and, at a residual-variant restart, ||A vbar|| / ||vbar||)
+    /// seen in the current cycle and in the one before: lower estimates of ||A||, the scale
+    /// of the breakdown and singularity tests. A basis vector in A's (near) null space has
+    /// ||A q|| at rounding level, and judged by its own scale it would look like any other.
+    private var cycleScale = 0.0
+    private var priorCycleScale = 0.0
+    private var pendingCycleScale = 0.0
+    /// ||vbar|| of the cycle (0 for the plain variant), which a drift of A acts on.
+    private var anchorNorm = 0.0
+    private var pendingAnchorNorm = 0.0
 
     // Scratch written only by a step in progress.
     private let projected: ProjectedSystem
     private let reorthogonalization: UnsafeMutablePointer<Double>
     private let passes: BasisPasses<T>
 
-    private enum Phase { case idle, anchorProduct, basisProduct, done }
+    private enum Phase { case idle, anchorProduct, basisProduct, residualProduct, done }
     private var phase = Phase.idle
     private var pendingPeriod = 0
     private var pendingRestart = false
@@ -130,7 +140,15 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         case .anchorProduct:
             return try anchorProductArrived(input, ws, &info)
         case .basisProduct:
-            try basisProductArrived(input, ws, &info)
+            return try basisProductArrived(input, ws, &info)
+        case .residualProduct:
+            // A v_{k+1} for `exactResidual`: the residual of the estimate itself.
+            let residual = Kernels.distance(input.product, input.rhs, n)
+            guard residual.isFinite else { throw input.productFailure("the residual check A v", n) }
+            info.residual = residual
+            info.residualKind = .exact
+            info.residualUncertain = false
+            phase = .done
             return .done
         case .idle, .done:
             throw .invalidState("no product was requested")
@@ -154,9 +172,12 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
     private func anchorProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
-        Kernels.copy(input.product, to: anchorProduct, n)
-        let productNorm = Kernels.norm(anchorProduct, n)
+        let (productFinite, productSquares) = Kernels.copyMeasuring(input.product, into: anchorProduct, n)
+        guard productFinite else { throw input.productFailure("the anchor product A v", n) }
+        let productNorm = Kernels.norm(fromSumOfSquares: productSquares) ?? Kernels.norm(anchorProduct, n)
         guard productNorm.isFinite else { throw input.productFailure("the anchor product A v", n) }
+        pendingAnchorNorm = Kernels.norm(ws.estimate, n)
+        pendingCycleScale = pendingAnchorNorm > 0 ? productNorm / pendingAnchorNorm : 0
         Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
         let rho = Kernels.norm(basis, n)
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
@@ -173,7 +194,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
     private func basisProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
-        throws(EstimatorError) {
+        throws(EstimatorError) -> StepDemand<T> {
         let y = input.product
         let column = pendingRestart ? 0 : dimension
         let q = UnsafePointer(basis + column * n)
@@ -195,8 +216,15 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
         guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
         // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
-        // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic, so that is the scale.
-        let scale = Double.hypot(Double.hypot(a, betaPrevious), b)
+        // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic; the scale is
+        // the largest such norm of this cycle and the last (see `cycleScale`).
+        if pendingRestart {
+            if options.variant == .plain { pendingCycleScale = 0; pendingAnchorNorm = 0 }
+        } else {
+            pendingCycleScale = cycleScale
+        }
+        pendingCycleScale = max(pendingCycleScale, Double.hypot(Double.hypot(a, betaPrevious), b))
+        let scale = max(pendingCycleScale, pendingRestart ? cycleScale : priorCycleScale)
         let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
         // The orthogonality check measures Q^T q_{j+1} in the projection's pass over the
         // basis, which also normalises q_{j+1} block by block: no pass of its own.
@@ -215,15 +243,18 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         d[column] = a
         let anchorBase: UnsafePointer<T>? = options.variant == .residual
             ? UnsafePointer(pendingRestart ? ws.estimate : anchor) : nil
+        // ||r||^2 of this step's r = b - w (b for the plain variant): with ||Q^T r||, the part
+        // of r outside the basis, which the estimate leaves out.
+        var rhsSquares = 0.0
         if pendingRestart {
             s[0] = pendingStartNorm
         } else {
             // r = b - w (residual variant) or b, formed block by block inside the pass.
             let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
             if checkOrthogonality {
-                passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
-                               and: next, scalingBy: normaliseInPass ? reciprocal : 1,
-                               zCoefficients: reorthogonalization)
+                rhsSquares = passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
+                                            and: next, scalingBy: normaliseInPass ? reciprocal : 1,
+                                            zCoefficients: reorthogonalization)
                 if !normaliseInPass {
                     // 1 / b overflows (b subnormal): the products were taken against the
                     // unnormalised vector, so scale them and it by division instead.
@@ -236,11 +267,16 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                 pendingOrthogonalityLoss = !(loss <= options.orthogonalityTolerance)
                 info.orthogonalityRestart = pendingOrthogonalityLoss
             } else {
-                passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
-                               and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
+                rhsSquares = passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
+                                            and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
             }
         }
-        let report = projected.solve(dimension: j, ritzBounds: pendingRestart ? nil : committedRitz)
+        var projectionSquares = 0.0
+        for i in 0..<j { projectionSquares += s[i] * s[i] }
+        // T's entries hold to about eps ||A|| of the storage: an eigenvalue below the
+        // breakdown threshold is rounding (see `ProjectedSystem.solve`).
+        let report = projected.solve(dimension: j, ritzBounds: pendingRestart ? nil : committedRitz,
+                                     singularityFloor: 16 * Double(T.ulpOfOne) * scale)
         pendingRitz = (report.ritzMin, report.ritzMax)
         guard report.solved else {
             throw .nonFiniteResult("the projected tridiagonal system could not be solved")
@@ -253,15 +289,58 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         pendingBreakdown = breakdown
         info.iterations = 1
         info.dimension = j
-        info.residual = (breakdown ? 0 : b) * s[j - 1].magnitude
+        // beta_j |e_j^T s| is the residual of the Galerkin solution T s = c; a least-squares
+        // s leaves T s - c besides, orthogonal to it.
+        let estimate = Double.hypot((breakdown ? 0 : b) * s[j - 1].magnitude, report.leastSquaresResidual)
+        info.residual = estimate
         info.residualKind = .estimate
+        // The Lanczos relation and the anchor product hold to about eps ||A|| each, which the
+        // coefficients of v = vbar + Q s multiply: an estimate below that is rounding.
+        let anchorNormInUse = pendingRestart ? pendingAnchorNorm : anchorNorm
+        let rounding = Double(T.ulpOfOne) * scale * (Kernels.norm(s, j) + anchorNormInUse)
+        info.residualUncertain = !(estimate > rounding)
+        if !pendingRestart && !info.residualUncertain {
+            info.residualUncertain = estimateIsUncertain(estimate, rhsSquares: rhsSquares,
+                                                          projectionSquares: projectionSquares, dimension: j,
+                                                          loss: checkOrthogonality ? info.orthogonalityLoss : nil,
+                                                          drift: checkOrthogonality
+                                                              ? b * reorthogonalization[column - 1].magnitude : nil)
+        }
         info.ritzMin = report.ritzMin
         info.ritzMax = report.ritzMax
         info.breakdown = breakdown
         info.indefinite = report.indefinite
         info.singularFallback = report.singular
         info.settleOutcome()
+        if options.exactResidual {
+            phase = .residualProduct
+            return .product(of: ws.pending)
+        }
         phase = .done
+        return .done
+    }
+
+    /// Whether the cheap checks find a part of the residual larger than the estimate
+    /// beta_j |e_j^T s| (docs/algorithms.md section 3.6):
+    /// - r outside the basis, sqrt(||r||^2 - ||Q^T r||^2) (b moved since the restart):
+    ///   above twice the estimate and above what the loss of orthogonality makes of that
+    ///   difference, sqrt(j max(loss, eps)) ||r||;
+    /// - the non-orthogonality of the basis, j loss ||r||, above the estimate (when the
+    ///   loss was measured);
+    /// - the drift of A acting on the anchor, (A_k - A_restart) vbar, which no product of
+    ///   this step sees: `drift` = beta_j |q_{j-1}^T q_{j+1}| = |q_{j-1}^T (A_k - A_{k-1}) q_j|
+    ///   samples the drift of one step (for a fixed A the three-term recurrence keeps that
+    ///   product at rounding level, unlike the loss against older vectors, which also grows
+    ///   as Ritz values converge), so j drift ||vbar|| above the estimate.
+    private func estimateIsUncertain(_ estimate: Double, rhsSquares: Double, projectionSquares: Double,
+                                     dimension j: Int, loss: Double?, drift: Double?) -> Bool {
+        guard rhsSquares.isFinite, projectionSquares.isFinite else { return false }
+        let rhsNorm = rhsSquares.squareRoot()
+        let outside = max(rhsSquares - projectionSquares, 0).squareRoot()
+        let floor = (Double(j) * max(loss ?? 0, Double(T.ulpOfOne))).squareRoot() * rhsNorm
+        if outside > 2 * estimate && outside > floor { return true }
+        guard let loss, let drift else { return false }
+        return Double(j) * loss * rhsNorm > estimate || Double(j) * drift * anchorNorm > estimate
     }
 
     /// Re-orthogonalise `next` against q_1 ... q_j (classical Gram-Schmidt, twice).
@@ -310,9 +389,12 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         if pendingRestart {
             if options.variant == .residual { Kernels.copy(ws.estimate, to: anchor, n) }
             dimension = 1
+            priorCycleScale = cycleScale
+            anchorNorm = pendingAnchorNorm
         } else {
             dimension += 1
         }
+        cycleScale = pendingCycleScale
         alpha[dimension - 1] = pendingAlpha
         beta[dimension - 1] = pendingBeta
         mustRestart = pendingBreakdown || pendingOrthogonalityLoss
@@ -323,6 +405,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     func reset() {
         committedRitz = nil
+        cycleScale = 0
+        priorCycleScale = 0
+        anchorNorm = 0
         dimension = 0
         period = options.initialPeriod
         steps = 0
@@ -333,8 +418,9 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     func estimateReplaced() { mustRestart = true }
 
-    /// The schedule's position; then, unless the next step restarts (and so reads none of
-    /// it), the cycle: alpha, beta and the Ritz bounds of T_j, q_1 ... q_{j+1}, and for the
+    /// The schedule's position and the cycle's operator scale; then, unless the next step
+    /// restarts (and so reads none of it), the cycle: the previous cycle's scale and ||vbar||,
+    /// alpha, beta and the Ritz bounds of T_j, q_1 ... q_{j+1}, and for the
     /// residual variant the anchor and its product. A checkpoint taken when the next step
     /// restarts carries no vector beyond the estimate.
     @_specialize(where T == Double)
@@ -345,7 +431,11 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         archive.integer(dimension)
         archive.integer(restarts)
         archive.flag(mustRestart)
+        // The scale of the cycle is the floor of the next one's breakdown test.
+        archive.real(cycleScale)
         guard !schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart).restart else { return }
+        archive.real(priorCycleScale)
+        archive.real(anchorNorm)
         archive.reals(alpha, count: dimension)
         archive.reals(beta, count: dimension)
         archive.flag(committedRitz != nil)
@@ -366,6 +456,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         let dimension = try archive.integer("the subspace dimension", in: 0...min(options.maxPeriod, n))
         let restarts = try archive.integer("the restart count", in: 0...steps)
         let mustRestart = try archive.flag("the restart flag")
+        let scale = try archive.real("the cycle's operator scale")
+        guard scale >= 0 else { throw .invalidCheckpoint("the cycle's operator scale is negative") }
         // Dimension 0 (before the first step, after a zero residual) always comes with the
         // flag: a step without a restart would extend a cycle that does not exist.
         guard dimension > 0 || mustRestart else {
@@ -377,11 +469,19 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             self.dimension = dimension
             self.restarts = restarts
             self.mustRestart = mustRestart
+            cycleScale = scale
+            priorCycleScale = 0
+            anchorNorm = 0
             committedRitz = nil
             phase = .idle
         }
         guard !schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart).restart else {
             return position
+        }
+        let priorScale = try archive.real("the previous cycle's operator scale")
+        let vbarNorm = try archive.real("||vbar||")
+        guard priorScale >= 0, vbarNorm >= 0 else {
+            throw .invalidCheckpoint("an operator scale or ||vbar|| is negative")
         }
         let alphas = try archive.vector(Double.self, count: dimension, "alpha")
         let betas = try archive.vector(Double.self, count: dimension, "beta")
@@ -393,6 +493,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             : nil
         return { [self] in
             position()
+            priorCycleScale = priorScale
+            anchorNorm = vbarNorm
             StateReader.install(alphas, into: alpha, count: dimension)
             StateReader.install(betas, into: beta, count: dimension)
             committedRitz = hasRitz ? ritz : nil

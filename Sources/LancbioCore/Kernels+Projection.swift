@@ -6,36 +6,61 @@ extension Kernels {
     /// rows x columns matrix at `basis` with column stride `stride` (w nil means 0), over
     /// `rows` entries of every vector; when `z` is given, also
     /// zCoefficients[c] = zScale * (q_c . z), after which z is scaled by zScale in place.
+    /// Returns ||b - w||^2 over those rows (accumulated in Double as it is formed), which
+    /// with the coefficients gives the part of b - w outside the basis.
     ///
     /// Blocked by rows: a block of r = b - w (formed in `scratch`, Double, count >=
     /// min(kernelBlockRows, rows)) and of z stays in cache while four columns at a time
     /// sweep it. Every vector is read from memory once, however many columns there are; b - w and the
     /// normalisation of z cost no pass of their own. Each coefficient is one fixed sum
     /// (block by block, lanes in a fixed order), whatever the caller.
-    @inlinable
+    @inlinable @discardableResult
     static func projectResidual<T: BinaryFloatingPoint>(
         _ basis: UnsafePointer<T>, rows n: Int, stride: Int, columns: Int,
         rhs b: UnsafePointer<T>, minus w: UnsafePointer<T>?,
         coefficients: UnsafeMutablePointer<Double>,
         and z: UnsafeMutablePointer<T>?, scalingBy zScale: Double, zCoefficients: UnsafeMutablePointer<Double>,
         scratch: UnsafeMutablePointer<Double>
-    ) {
+    ) -> Double {
         coefficients.update(repeating: 0, count: columns)
+        var squares = 0.0
         if z != nil { zCoefficients.update(repeating: 0, count: columns) }
         var start = 0
         while start < n {
             let rows = min(kernelBlockRows, n &- start)
             let vectorRows = rows & ~(laneCount &- 1)
             let bb = b + start
+            // Two sums of squares, so that no fused add waits on the one before it.
+            var s0 = DoubleLanes(), s1 = DoubleLanes()
+            var t = 0
             if let w {
                 let ww = w + start
-                var t = 0
-                while t < vectorRows { storeLanes(loadLanes(bb, t) - loadLanes(ww, t), scratch, t); t &+= laneCount }
-                while t < rows { scratch[t] = Double(bb[t]) - Double(ww[t]); t &+= 1 }
+                while t &+ 2 &* laneCount <= vectorRows {
+                    let x = loadLanes(bb, t) - loadLanes(ww, t)
+                    let y = loadLanes(bb, t &+ laneCount) - loadLanes(ww, t &+ laneCount)
+                    storeLanes(x, scratch, t); storeLanes(y, scratch, t &+ laneCount)
+                    s0 = multiplyAdd(x, x, s0); s1 = multiplyAdd(y, y, s1)
+                    t &+= 2 &* laneCount
+                }
+                while t < vectorRows {
+                    let x = loadLanes(bb, t) - loadLanes(ww, t)
+                    storeLanes(x, scratch, t); s0 = multiplyAdd(x, x, s0); t &+= laneCount
+                }
+                squares += total(s0 + s1)
+                while t < rows { let x = Double(bb[t]) - Double(ww[t]); scratch[t] = x; squares += x * x; t &+= 1 }
             } else {
-                var t = 0
-                while t < vectorRows { storeLanes(loadLanes(bb, t), scratch, t); t &+= laneCount }
-                while t < rows { scratch[t] = Double(bb[t]); t &+= 1 }
+                while t &+ 2 &* laneCount <= vectorRows {
+                    let x = loadLanes(bb, t), y = loadLanes(bb, t &+ laneCount)
+                    storeLanes(x, scratch, t); storeLanes(y, scratch, t &+ laneCount)
+                    s0 = multiplyAdd(x, x, s0); s1 = multiplyAdd(y, y, s1)
+                    t &+= 2 &* laneCount
+                }
+                while t < vectorRows {
+                    let x = loadLanes(bb, t)
+                    storeLanes(x, scratch, t); s0 = multiplyAdd(x, x, s0); t &+= laneCount
+                }
+                squares += total(s0 + s1)
+                while t < rows { let x = Double(bb[t]); scratch[t] = x; squares += x * x; t &+= 1 }
             }
             let r = UnsafePointer(scratch)
             if let z {
@@ -51,6 +76,7 @@ extension Kernels {
         if z != nil {
             for c in 0..<columns { zCoefficients[c] *= zScale }
         }
+        return squares
     }
 
     /// Adds q_c . r (q_c: `rows` values at basis + c * stride) to coefficients[c].

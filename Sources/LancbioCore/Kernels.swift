@@ -58,6 +58,54 @@ enum Kernels {
         return carefulNorm(x, n)
     }
 
+    /// ||x - y|| without forming x - y, with `norm`'s care: the differences are squared
+    /// and summed in Double, and summed again rescaled by the largest when that sum is not
+    /// safely inside the normal range. NaN or infinity in either vector gives a non-finite
+    /// result.
+    @inlinable
+    static func distance<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int) -> Double {
+        var s0 = DoubleLanes(), s1 = DoubleLanes()
+        var i = 0
+        while i &+ 2 &* laneCount <= n {
+            let d0 = loadLanes(x, i) - loadLanes(y, i)
+            let d1 = loadLanes(x, i &+ laneCount) - loadLanes(y, i &+ laneCount)
+            s0 = multiplyAdd(d0, d0, s0); s1 = multiplyAdd(d1, d1, s1)
+            i &+= 2 &* laneCount
+        }
+        if i &+ laneCount <= n {
+            let d0 = loadLanes(x, i) - loadLanes(y, i)
+            s0 = multiplyAdd(d0, d0, s0)
+            i &+= laneCount
+        }
+        var sum = total(s0 + s1)
+        while i < n {
+            let d = Double(x[i]) - Double(y[i])
+            sum += d * d
+            i &+= 1
+        }
+        if sum.isFinite && sum >= 0x1p-900 && sum <= 0x1p900 { return sum.squareRoot() }
+        return carefulDistance(x, y, n)
+    }
+
+    @usableFromInline
+    static func carefulDistance<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int) -> Double {
+        var scale = 0.0
+        var sawNaN = false
+        for i in 0..<n {
+            let a = (Double(x[i]) - Double(y[i])).magnitude
+            sawNaN = sawNaN || a.isNaN
+            scale = a > scale ? a : scale
+        }
+        if sawNaN { return .nan }
+        guard scale.isFinite, scale > 0 else { return scale }
+        var sum = 0.0
+        for i in 0..<n {
+            let t = (Double(x[i]) - Double(y[i])) / scale
+            sum += t * t
+        }
+        return scale * sum.squareRoot()
+    }
+
     @usableFromInline
     static func carefulNorm<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
         let scale = maxMagnitude(x, n)

@@ -17,7 +17,7 @@ public struct LanczosOptions: Equatable, Sendable {
     /// The paper's schedule.
     public static let defaults = LanczosOptions(
         initialPeriod: 1, maxPeriod: 80, growth: 1.1, growEvery: 20, variant: .residual, reorthogonalize: false,
-        orthogonalityTolerance: 1e-2)
+        orthogonalityTolerance: 1e-2, exactResidual: false)
 
     /// Initial restart period m0 >= 1.
     public var initialPeriod: Int
@@ -40,12 +40,18 @@ public struct LanczosOptions: Equatable, Sendable {
     /// diverge. Checked in the same pass over the basis as the projection of b, so it costs
     /// compute, not memory traffic. Ignored with `reorthogonalize`.
     public var orthogonalityTolerance: Double
+    /// Report ||A v - b|| of every step's estimate, from one more product per step, instead
+    /// of the estimate beta_j |e_j^T s|, which is exact only while A and b stay fixed
+    /// (docs/algorithms.md section 3.6). One-shot solves check the true residual
+    /// themselves and ignore it.
+    public var exactResidual: Bool
 
     /// Options left out take their value from `defaults`.
     public init(initialPeriod: Int = defaults.initialPeriod, maxPeriod: Int = defaults.maxPeriod,
                 growth: Double = defaults.growth, growEvery: Int = defaults.growEvery,
                 variant: LanczosVariant = defaults.variant, reorthogonalize: Bool = defaults.reorthogonalize,
-                orthogonalityTolerance: Double = defaults.orthogonalityTolerance) {
+                orthogonalityTolerance: Double = defaults.orthogonalityTolerance,
+                exactResidual: Bool = defaults.exactResidual) {
         self.initialPeriod = initialPeriod
         self.maxPeriod = maxPeriod
         self.growth = growth
@@ -53,6 +59,7 @@ public struct LanczosOptions: Equatable, Sendable {
         self.variant = variant
         self.reorthogonalize = reorthogonalize
         self.orthogonalityTolerance = orthogonalityTolerance
+        self.exactResidual = exactResidual
     }
 
     func validate() throws(EstimatorError) {

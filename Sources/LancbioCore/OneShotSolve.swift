@@ -34,8 +34,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     /// - Parameters:
     ///   - n: dimension, >= 1.
     ///   - method: `.dynamicLanczos` (the residual variant; with `reorthogonalize` the
-    ///     stored-basis form with its orthogonality tolerance, the period the solve's),
-    ///     `.conjugateGradient`, `.minres`
+    ///     stored-basis form with its orthogonality tolerance, the period the solve's;
+    ///     `exactResidual` is ignored), `.conjugateGradient`, `.minres`
     ///     (their budget and tolerance are the solve's), `.gradientDescent` or `.neumann`
     ///     (their step size is used). SubBiO and the random Neumann series have no fixed
     ///     point to converge to and are rejected.
@@ -60,6 +60,7 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
             o.maxPeriod = m
             o.growth = 1
             o.growEvery = LanczosOptions.defaults.growEvery  // unused with growth 1
+            o.exactResidual = false  // the solve checks the true residual itself
             self.method = .dynamicLanczos(o)
         case .conjugateGradient: self.method = .conjugateGradient(maxIterations: budget, tolerance: tolerance)
         case .minres: self.method = .minres(maxIterations: budget, tolerance: tolerance)

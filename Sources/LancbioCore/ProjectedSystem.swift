@@ -46,6 +46,10 @@ final class ProjectedSystem {
         var ritzMax = 0.0
         var indefinite = false
         var singular = false
+        /// ||T s - c|| of the least-squares solution when `singular` (0 otherwise: the
+        /// solve is exact to rounding): the part of c no s reaches, which the residual
+        /// estimate must include.
+        var leastSquaresResidual = 0.0
         /// False only if the eigenvalue iteration failed or the data were not finite:
         /// `solution` is then unusable.
         var solved = true
@@ -55,10 +59,21 @@ final class ProjectedSystem {
     ///
     /// The extreme Ritz values come from Sturm counts placed by Laguerre's method (a few
     /// O(j) passes, warm-started from the previous step's); the solve is a pivoted LU
-    /// (LAPACK gtsv's scheme), whose pivots also reveal singularity: when the smallest
-    /// pivot falls below j * ulp * max|pivot|, the minimum-norm least-squares solution from
-    /// the full eigendecomposition replaces it (the only O(j^2) path).
-    func solve(dimension j: Int, ritzBounds: (min: Double, max: Double)? = nil) -> Report {
+    /// (LAPACK gtsv's scheme), whose pivots also reveal singularity. T counts as singular
+    /// when the smallest pivot falls below j * ulp * ||T|| or below `singularityFloor`, or
+    /// when ||s|| > ||c|| / floor (since ||s|| <= ||c|| / sigma_min(T), that proves
+    /// sigma_min(T) below the floor, which the pivots need not show); the minimum-norm
+    /// least-squares solution from the full eigendecomposition then replaces the solve (the
+    /// only O(j^2) path), with the eigenvalues below those levels treated as zero.
+    ///
+    /// - Parameters:
+    ///   - ritzBounds: The previous T's extremes, when T extends it (see
+    ///     `SymmetricTridiagonal.extremeEigenvalues`).
+    ///   - singularityFloor: >= 0 (default 0): eigenvalues of T below it are rounding, in
+    ///     the units of T. A Lanczos T is accurate only to a few eps ||A|| of the storage,
+    ///     and a T whose entries are all such noise (the basis met A's null space) is as
+    ///     far from singular relative to itself as any other.
+    func solve(dimension j: Int, ritzBounds: (min: Double, max: Double)? = nil, singularityFloor: Double = 0) -> Report {
         var report = Report()
         let work = UnsafeMutableBufferPointer(start: workspace, count: workspaceCount)
         guard Kernels.allFinite(diagonal, j), Kernels.allFinite(offDiagonal, max(j - 1, 0)),
@@ -75,15 +90,40 @@ final class ProjectedSystem {
         report.indefinite = t.hasNonPositiveEigenvalue(workspace: UnsafePointer(workspace))
         let rhs = UnsafeMutableBufferPointer(start: solution, count: j)
         rhsCopy.update(from: solution, count: j)
+        // ||T||_2 from the Ritz values; the pivots of the LU are within a small factor of it.
+        let norm = max(extremes.min.magnitude, extremes.max.magnitude)
+        let level = Double(j) * Double.ulpOfOne
+        let floor = max(level * norm, singularityFloor.isFinite ? singularityFloor : 0)
         if case .solved(let growth) = t.solve(rhs: rhs, workspace: work),
-           growth > Double(j) * Double.ulpOfOne, Kernels.allFinite(solution, j) {
+           growth > level, growth * norm > floor, Kernels.allFinite(solution, j),
+           Kernels.norm(solution, j) * floor <= Kernels.norm(rhsCopy, j) {
             return report
         }
         report.singular = true
         solution.update(from: rhsCopy, count: j)
-        if t.solveLeastSquares(rhs: rhs, workspace: work) < 0 || !Kernels.allFinite(solution, j) {
+        let cutoff = norm > 0 ? max(level, floor / norm) : level
+        if t.solveLeastSquares(rhs: rhs, relativeCutoff: cutoff, workspace: work) < 0 || !Kernels.allFinite(solution, j) {
             report.solved = false
+            return report
         }
+        report.leastSquaresResidual = leastSquaresResidual(j)
         return report
+    }
+
+    /// ||T s - c||, with c in `rhsCopy` and s in `solution`.
+    private func leastSquaresResidual(_ j: Int) -> Double {
+        var largest = 0.0
+        for i in 0..<j { largest = max(largest, rhsCopy[i].magnitude) }
+        guard largest > 0 else { return 0 }
+        // In units of the largest |c_i|, so that the squares neither overflow nor underflow.
+        var sum = 0.0
+        for i in 0..<j {
+            var ts = diagonal[i] * solution[i]
+            if i > 0 { ts += offDiagonal[i - 1] * solution[i - 1] }
+            if i < j - 1 { ts += offDiagonal[i] * solution[i + 1] }
+            let r = (ts - rhsCopy[i]) / largest
+            sum += r * r
+        }
+        return largest * sum.squareRoot()
     }
 }

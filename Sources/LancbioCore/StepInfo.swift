@@ -14,8 +14,11 @@ public enum StepOutcome: Int32, Sendable, CaseIterable {
     /// the solve of the (indefinite) projected system, or the last iterate before the
     /// negative direction.
     case indefinite = 3
-    /// The projected system was singular to working precision: the estimate is its
-    /// minimum-norm least-squares solution.
+    /// The projected system was singular to working precision: the estimate is a
+    /// least-squares one (Lanczos: the minimum-norm least-squares solution of the projected
+    /// system; MINRES: the last iterate before the direction that was rounding, or of an
+    /// invariant space that left b - A v far from 0; the residual is then its minimum over
+    /// the space explored, not 0).
     case singular = 4
 }
 
@@ -25,10 +28,13 @@ public enum ResidualKind: Int32, Sendable {
     case unavailable = 0
     /// ||A v - b|| computed from products of this step: exact up to rounding.
     case exact = 1
-    /// The recurrence residual of CG or MINRES: equals ||A v - b|| in exact arithmetic.
+    /// The recurrence residual of CG or MINRES: equals ||A v - b|| in exact arithmetic, and
+    /// to rounding while above the bound on its rounding (`StepInfo.residualUncertain`
+    /// says when it is not).
     case recurrence = 2
-    /// beta_j |e_j^T s| of dynamic Lanczos. Exact for a fixed operator; only an
-    /// estimate while the operator moves between steps.
+    /// beta_j |e_j^T s| of dynamic Lanczos. Exact for a fixed operator and b; only an
+    /// estimate while they move between steps (see `StepInfo.residualUncertain` and
+    /// `LanczosOptions.exactResidual`).
     case estimate = 3
     /// ||A v_prev - b|| at the iterate before the last gradient step.
     case previousIterate = 4
@@ -75,6 +81,12 @@ public struct StepInfo: Equatable, Sendable {
     public var orthogonalityLoss = 0.0
     /// Lanczos: the loss exceeded the tolerance, so the next step restarts early.
     public var orthogonalityRestart = false
+    /// The residual figure is likely too optimistic. CG and MINRES: their recurrence
+    /// residual is below the bound on its rounding (docs/algorithms.md sections 5 and 9);
+    /// Lanczos: a part of A v - b the step can measure without a product (rounding, b
+    /// outside the basis, the basis' loss of orthogonality, A's drift) exceeds the estimate
+    /// (section 3.6). Never set with an exact residual.
+    public var residualUncertain = false
 
     public init() {}
 

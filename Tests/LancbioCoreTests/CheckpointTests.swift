@@ -12,6 +12,10 @@ struct CheckpointTests {
         .dynamicLanczos(LanczosOptions(initialPeriod: 2, maxPeriod: 7, growth: 1.5, growEvery: 3)),
         .dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 3, reorthogonalize: true)),
         .dynamicLanczos(LanczosOptions(initialPeriod: 4, maxPeriod: 4, orthogonalityTolerance: 1e-10)),
+        // The option that adds a product, and the checks and restarts of CG and MINRES.
+        .dynamicLanczos(LanczosOptions(initialPeriod: 2, maxPeriod: 7, growth: 1.5, growEvery: 3, exactResidual: true)),
+        .conjugateGradient(maxIterations: 30, tolerance: 1e-15),
+        .minres(maxIterations: 30, tolerance: 1e-15),
     ]
     static let steps = 12
     let n = 9
@@ -64,6 +68,31 @@ struct CheckpointTests {
     @Test("a restored or loaded float32 estimator's next steps equal the uninterrupted run's bit for bit",
           arguments: methods)
     func continuesFloat32(method: EstimatorMethod) throws { try continuesBitwise(Float.self, method) }
+
+    @Test("the operator scale that judges singularity at a restart is restored: a restored Lanczos continues bit for bit")
+    func scalesAreRestored() throws {
+        // Plain variant, b almost in A's null space: each restart's q_1 = b / ||b|| has
+        // ||A q_1|| ~ 1e-9 and T_1 = [1e-18], rounding only against the scale of the cycle
+        // before (a first cycle has none, and takes the Galerkin step).
+        let a = DenseMatrix(n: 3, entries: [1, 0, 0, 0, 1, 0, 0, 0, 0])
+        let b: [Double] = [1e-9, 0, 1]
+        let method = EstimatorMethod.dynamicLanczos(LanczosOptions(initialPeriod: 2, maxPeriod: 2, variant: .plain))
+        func steps(_ e: Estimator<Double>, _ count: Int) throws -> [([UInt64], StepInfo)] {
+            try (0..<count).map { _ in
+                let (v, info) = try step(e, a, b)
+                return (v.map(\.bitPattern), info)
+            }
+        }
+        let reference = try steps(try Estimator<Double>(n: 3, method: method), 8)
+        #expect(reference[2].1.singularFallback, "the second cycle's first step is judged against the first's scale")
+        for split in 0...8 {
+            let original = try Estimator<Double>(n: 3, method: method)
+            _ = try steps(original, split)
+            let restored = try restore(Double.self, try checkpoint(original))
+            #expect(try steps(restored, 8 - split).elementsEqual(reference[split...]) { $0.0 == $1.0 && $0.1 == $1.1 },
+                    "restored after \(split) steps")
+        }
+    }
 
     @Test("a failed step changes nothing a checkpoint holds", arguments: methods)
     func failedStepLeavesTheCheckpoint(method: EstimatorMethod) throws {
@@ -129,8 +158,9 @@ struct CheckpointTests {
         let empty = try checkpoint(e).count
         try step(e, operators[0], rhs[0])
         try step(e, operators[1], rhs[1])
-        // j = 2: alpha, beta, the Ritz flag and bounds, q_1 .. q_3, the anchor and its product.
-        #expect(try checkpoint(e).count == empty + 8 * (2 + 2 + 3) + 8 * n * (3 + 2))
+        // j = 2: the previous cycle's scale and ||vbar||, alpha, beta, the Ritz flag and
+        // bounds, q_1 .. q_3, the anchor and its product.
+        #expect(try checkpoint(e).count == empty + 8 * (2 + 2 + 2 + 3) + 8 * n * (3 + 2))
         try step(e, operators[2], rhs[2])
         #expect(e.lanczosDimension == period)
         #expect(try checkpoint(e).count == empty, "the next step restarts: no cycle is saved")

@@ -40,7 +40,11 @@ struct DenseMatrix {
 
     /// Q diag(eigenvalues) Q^T with Q orthogonal from Gram-Schmidt on Gaussian columns.
     static func withEigenvalues(_ eigenvalues: [Double], seed: UInt64) -> DenseMatrix {
-        let n = eigenvalues.count
+        withEigenvalues(eigenvalues, basis: orthonormalBasis(n: eigenvalues.count, seed: seed))
+    }
+
+    /// n orthonormal vectors: Gram-Schmidt (twice) on Gaussian vectors.
+    static func orthonormalBasis(n: Int, seed: UInt64) -> [[Double]] {
         var rng = TestRandom(seed: seed)
         var q = [[Double]]()
         while q.count < n {
@@ -54,6 +58,12 @@ struct DenseMatrix {
             let nv = vnorm(v)
             if nv > 1e-8 { q.append(v.map { $0 / nv }) }
         }
+        return q
+    }
+
+    /// sum_k eigenvalues[k] q_k q_k^T for the orthonormal vectors q_k of `basis`.
+    static func withEigenvalues(_ eigenvalues: [Double], basis q: [[Double]]) -> DenseMatrix {
+        let n = eigenvalues.count
         var m = DenseMatrix(n: n, entries: [Double](repeating: 0, count: n * n))
         for k in 0..<n {
             for i in 0..<n {

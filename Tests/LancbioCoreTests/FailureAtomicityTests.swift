@@ -8,6 +8,11 @@ import Testing
 struct FailureAtomicityTests {
     static let methods: [EstimatorMethod] = BreakdownTests.allMethods + [
         .dynamicLanczos(LanczosOptions(initialPeriod: 2, maxPeriod: 3, growth: 1.5, growEvery: 2, reorthogonalize: true)),
+        // The products that check a residual: exactResidual's, and those of a convergence
+        // CG and MINRES claim below their rounding (n = 14: reached well within 40).
+        .dynamicLanczos(LanczosOptions(initialPeriod: 2, maxPeriod: 3, growth: 1.5, growEvery: 2, exactResidual: true)),
+        .conjugateGradient(maxIterations: 40, tolerance: 1e-15),
+        .minres(maxIterations: 40, tolerance: 1e-15),
     ]
     let n = 14
     let operators: [DenseMatrix]

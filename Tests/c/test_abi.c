@@ -25,6 +25,9 @@
  * smaller. */
 #define OPTIONS_V1_SIZE ((int64_t)offsetof(lancbio_estimator_options_t, orthogonality_tolerance))
 #define INFO_V1_SIZE ((int64_t)offsetof(lancbio_step_info_t, orthogonality_loss))
+/* The layouts published before exact_residual and residual_uncertain were appended. */
+#define OPTIONS_V2_SIZE ((int64_t)offsetof(lancbio_estimator_options_t, exact_residual))
+#define INFO_V2_SIZE ((int64_t)offsetof(lancbio_step_info_t, residual_uncertain))
 
 
 #include <math.h>
@@ -499,6 +502,43 @@ static void results_lanczos(void)
     lancbio_estimator_destroy(h);
 }
 
+/* exact_residual: while b moves, each step reports ||A v - b|| of its estimate (one more
+ * product), and the estimates are those of the same estimator without the option. */
+static void results_exact_residual(void)
+{
+    lancbio_estimator_options_t o;
+    lancbio_estimator_t *plain = NULL, *exact = NULL;
+    double b[N], vp[N], ve[N];
+    lancbio_step_info_t ip, ie;
+    int k;
+    options_for(&o, LANCBIO_METHOD_LANCZOS, LANCBIO_FLOAT64, CFG_SEQUENCE);
+    CHECK(o.exact_residual == 0, "exact_residual defaults to %d", o.exact_residual);
+    CHECK(lancbio_estimator_create(N, &o, &plain) == LANCBIO_OK, "create lanczos");
+    o.exact_residual = 1;
+    CHECK(lancbio_estimator_create(N, &o, &exact) == LANCBIO_OK, "create lanczos with exact_residual");
+    for (k = 0; k < SEQ && plain && exact; k++) {
+        double r;
+        rhs_for_step(k, b);
+        info_init(&ip);
+        info_init(&ie);
+        lancbio_estimator_step_f64(plain, hvp_f64, &OP, b, vp, N, &ip);
+        op_clear();
+        lancbio_estimator_step_f64(exact, hvp_f64, &OP, b, ve, N, &ie);
+        r = residual(ve, b);
+        CHECK(memcmp(vp, ve, sizeof vp) == 0, "exact_residual step %d changed the estimate", k);
+        CHECK(ie.products == ip.products + 1 && OP.calls == ie.products, "exact_residual step %d: products %lld vs %lld",
+              k, (long long)ie.products, (long long)ip.products);
+        CHECK(ie.residual_kind == LANCBIO_RESIDUAL_EXACT && ie.residual_uncertain == 0 &&
+                  fabs(ie.residual - r) <= 1e-12 * (norm(b) + r),
+              "exact_residual step %d: kind %d uncertain %d residual %.15e vs ||Av-b|| %.15e", k, ie.residual_kind,
+              ie.residual_uncertain, ie.residual, r);
+        CHECK(ip.residual_kind == LANCBIO_RESIDUAL_ESTIMATE, "step %d without exact_residual: kind %d", k,
+              ip.residual_kind);
+    }
+    lancbio_estimator_destroy(plain);
+    lancbio_estimator_destroy(exact);
+}
+
 static void results_subbio(void)
 {
     lancbio_estimator_t *h = create_for(LANCBIO_METHOD_SUBBIO, LANCBIO_FLOAT64, CFG_RESULTS);
@@ -530,20 +570,24 @@ static void results_krylov(int32_t method)
     double v[N], r;
     lancbio_step_info_t info;
     const char *name = method_name(method);
-    int32_t s = step_cb(h, B0, v, &info);
+    int32_t s = step_cb(h, B0, v, &info), checked;
     r = residual(v, B0);
     CHECK(s == LANCBIO_OK || s == LANCBIO_BUDGET_REACHED || (method == LANCBIO_METHOD_MINRES && s == LANCBIO_BREAKDOWN),
           "%s: status %d", name, s);
     CHECK(dist(v, XSTAR) <= 1e-8 * norm(XSTAR), "%s: relative error %.3e after one step", name,
           dist(v, XSTAR) / norm(XSTAR));
-    CHECK(info.products == info.iterations + 1 && info.products <= N + 1 && OP.calls == info.products,
+    /* A convergence the recurrence claims below the bound on its rounding is checked with
+     * one more product, and the residual is then EXACT (docs/algorithms.md section 9). */
+    checked = info.residual_kind == LANCBIO_RESIDUAL_EXACT;
+    CHECK(info.products == info.iterations + 1 + checked && info.products <= N + 2 && OP.calls == info.products,
           "%s: products %lld, iterations %lld (max_iterations %d)", name, (long long)info.products,
           (long long)info.iterations, N);
-    CHECK(s != LANCBIO_BUDGET_REACHED || info.products == N + 1, "%s: budget reached after %lld products, expected %d",
-          name, (long long)info.products, N + 1);
-    CHECK(info.residual_kind == LANCBIO_RESIDUAL_RECURRENCE && info.dimension == 0 && info.period == 0,
-          "%s: residual_kind %d dimension %lld period %lld", name, info.residual_kind, (long long)info.dimension,
-          (long long)info.period);
+    CHECK(s != LANCBIO_BUDGET_REACHED || info.iterations == N, "%s: budget reached after %lld iterations, expected %d",
+          name, (long long)info.iterations, N);
+    CHECK((checked || info.residual_kind == LANCBIO_RESIDUAL_RECURRENCE) && !info.residual_uncertain &&
+          info.dimension == 0 && info.period == 0,
+          "%s: residual_kind %d uncertain %d dimension %lld period %lld", name, info.residual_kind,
+          info.residual_uncertain, (long long)info.dimension, (long long)info.period);
     CHECK(fabs(info.residual - r) <= 1e-9 * norm(B0), "%s: recurrence residual %.3e vs ||Av-b|| %.3e", name,
           info.residual, r);
     lancbio_estimator_destroy(h);
@@ -678,6 +722,7 @@ static void test_results(void)
     lancbio_estimator_t *h;
     CHECK(residual(XSTAR, B0) <= 1e-12 * norm(B0), "the dense reference solve is inaccurate");
     results_lanczos();
+    results_exact_residual();
     results_subbio();
     results_krylov(LANCBIO_METHOD_CG);
     results_krylov(LANCBIO_METHOD_MINRES);
@@ -1337,32 +1382,42 @@ static void test_forward(void)
     big.bytes[sizeof(lancbio_estimator_options_t) + EXTRA - 1] = 0x80;
     expect_create_fails(N, &big.o, LANCBIO_ERR_INVALID_ARGUMENT, "a non-zero last trailing byte");
 
-    /* An older caller: options and info of the first published size. The appended option
-     * takes its default (the bytes after struct_size are garbage and must not be read),
-     * and info is written only up to the caller's struct_size. */
+    /* An older caller: options and info of an earlier published size. The appended options
+     * take their defaults (the bytes after struct_size are garbage and must not be read:
+     * exact_residual would add a product to each step), and info is written only up to the
+     * caller's struct_size. */
     {
-        lancbio_estimator_options_t full, old;
-        lancbio_estimator_t *a = NULL, *b = NULL;
-        lancbio_step_info_t oi;
-        double va[N], vb[N];
-        int32_t sa, sb;
-        lancbio_estimator_options_init(&full, LANCBIO_METHOD_LANCZOS);
-        old = full;
-        old.struct_size = OPTIONS_V1_SIZE;
-        memset((char *)&old + OPTIONS_V1_SIZE, 0xFF, sizeof old - (size_t)OPTIONS_V1_SIZE);
-        CHECK(lancbio_estimator_create(N, &full, &a) == LANCBIO_OK, "create with the full options");
-        CHECK(lancbio_estimator_create(N, &old, &b) == LANCBIO_OK, "create with options of the first published size");
-        memset(&oi, 0xA5, sizeof oi);
-        oi.struct_size = INFO_V1_SIZE;
-        for (i = 0; i < 30 && a && b; i++) {
-            sa = lancbio_estimator_step_f64(a, hvp_f64, &OP, B0, va, N, NULL);
-            sb = lancbio_estimator_step_f64(b, hvp_f64, &OP, B0, vb, N, &oi);
-            CHECK(sa == sb && memcmp(va, vb, sizeof va) == 0, "step %d: old-size options differ from the defaults", (int)i);
+        static const int64_t option_sizes[] = {OPTIONS_V1_SIZE, OPTIONS_V2_SIZE};
+        static const int64_t info_sizes[] = {INFO_V1_SIZE, INFO_V2_SIZE};
+        int version;
+        for (version = 0; version < 2; version++) {
+            lancbio_estimator_options_t full, old;
+            lancbio_estimator_t *a = NULL, *b = NULL;
+            lancbio_step_info_t ia, oi;
+            double va[N], vb[N];
+            int32_t sa, sb;
+            int64_t osize = option_sizes[version], isize = info_sizes[version];
+            lancbio_estimator_options_init(&full, LANCBIO_METHOD_LANCZOS);
+            old = full;
+            old.struct_size = osize;
+            memset((char *)&old + osize, 0xFF, sizeof old - (size_t)osize);
+            CHECK(lancbio_estimator_create(N, &full, &a) == LANCBIO_OK, "create with the full options");
+            CHECK(lancbio_estimator_create(N, &old, &b) == LANCBIO_OK, "create with options of size %lld",
+                  (long long)osize);
+            memset(&oi, 0xA5, sizeof oi);
+            oi.struct_size = isize;
+            info_init(&ia);
+            for (i = 0; i < 30 && a && b; i++) {
+                sa = lancbio_estimator_step_f64(a, hvp_f64, &OP, B0, va, N, &ia);
+                sb = lancbio_estimator_step_f64(b, hvp_f64, &OP, B0, vb, N, &oi);
+                CHECK(sa == sb && memcmp(va, vb, sizeof va) == 0 && ia.products == oi.products,
+                      "step %d: options of size %lld differ from the defaults", (int)i, (long long)osize);
+            }
+            CHECK(oi.struct_size == isize && ((unsigned char *)&oi)[isize] == 0xA5,
+                  "info of size %lld: written past its struct_size", (long long)isize);
+            lancbio_estimator_destroy(a);
+            lancbio_estimator_destroy(b);
         }
-        CHECK(oi.struct_size == INFO_V1_SIZE && ((unsigned char *)&oi)[INFO_V1_SIZE] == 0xA5,
-              "info of the first published size: written past its struct_size");
-        lancbio_estimator_destroy(a);
-        lancbio_estimator_destroy(b);
     }
 
     /* Info: too small is rejected, nothing written and no step taken. */

@@ -67,11 +67,17 @@ static const char *method_name(int32_t m) {
     return names[m];
 }
 
-static void estimator_steps(int32_t method, int32_t precision) {
+/* checked: Lanczos with the orthogonality check and exact_residual (one more product per
+ * step), CG and MINRES to a tolerance their recurrences reach only below the bound on its
+ * rounding, so that each convergence is checked with a product and the recurrence restarts. */
+static void estimator_steps(int32_t method, int32_t precision, int checked) {
     lancbio_estimator_options_t o;
     lancbio_estimator_options_init(&o, method);
     o.precision = precision;
-    o.theta0 = 0.1; o.step_size = 0.1; o.m_max = 8; o.growth = 1.5; o.grow_every = 3; o.reorthogonalize = method == LANCBIO_METHOD_LANCZOS;
+    o.theta0 = 0.1; o.step_size = 0.1; o.m_max = 8; o.growth = 1.5; o.grow_every = 3;
+    o.reorthogonalize = method == LANCBIO_METHOD_LANCZOS && !checked;
+    o.exact_residual = checked;
+    if (checked) { o.tolerance = precision == LANCBIO_FLOAT64 ? 1e-15 : 1e-7; o.max_iterations = 4 * N; }
     lancbio_estimator_t *h = NULL;
     if (lancbio_estimator_create(N, &o, &h) != LANCBIO_OK) { check(0, "create", 0); return; }
     double b[N], v[N], request[N], product[N];
@@ -91,7 +97,8 @@ static void estimator_steps(int32_t method, int32_t precision) {
     }
     long used = allocations - before;
     char what[96];
-    snprintf(what, sizeof what, "%s %s: 50 callback steps", method_name(method), precision == LANCBIO_FLOAT64 ? "f64" : "f32");
+    snprintf(what, sizeof what, "%s %s%s: 50 callback steps", method_name(method),
+             precision == LANCBIO_FLOAT64 ? "f64" : "f32", checked ? " (checked residuals)" : "");
     check(used == 0, what, used);
 
     if (precision == LANCBIO_FLOAT64) {
@@ -104,7 +111,8 @@ static void estimator_steps(int32_t method, int32_t precision) {
             }
         }
         used = allocations - before;
-        snprintf(what, sizeof what, "%s f64: 20 reverse-communication steps", method_name(method));
+        snprintf(what, sizeof what, "%s f64%s: 20 reverse-communication steps", method_name(method),
+                 checked ? " (checked residuals)" : "");
         check(used == 0, what, used);
     }
     lancbio_estimator_destroy(h);
@@ -157,8 +165,12 @@ static void bilevel_steps(int32_t method) {
 
 int main(void) {
     for (int32_t m = LANCBIO_METHOD_LANCZOS; m <= LANCBIO_METHOD_RANDOM_NEUMANN; m++) {
-        estimator_steps(m, LANCBIO_FLOAT64);
-        estimator_steps(m, LANCBIO_FLOAT32);
+        estimator_steps(m, LANCBIO_FLOAT64, 0);
+        estimator_steps(m, LANCBIO_FLOAT32, 0);
+        if (m == LANCBIO_METHOD_LANCZOS || m == LANCBIO_METHOD_CG || m == LANCBIO_METHOD_MINRES) {
+            estimator_steps(m, LANCBIO_FLOAT64, 1);
+            estimator_steps(m, LANCBIO_FLOAT32, 1);
+        }
         bilevel_steps(m);
     }
     /* The counter must see the library's allocations at all, or the test proves nothing. */

@@ -27,7 +27,7 @@
  *     non-finite product gives LANCBIO_ERR_NON_FINITE_PRODUCT;
  *   - callbacks get the right n and user_data, non-aliased buffers and finite vectors;
  *   - options the header calls invalid are rejected and valid ones accepted (values the
- *     header gives no bound for, such as growth > 1e6 or steps > 2^30, may go either way);
+ *     header gives no bound for, such as steps > 2^30, may go either way);
  *   - NULL, destroyed, garbage and other-kind handles are rejected by every function and
  *     ignored by both destroy functions;
  *   - checkpoints: an intact one restores or loads into a handle that then equals the saved
@@ -384,6 +384,10 @@ static void check_step_info(const lancbio_step_info_t *i, int32_t s, const char 
      * NaN is never a diagnostic. */
     REQUIRE(!isnan(i->residual) && i->residual >= 0, "%s: info.residual = %g (status %d)", what, i->residual, s);
     REQUIRE(!isnan(i->ritz_min) && !isnan(i->ritz_max), "%s: Ritz values %g %g", what, i->ritz_min, i->ritz_max);
+    /* Only a figure that is not exact can be uncertain. */
+    REQUIRE((i->residual_uncertain == 0 || i->residual_uncertain == 1) &&
+                !(i->residual_uncertain && i->residual_kind == LANCBIO_RESIDUAL_EXACT),
+            "%s: residual_uncertain %d with residual_kind %d", what, i->residual_uncertain, i->residual_kind);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -663,10 +667,10 @@ static int options_verdict(const lancbio_estimator_options_t *o)
     switch (o->method) {
     case LANCBIO_METHOD_LANCZOS:
         INVALID_IF(o->m_max < 1 || o->m_max > 4096 || o->m0 < 1 || o->m0 > o->m_max || o->grow_every < 1);
-        INVALID_IF(isnan(o->growth) || o->growth < 1);
+        INVALID_IF(isnan(o->growth) || o->growth < 1 || o->growth > 1e6);
         INVALID_IF(o->variant != LANCBIO_VARIANT_RESIDUAL && o->variant != LANCBIO_VARIANT_PLAIN);
         INVALID_IF(!(o->orthogonality_tolerance > 0));
-        UNSPECIFIED_IF(o->growth > 1e6 || o->grow_every > INT32_MAX); /* the header sets no upper bounds */
+        UNSPECIFIED_IF(o->grow_every > INT32_MAX); /* the header sets no upper bound */
         break;
     case LANCBIO_METHOD_SUBBIO:
         INVALID_IF(!(o->theta0 > 0));
@@ -719,7 +723,7 @@ static void gen_options(reader_t *r, lancbio_estimator_options_t *o, int32_t met
         uint8_t field = u8(r), val = u8(r);
         int64_t iv = ints[val % 12];
         double dv = dbls[val % 12];
-        switch (field % 15) {
+        switch (field % 16) {
         case 0: o->m0 = iv; break;
         case 1: o->m_max = iv; break;
         case 2: o->growth = dv; break;
@@ -734,6 +738,7 @@ static void gen_options(reader_t *r, lancbio_estimator_options_t *o, int32_t met
         case 11: o->seed = (uint64_t)iv; break;
         case 12: o->method = (int32_t)(val % 10) - 1; break;
         case 13: o->orthogonality_tolerance = dv; break;
+        case 14: o->exact_residual = (int32_t)iv; break;
         default: o->precision = (int32_t)(val % 4); break;
         }
     }
@@ -792,8 +797,10 @@ static void op_create(reader_t *r)
     {
         /* Fields beyond a shorter struct_size are not read: they take their defaults. */
         lancbio_estimator_options_t seen = buf.o;
-        if (buf.o.struct_size >= (int64_t)OPTIONS_V1_SIZE && buf.o.struct_size < (int64_t)sizeof buf.o)
+        if (buf.o.struct_size < (int64_t)(offsetof(lancbio_estimator_options_t, orthogonality_tolerance) + sizeof(double)))
             seen.orthogonality_tolerance = 1e-2;
+        if (buf.o.struct_size < (int64_t)(offsetof(lancbio_estimator_options_t, exact_residual) + sizeof(int32_t)))
+            seen.exact_residual = 0;
         verdict = options_verdict(&seen);
     }
     trace("create n=%lld method=%d precision=%d verdict=%d struct_ok=%d m0=%lld m_max=%lld growth=%g every=%lld "
@@ -2015,8 +2022,10 @@ static unsigned char *ckpt_damage(reader_t *r, const unsigned char *saved, int64
     switch (kind) {
     case DMG_NONE: *verdict = MUST_ACCEPT; break;
     case DMG_FLIP: p[where % size] ^= (uint8_t)(with | 1); break; /* any single byte: the checksum sees it */
-    case DMG_VERSION: { /* checked before the checksum, resealed or not */
-        uint64_t version = 2 + (uint64_t)with;
+    case DMG_VERSION: { /* checked before the checksum, resealed or not: any version but the library's */
+        uint64_t version;
+        memcpy(&version, p + 16, 8);
+        version += 1 + (uint64_t)with;
         memcpy(p + 16, &version, 8);
         if (with & 1) ckpt_reseal(p, (size_t)size);
         break;

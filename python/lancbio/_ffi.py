@@ -80,6 +80,8 @@ class EstimatorOptions(ctypes.Structure):
         ("steps", c_int64),
         ("seed", c_uint64),
         ("orthogonality_tolerance", c_double),
+        ("exact_residual", c_int32),
+        ("reserved", c_int32),
     ]
 
 
@@ -108,15 +110,18 @@ class StepInfoStruct(ctypes.Structure):
         ("orthogonality_loss", c_double),
         ("orthogonality_restart", c_int32),
         ("reserved2", c_int32),
+        ("residual_uncertain", c_int32),
+        ("reserved3", c_int32),
     ]
 
 
 # The library reads and writes exactly struct_size bytes: a layout slip here would corrupt
 # fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
-assert ctypes.sizeof(EstimatorOptions) == 112, ctypes.sizeof(EstimatorOptions)
+assert ctypes.sizeof(EstimatorOptions) == 120, ctypes.sizeof(EstimatorOptions)
 assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
-assert ctypes.sizeof(StepInfoStruct) == 128, ctypes.sizeof(StepInfoStruct)
+assert ctypes.sizeof(StepInfoStruct) == 136, ctypes.sizeof(StepInfoStruct)
 assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
+
 
 class BilevelOptions(ctypes.Structure):
     """Mirror of lancbio_bilevel_options_t."""

@@ -83,6 +83,7 @@ ESTIMATOR = {
     "variant": ("variant", _to_variant, _VARIANT_NAMES.get),
     "reorthogonalize": ("reorthogonalize", _to_flag, bool),
     "orthogonality_tol": ("orthogonality_tolerance", to_float, float),
+    "exact_residual": ("exact_residual", _to_flag, bool),
     "theta0": ("theta0", to_float, float),
     "maxiter": ("max_iterations", to_int, int),
     "tol": ("tolerance", to_float, float),

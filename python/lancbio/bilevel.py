@@ -41,7 +41,8 @@ from .info import StepInfo
 
 __all__ = ["Bilevel", "BilevelInfo", "History", "METHODS"]
 
-_LANCZOS = ("m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize", "orthogonality_tol")
+_LANCZOS = ("m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize", "orthogonality_tol",
+            "exact_residual")
 
 # Each method: its estimator, the estimator options it accepts (besides the outer loop's
 # lr_x, lr_y, inner_steps and schedules), and the paper's settings where they differ from
@@ -128,8 +129,8 @@ class Bilevel(Handle):
         Q for amigo-cg, amigo-gd, soba, stocbio, ttsa, bsa.
     eta : float
         Step of the v iterations (gd, Neumann); default lr_y, as the research code.
-    m0, m_max, growth, grow_every, variant, reorthogonalize, orthogonality_tol
-        LancBiO's restart schedule and safeguards (see ``DynamicLanczos``).
+    m0, m_max, growth, grow_every, variant, reorthogonalize, orthogonality_tol, exact_residual
+        LancBiO's restart schedule, safeguards and residual (see ``DynamicLanczos``).
     theta0 : float
         SubBiO's subspace step; default lr_y.
     seed : int

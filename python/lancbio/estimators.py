@@ -549,6 +549,11 @@ class DynamicLanczos(_Estimator):
             orthogonality (max_i |q_i . q_{j+1}| above this; math.inf disables the check).
             A drifting operator erodes orthogonality; long cycles on a badly
             non-orthogonal basis can make the estimate diverge.
+        exact_residual: report ||A v - b|| of every step's estimate (``info.residual_kind``
+            "exact") at the cost of one more product per step, instead of the estimate
+            beta_j |e_j^T s|, which is exact only while the operator and b stay fixed
+            (docs/algorithms.md section 3.6; without it ``info.residual_uncertain`` flags
+            estimates that are likely too optimistic).
         v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
             default 0.
         dtype: numpy.float64 or numpy.float32.
@@ -557,9 +562,10 @@ class DynamicLanczos(_Estimator):
     _method = _ffi.METHOD_LANCZOS
 
     def __init__(self, n, m0=None, m_max=None, growth=None, grow_every=None, variant=None,
-                 reorthogonalize=None, orthogonality_tol=None, v0=None, dtype=np.float64):
+                 reorthogonalize=None, orthogonality_tol=None, exact_residual=None, v0=None, dtype=np.float64):
         super().__init__(n, dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
-                                 reorthogonalize=reorthogonalize, orthogonality_tol=orthogonality_tol), v0, dtype)
+                                 reorthogonalize=reorthogonalize, orthogonality_tol=orthogonality_tol,
+                                 exact_residual=exact_residual), v0, dtype)
 
 
 class SubBiO(_Estimator):

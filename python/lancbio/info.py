@@ -34,15 +34,22 @@ class StepInfo:
         zero_residual: b was zero, or the residual at a restart zero to working precision.
         residual: a residual norm in the units of b; ``residual_kind`` says which.
         residual_kind: "unavailable" (Neumann), "exact" (||A v - b|| from this step's
-            products), "recurrence" (CG/MINRES recurrence), "estimate" (Lanczos
-            beta_j |e_j^T s|, exact only for a fixed operator) or "previous_iterate"
-            (||A v - b|| before the last gradient step).
+            products), "recurrence" (CG/MINRES recurrence; a convergence it claims below
+            the bound on its rounding is checked, "exact"), "estimate" (Lanczos
+            beta_j |e_j^T s|, exact only for a fixed operator and b; see
+            ``residual_uncertain``) or "previous_iterate" (||A v - b|| before the last
+            gradient step).
         ritz_min, ritz_max: extreme eigenvalues of the projected matrix, in the units of
             A's eigenvalues (0 when ``dimension`` is 0).
         orthogonality_loss: Lanczos: max_i |q_i . q_{j+1}| measured this step (0 when not
             measured).
         orthogonality_restart: Lanczos: that loss exceeded the tolerance, so the next step
             restarts early.
+        residual_uncertain: the residual is likely too optimistic: a CG/MINRES
+            "recurrence" below the bound on its rounding, or a part of A v - b a Lanczos
+            step measures (rounding, b outside the basis, loss of orthogonality, the
+            operator's drift) above the "estimate" (``exact_residual=True`` gives the true
+            figure). Never set for "exact".
     """
 
     status: int
@@ -64,6 +71,7 @@ class StepInfo:
     ritz_max: float
     orthogonality_loss: float = 0.0
     orthogonality_restart: bool = False
+    residual_uncertain: bool = False
 
     @classmethod
     def _from_struct(cls, s) -> "StepInfo":
@@ -88,4 +96,5 @@ class StepInfo:
             ritz_max=s.ritz_max,
             orthogonality_loss=s.orthogonality_loss,
             orthogonality_restart=bool(s.orthogonality_restart),
+            residual_uncertain=bool(s.residual_uncertain),
         )

@@ -343,7 +343,7 @@ def test_options_left_at_none_take_the_librarys_defaults():
 
     defaults = _options.read(_options.estimator_options(_ffi.METHOD_LANCZOS), _options.ESTIMATOR,
                              ["m0", "m_max", "growth", "grow_every", "variant", "reorthogonalize",
-                              "orthogonality_tol"])
+                              "orthogonality_tol", "exact_residual"])
     with lancbio.DynamicLanczos(N) as est:
         assert est._settings == defaults
         assert "m_max=%d" % defaults["m_max"] in repr(est)

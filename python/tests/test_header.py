@@ -234,7 +234,7 @@ def test_the_estimator_defaults_in_the_header_are_what_options_init_writes():
 
     documented = documented_defaults("lancbio_estimator_options_t")
     assert {"m0", "m_max", "growth", "grow_every", "max_iterations", "tolerance", "seed",
-            "orthogonality_tolerance"} <= set(documented)
+            "orthogonality_tolerance", "exact_residual"} <= set(documented)
     written = estimator_options(_ffi.METHOD_LANCZOS)
     for field, text in documented.items():
         if field == "steps":
