@@ -612,26 +612,35 @@ def section_callback(report, cfg: Config, results: dict) -> None:
     def op(v):
         return v
 
-    report.add(f"n = {n}, A = I (the operator returns its argument), lancbio.GD with steps = {S} per call, "
-               f"so one `step` makes {S} products (reverse communication driven by the wrapper, each product "
-               f"a call of the operator and one resume). Per-HVP time = step time / {S}; "
-               "overhead = that minus the operator's own cost (the same function called in a Python "
-               "loop); the native GD work per product (a few ns at n = 4) is left in the overhead. Reverse communication: one "
-               "`est.resume(product)` call per product (Python API), and the same C call through raw ctypes "
-               f"with preallocated buffers. {cfg.repeats} runs, median [min, max].")
+    def fresh(v):
+        return v * 1.0
+
+    report.add(f"n = {n}, A = I, lancbio.GD with steps = {S} per call, so one `step` makes {S} products "
+               "(reverse communication driven by the wrapper, each product a call of the operator and one "
+               "resume), with two operators: one that returns its argument (an in-place operator) and one "
+               "that returns a new array (`v * 1.0`). Per-HVP time = step time / "
+               f"{S}; overhead = that minus the operator's own cost (the same function called in a Python "
+               "loop); the native GD work per product (a few ns at n = 4) is left in the overhead. Reverse "
+               "communication: one `est.resume(product)` call per product (Python API), and the same C call "
+               f"through raw ctypes with preallocated buffers. {cfg.repeats} runs, median [min, max].")
     report.add("")
-    per_hvp, op_cost, rt_api, rt_raw = [], [], [], []
+    operators = {"in place": op, "new array": fresh}
+    per_hvp = {name: [] for name in operators}
+    op_cost = {name: [] for name in operators}
+    rt_api, rt_raw = [], []
     est = lancbio.GD(n, eta=0.1, steps=S)
-    est.step(op, b)  # warm-up
+    for function in operators.values():
+        est.step(function, b)  # warm-up
     for _ in range(cfg.repeats):
-        t = clock()
-        est.step(op, b)
-        per_hvp.append((clock() - t) / S)
-        x = np.ones(n)
-        t = clock()
-        for _ in range(S):
-            op(x)
-        op_cost.append((clock() - t) / S)
+        for name, function in operators.items():
+            t = clock()
+            est.step(function, b)
+            per_hvp[name].append((clock() - t) / S)
+            x = np.ones(n)
+            t = clock()
+            for _ in range(S):
+                function(x)
+            op_cost[name].append((clock() - t) / S)
         # reverse communication, Python API
         request = est.begin(b)
         count = 0
@@ -655,17 +664,25 @@ def section_callback(report, cfg: Config, results: dict) -> None:
         rt_raw.append((clock() - t) / count)
         est._check(status)
     est.close()
-    s_hvp, s_op, s_api, s_raw = stats(per_hvp), stats(op_cost), stats(rt_api), stats(rt_raw)
-    overhead = s_hvp.median - s_op.median
-    results["callback"] = dict(per_hvp=s_hvp.median, overhead=overhead, roundtrip=s_api.median, raw=s_raw.median)
-    report.table(["measure", "time"], [
-        ["per HVP through the callback (GD step / products)", s_hvp.fmt()],
-        ["operator's own cost (called in a Python loop)", s_op.fmt()],
-        ["callback overhead per HVP (difference of medians)", fmt_time(overhead)],
-        ["reverse-communication round trip, Python API (est.resume)", s_api.fmt()],
-        ["reverse-communication round trip, raw ctypes", s_raw.fmt()],
-    ])
-    report.target("Python callback overhead < 5 us per HVP", f"{overhead * 1e6:.2f} us", overhead < 5e-6)
+    s_hvp = {name: stats(v) for name, v in per_hvp.items()}
+    s_op = {name: stats(v) for name, v in op_cost.items()}
+    s_api, s_raw = stats(rt_api), stats(rt_raw)
+    overhead = {name: s_hvp[name].median - s_op[name].median for name in operators}
+    results["callback"] = dict(per_hvp=s_hvp["in place"].median, overhead=overhead["in place"], roundtrip=s_api.median,
+                               raw=s_raw.median)
+    rows = []
+    for name in operators:
+        rows += [[f"per HVP through the callback (GD step / products), operator {name}", s_hvp[name].fmt()],
+                 [f"operator's own cost (called in a Python loop), {name}", s_op[name].fmt()],
+                 [f"callback overhead per HVP (difference of medians), {name}", fmt_time(overhead[name])]]
+    rows += [["reverse-communication round trip, Python API (est.resume)", s_api.fmt()],
+             ["reverse-communication round trip, raw ctypes", s_raw.fmt()]]
+    report.table(["measure", "time"], rows)
+    # The measure is the operator that returns its argument; a new array per product
+    # adds numpy's allocation and the pointer extraction of a foreign array (reported).
+    report.target("Python callback overhead < 1 us per HVP (an operator returning its argument)",
+                  f"{overhead['in place'] * 1e6:.2f} us ({overhead['new array'] * 1e6:.2f} us with an operator "
+                  "returning a new array)", overhead["in place"] < 1e-6)
 
 
 # ---------------------------------------------------------------------------------------

@@ -350,7 +350,8 @@ int32_t lancbio_estimator_begin_f32(lancbio_estimator_t *h, const float *b, floa
 
 /**
  * Reverse communication: continues the step with product = A x for the last request.
- * @param[in]  product  n values.
+ * @param[in]  product  n values; may be the request buffer itself (an in-place product):
+ *                      the product is read before the next request is written.
  * @param[out] request  n values: on LANCBIO_NEED_PRODUCT, the next vector to multiply.
  * @return LANCBIO_NEED_PRODUCT; a final outcome (the estimate is committed: read it with
  *         *_get_v and the diagnostics with lancbio_estimator_info); or an error. Argument

@@ -269,7 +269,11 @@ class _Estimator(Handle):
                 while status == _NEED_PRODUCT:
                     product = apply(x)
                     product_arg = None
-                    if (type(product) is _ndarray and product.dtype is dtype and product.shape == shape
+                    if product is x:
+                        # An in-place operator: the library reads the product before it writes
+                        # the next request, so the two may share the buffer.
+                        product_arg = x_arg
+                    elif (type(product) is _ndarray and product.dtype is dtype and product.shape == shape
                             and product.flags.aligned):
                         try:
                             product_arg = _byref(from_buffer(product))

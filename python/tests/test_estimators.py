@@ -311,6 +311,23 @@ def test_resume_accepts_its_own_request_as_the_product(method, dtype):
             assert np.array_equal(by_callback.step(lambda v: v, b), by_request.v)
 
 
+def test_an_in_place_operator_returning_its_argument_gives_the_same_steps_as_a_fresh_product(rng, method, dtype):
+    # step() passes the operator's argument back as the product when the operator returns
+    # it: the library must read that product before it writes the next request there.
+    n = 8
+    A = spd_matrix(rng, n).astype(dtype)
+
+    def in_place(x):
+        x[:] = A @ x
+        return x
+
+    with FACTORIES[method](n, dtype=dtype) as fresh, FACTORIES[method](n, dtype=dtype) as shared:
+        for _ in range(4):
+            b = rng.standard_normal(n).astype(dtype)
+            assert np.array_equal(fresh.step(lambda x: A @ x, b), shared.step(in_place, b))
+            assert fresh.info == shared.info
+
+
 def test_b_and_product_of_the_estimators_dtype_and_layout_are_not_copied(rng, monkeypatch, dtype):
     n = 6
     A = spd_matrix(rng, n).astype(dtype)
