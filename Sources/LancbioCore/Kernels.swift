@@ -123,12 +123,31 @@ enum Kernels {
     /// max_i |x_i|; NaN if any entry is NaN.
     @inlinable
     static func maxMagnitude<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
-        var m = 0.0
-        var sawNaN = false
-        for i in 0..<n {
+        // In vectors: the scalar loop's select chain ran at a fraction of the memory speed,
+        // and `norm` calls this on every vector whose squares sum to zero (a residual that
+        // vanished, a Krylov space that became invariant), in some problems every step.
+        // A NaN never compares greater, so it never replaces the maximum; the mask notes it.
+        let w = laneCount
+        var m0 = DoubleLanes(), m1 = DoubleLanes()
+        var nan0 = SIMDMask<DoubleLanes.MaskStorage>(), nan1 = SIMDMask<DoubleLanes.MaskStorage>()
+        var i = 0
+        @inline(__always) func magnitude(_ v: DoubleLanes) -> DoubleLanes { v.replacing(with: -v, where: v .< 0) }
+        while i &+ 2 &* w <= n {
+            let a0 = magnitude(loadLanes(x, i)), a1 = magnitude(loadLanes(x, i &+ w))
+            nan0 .|= a0 .!= a0
+            nan1 .|= a1 .!= a1
+            m0.replace(with: a0, where: a0 .> m0)
+            m1.replace(with: a1, where: a1 .> m1)
+            i &+= 2 &* w
+        }
+        m0.replace(with: m1, where: m1 .> m0)
+        var m = m0.max()
+        var sawNaN = any(nan0 .| nan1)
+        while i < n {
             let a = Double(x[i]).magnitude
             sawNaN = sawNaN || a.isNaN
             m = a > m ? a : m
+            i &+= 1
         }
         return sawNaN ? .nan : m
     }

@@ -105,6 +105,29 @@ struct KernelTests {
         check(Float.self)
     }
 
+    @Test("maxMagnitude is the largest |x_i| (infinity included), NaN when any entry is NaN, at any position")
+    func maxMagnitudeMatchesThePlainLoop() {
+        func check<T: BinaryFloatingPoint>(_: T.Type) {
+            for n in Self.lengths + [64, 65, 97] {
+                let x = Self.data(n, seed: 14, as: T.self)
+                let positions = n <= 97 ? Array(0..<n) : [0, 1, n / 2, n - 9, n - 1]
+                for i in [nil] + positions.map(Optional.some) {
+                    for special in [T(-1e6), .infinity, -.infinity, .nan, -0.0] where i != nil || special == -1e6 {
+                        var z = x
+                        if let i { z[i] = special }
+                        var want = 0.0
+                        for k in 0..<n { want = Swift.max(want, Double(z[k]).magnitude) }
+                        let sawNaN = z.prefix(n).contains { $0.isNaN }
+                        let got = z.withUnsafeBufferPointer { Kernels.maxMagnitude($0.baseAddress!, n) }
+                        #expect(sawNaN ? got.isNaN : got == want, "\(T.self) n = \(n), x[\(String(describing: i))] = \(special)")
+                    }
+                }
+            }
+        }
+        check(Double.self)
+        check(Float.self)
+    }
+
     @Test("axpyStaysFinite agrees with computing y + a x in T entry by entry, Float overflow included")
     func axpyStaysFinite() {
         func check<T: BinaryFloatingPoint>(_: T.Type) {
