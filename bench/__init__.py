@@ -12,6 +12,8 @@ Sections (``--sections 1,2,...``):
 2. CG and MINRES against scipy.sparse.linalg.cg / minres at equal iteration counts.
 3. The Python callback overhead per HVP and the reverse-communication round trip.
 4. The synthetic problem end to end: lancbio.Bilevel against a numpy outer loop.
+   4b. The outer loop's own cost (time outside the problem's functions) at m0 = m_max = 20, on
+       the synthetic problem and on a cheap one whose functions cost next to nothing.
 5. Float32 against Float64 at a memory-bound size.
 6. Peak memory against the basis size, and whether it stays flat over 10^4 steps.
 7. One-shot solves: Lanczos (short recurrence) against CG on fixed SPD systems.

@@ -127,12 +127,19 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let yCandidate = UnsafeBufferPointer(start: yNew, count: dy)
 
         // 1. Inner steps on y, into the candidate.
+        // One pass per inner step: the update reports whether the new y is finite, which it
+        // is only if the gradient was too (y - theta g is NaN or infinite wherever g is);
+        // the gradient is read again only to name the culprit.
         Kernels.copy(yp, to: yNew, dy)
         for _ in 0..<options.innerSteps {
-            try evaluate("grad_y g", gradient, dy) { try gradYG(xBuffer, yCandidate, $0) }
-            Kernels.axpy(-theta, gradient, yNew, dy)
+            try gradYG(xBuffer, yCandidate, UnsafeMutableBufferPointer(start: gradient, count: dy))
+            guard Kernels.update(yNew, times: 1, plus: -theta, times: gradient, dy).allFinite else {
+                guard Kernels.allFinite(gradient, dy) else {
+                    throw EstimatorError.nonFiniteProduct("grad_y g returned NaN or infinity")
+                }
+                throw EstimatorError.nonFiniteResult("the inner y steps overflowed")
+            }
         }
-        guard Kernels.allFinite(yNew, dy) else { throw EstimatorError.nonFiniteResult("the inner y steps overflowed") }
 
         // 2. b and grad_x f at the new y.
         try evaluate("grad_y f", rhs, dy) { try gradYF(xBuffer, yCandidate, $0) }
@@ -156,12 +163,8 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let candidate = xGradient
         Kernels.subtract(xGradient, crossProduct, into: candidate, dx)
         let hypergradientNorm = Kernels.norm(candidate, dx)
-        var overflow = !hypergradientNorm.isFinite
-        if !overflow {
-            // Checked in T: a Double that is finite can still overflow Float on the store.
-            for i in 0..<dx where !T(Double(xp[i]) - lambda * Double(candidate[i])).isFinite { overflow = true; break }
-        }
-        guard !overflow else {
+        // Checked in T: a Double that is finite can still overflow Float on the store.
+        guard hypergradientNorm.isFinite && Kernels.axpyStaysFinite(-lambda, candidate, UnsafePointer(xp), dx) else {
             estimator.cancel()
             throw EstimatorError.nonFiniteResult("the hyper-gradient step overflowed")
         }
