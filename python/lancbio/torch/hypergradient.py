@@ -27,6 +27,8 @@ __all__ = ["HyperGradient", "METHODS"]
 METHODS = {"lancbio": BY_NAME["lanczos"], **BY_NAME}
 
 _grad = torch.autograd.grad
+_LINEAR = ("the Hessian of the inner loss is zero: grad_y g does not depend on the params (g is linear in them), "
+           "so the lower level has no unique solution")
 
 
 def _tensors(tensors, name: str) -> list:
@@ -196,8 +198,7 @@ class HyperGradient:
         # Hessian are zero); the products leave them out.
         rows = [i for i, g in enumerate(gy_h) if g.requires_grad]
         if not rows:
-            raise ValueError("the Hessian of the inner loss is zero: grad_y g does not depend on the params "
-                             "(g is linear in them), so the lower level has no unique solution")
+            raise ValueError(_LINEAR)
         outputs = [gy_h[i] for i in rows]
         layout.gather(gy_f, self._b)
         single = len(params) == 1
@@ -209,6 +210,8 @@ class HyperGradient:
                 directions = layout.request(x)
                 products = _grad(outputs, params, grad_outputs=[directions[i] for i in rows], retain_graph=True,
                                  allow_unused=True)
+                if all(q is None for q in products):
+                    raise ValueError(_LINEAR)
                 if single and products[0] is not None and not layout.staged:
                     flat = products[0].reshape(-1)
                     product = flat.numpy() if flat.is_contiguous() else None
