@@ -6,7 +6,9 @@
 - forward-over-reverse with torch.func: jvp(grad(g)) per product, re-running g's
   forward and backward in dual numbers each time.
 
-Prints the time of an outer iteration with k products for each (median of repeats).
+Prints the time of an outer iteration with k products for each (median of repeats), then
+the time of HyperGradient.compute per outer iteration split into autograd and the rest
+(lancbio's step, the copies into its buffers and the checks).
 Run: python3 bench/torch_products.py [--threads N]
 """
 
@@ -74,6 +76,48 @@ def main():
                     jvp(grad(g_of), (detached,), (vectors,))
 
             print(f"{name:8} {n:>6} {k:>3} {median_time(reverse) * 1e3:>18.2f} ms {median_time(forward) * 1e3:>18.2f} ms")
+
+    print()
+    overhead(all_models, X, labels, weights)
+
+
+def overhead(all_models, X, labels, weights, iterations=40):
+    import lancbio.torch.hypergradient as adapter
+    from lancbio.torch import HyperGradient
+
+    real = adapter._grad
+    inside = [0.0]
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    print(f"{'model':8} {'method':8} {'compute':>10} {'autograd':>10} {'the rest':>10} {'share':>6}")
+    for name, model in all_models.items():
+        Xv, labels_v = X[:1000], labels[:1000]
+        for method, options in (("lancbio", dict(m0=5, m_max=10)), ("cg", dict(maxiter=5))):
+            hg = HyperGradient(model.parameters(), [weights], method=method, **options)
+            params = dict(model.named_parameters())
+            adapter._grad = timed
+            try:
+                total = 0.0
+                for k in range(iterations + 5):
+                    g = inner(model, params, X, labels, weights)
+                    f = torch.nn.functional.cross_entropy(model(Xv), labels_v)
+                    if k == 5:
+                        total, inside[0] = 0.0, 0.0
+                    start = time.perf_counter()
+                    hg.compute(g, f)
+                    total += time.perf_counter() - start
+                weights.grad = None
+            finally:
+                adapter._grad = real
+            rest = total - inside[0]
+            print(f"{name:8} {method:8} {total / iterations * 1e3:>7.2f} ms {inside[0] / iterations * 1e3:>7.2f} ms "
+                  f"{rest / iterations * 1e3:>7.3f} ms {rest / total:>6.1%}")
 
 
 if __name__ == "__main__":
