@@ -305,3 +305,22 @@ def test_reset_returns_to_the_estimator_state_after_creation():
     hg.reset()
     assert hg.info is None and hg.hvp_count == 0 and not any(bool(t.any()) for t in hg.v)
     assert torch.equal(hg.compute(*p.losses(y, x))[0], first)
+
+
+def test_curvature_lies_inside_the_spectrum_and_reaches_its_extremes_once_the_krylov_space_is_full():
+    p = Ridge(seed=8)
+    eigenvalues = np.linalg.eigvalsh(p.A())
+    y = torch.tensor(p.y_star(), dtype=F64, requires_grad=True)
+    x = torch.tensor(p.x, dtype=F64, requires_grad=True)
+    hg = HyperGradient([y], [x], method="lancbio", m0=8, m_max=8)
+    assert hg.curvature is None
+    for _ in range(8):
+        hg.compute(*p.losses(y, x))
+        low, high = hg.curvature
+        assert eigenvalues[0] * (1 - 1e-12) <= low <= high <= eigenvalues[-1] * (1 + 1e-12)
+    np.testing.assert_allclose(hg.curvature, [eigenvalues[0], eigenvalues[-1]], rtol=1e-8)
+    hg.reset()
+    assert hg.curvature is None
+    cg = HyperGradient([y], [x], method="cg", maxiter=3)
+    cg.compute(*p.losses(y, x))
+    assert cg.curvature is None

@@ -15,6 +15,6 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     raise ImportError("lancbio.torch needs PyTorch, an optional dependency of lancbio: install it with "
                       "pip install 'lancbio[torch]' (from a checkout: pip install './python[torch]')") from error
 
-from .hypergradient import METHODS, HyperGradient
+from .hypergradient import METHODS, Curvature, HyperGradient
 
-__all__ = ["HyperGradient", "METHODS"]
+__all__ = ["HyperGradient", "Curvature", "METHODS"]

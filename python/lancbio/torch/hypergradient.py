@@ -14,13 +14,15 @@ each product and the path of the vectors.
 from __future__ import annotations
 
 
+from typing import NamedTuple
+
 import torch
 
 from ..errors import InvalidArgumentError, NonFiniteInputError, NonFiniteResultError
 from ..estimators import BY_NAME
 from ._flat import NUMPY_DTYPES, Layout
 
-__all__ = ["HyperGradient", "METHODS"]
+__all__ = ["HyperGradient", "Curvature", "METHODS"]
 
 #: The estimator of each method name: the estimators' own names, and "lancbio" for the
 #: dynamic Lanczos estimator, as the bilevel methods call it.
@@ -29,6 +31,14 @@ METHODS = {"lancbio": BY_NAME["lanczos"], **BY_NAME}
 _grad = torch.autograd.grad
 _LINEAR = ("the Hessian of the inner loss is zero: grad_y g does not depend on the params (g is linear in them), "
            "so the lower level has no unique solution")
+
+
+class Curvature(NamedTuple):
+    """Estimates of the extreme eigenvalues of the lower-level Hessian (see
+    :attr:`HyperGradient.curvature`)."""
+
+    lambda_min: float
+    lambda_max: float
 
 
 def _tensors(tensors, name: str) -> list:
@@ -137,6 +147,9 @@ class HyperGradient:
         self._b, self._b_numpy = self._layout.host()
         self._product, self._product_numpy = self._layout.host()
         self._v, self._v_numpy = self._layout.host()
+        # The curvature estimate, from the methods with a projected system.
+        self._curvature = None
+        self._tracks_curvature = cls in (BY_NAME["lanczos"], BY_NAME["subbio"])
 
     # -- the hyper-gradient -----------------------------------------------------------
     def compute(self, inner_loss, outer_loss, hessian_loss=None) -> tuple:
@@ -225,6 +238,8 @@ class HyperGradient:
             estimator.cancel()  # no effect when the library already abandoned the step
             raise
         # The step is committed: v is the estimator's.
+        if self._tracks_curvature:
+            self._note_curvature()
         estimator.read_v(self._v_numpy)
         v = layout.to_device(self._v)
         cross_rows = [i for i, g in enumerate(gy_g) if g.requires_grad]
@@ -250,14 +265,41 @@ class HyperGradient:
 
     # -- state ----------------------------------------------------------------------
     def reset(self) -> None:
-        """Back to the estimator's state after creation (v = 0, counters restarted)."""
+        """Back to the estimator's state after creation (v = 0, counters restarted, no
+        curvature estimate)."""
         self._estimator.reset()
+        self._curvature = None
 
     @property
     def v(self) -> tuple:
         """The current estimate of v, as new tensors shaped like the params (their device)."""
         self._estimator.read_v(self._v_numpy)
         return tuple(t.clone() for t in self._layout.to_device(self._v))
+
+    @property
+    def curvature(self) -> Curvature | None:
+        """Estimates of the extreme eigenvalues of the lower-level Hessian d^2 g / dy^2, from
+        the Ritz values of the estimator's projected systems ("lancbio"/"lanczos": the
+        Lanczos tridiagonal; "subbio": its two-dimensional system); None for the other
+        methods, before the first step and after reset.
+
+        Ritz values lie inside the spectrum (lambda_min <= ritz_min, ritz_max <= lambda_max
+        for a fixed Hessian) and tighten as the Krylov space grows; these are the extremes
+        seen over the steps since creation or reset, so a step size c / lambda_max from them
+        is the most conservative one the run has justified. Early in a run, or while a
+        stochastic Hessian changes from call to call, they can lie well inside the true
+        spectrum.
+        """
+        return self._curvature
+
+    def _note_curvature(self) -> None:
+        """Widens the curvature estimate by the Ritz values of the step just taken."""
+        info = self._estimator.info
+        if info is not None and info.dimension > 0:
+            low, high = info.ritz_min, info.ritz_max
+            if self._curvature is not None:
+                low, high = min(low, self._curvature.lambda_min), max(high, self._curvature.lambda_max)
+            self._curvature = Curvature(low, high)
 
     @property
     def info(self):
