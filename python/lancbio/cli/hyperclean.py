@@ -31,6 +31,13 @@ Settings: LancBiO uses the paper's T = 5, m0 = 1 growing by 1.3 every 50 iterati
 to m_max = 10; every other method keeps its defaults from lancbio.METHODS (T, Q, and the
 decaying outer step of TTSA and BSA). All share --lr-x, --lr-y, and v-step eta = lr-y.
 
+Back ends: numpy (default) runs lancbio.Bilevel, the library's outer loop, on the
+problem's closed-form products; torch runs lancbio.torch.Bilevel, the same loop and
+settings in PyTorch with autograd products, on the linear model (the same iterates as
+numpy to rounding) or an MLP with one hidden tanh layer of 64 (--model mlp), full batch or
+with fresh mini-batches (--batch 256 is the paper's stochastic setting: grad_y f, the
+Hessian products and the cross term each from their own batch).
+
 Why --lr-x 500: it is the paper's MNIST value and it is stable for every method on
 digits. The hyper-gradient entries scale like 1/N (N = 600 here, 5000 in the paper), so
 500 is already a larger effective step than the paper's; up to about 5000 all methods
@@ -44,6 +51,7 @@ examples:
   python3 -m lancbio hyperclean                      # corruption 0.5, every method
   python3 -m lancbio hyperclean --corruption 0.8 --output clean80.png
   python3 -m lancbio hyperclean --methods lancbio,soba --seconds 1
+  python3 -m lancbio hyperclean --backend torch --model mlp --batch 256
 """
 
 
