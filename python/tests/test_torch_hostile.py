@@ -235,3 +235,30 @@ def test_unusable_tensors_and_options_are_refused_at_creation():
         HyperGradient([y], [x], dtype=np.float32)
     with pytest.raises(lancbio.InvalidArgumentError):
         HyperGradient([y], [x], method="lancbio", m0=0)
+
+
+class NanGradient(torch.autograd.Function):
+    """The identity, whose derivative is NaN: it poisons only what is differentiated
+    with respect to its input."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def test_a_nan_cross_term_raises_after_the_step_and_touches_no_grad():
+    # The cross term needs the new v, so it runs after the estimator's step: the step stays
+    # (as documented), but nothing reaches .grad.
+    p = Problem()
+    hg = p.make()
+    g = 0.5 * (torch.exp(NanGradient.apply(p.x)) * p.y * p.y).sum() + (p.c * p.y).sum()
+    f = 0.5 * ((p.y - p.t) ** 2).sum()
+    p.x.grad = marker = torch.full_like(p.x, 7.0)
+    with pytest.raises(lancbio.NonFiniteResultError, match="cross term"):
+        hg.compute(g, f)
+    assert hg.hvp_count > 0
+    assert p.x.grad is marker and torch.equal(marker, torch.full_like(p.x, 7.0))

@@ -53,3 +53,20 @@ def test_the_package_declares_the_torch_extra():
     metadata = tomllib.loads((PYTHON / "pyproject.toml").read_text())["project"]
     assert metadata["optional-dependencies"]["torch"] == ["torch"]
     assert not any(d.startswith("torch") for d in metadata["dependencies"])
+
+
+def _pytest_without_torch(ci: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    code = HIDE_TORCH + "import pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'test_torch_hostile.py']))"
+    return subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_without_torch_the_torch_tests_skip_locally_and_fail_under_ci():
+    local = _pytest_without_torch(None)
+    # 5: no test ran (the whole module skipped); in a full run the others make it 0.
+    assert local.returncode in (0, 5) and "1 skipped" in local.stdout, local.stdout + local.stderr
+    ci = _pytest_without_torch("true")
+    assert ci.returncode not in (0, 5) and "ModuleNotFoundError" in ci.stdout, ci.stdout + ci.stderr
