@@ -108,6 +108,7 @@ class HyperGradient:
         lancbio.InvalidArgumentError: an option value the library rejects.
     """
 
+    # _staged: run the device path (host staging) on the CPU too; for the tests.
     def __init__(self, params, hparams, method: str = "lancbio", *, _staged: bool | None = None, **options):
         self._params = _tensors(params, "params")
         self._hparams = _tensors(hparams, "hparams")
@@ -217,8 +218,9 @@ class HyperGradient:
         single = len(params) == 1
 
         estimator = self._estimator
-        x = estimator.begin(self._b_numpy)
         try:
+            # begin inside: an interrupt right after it returns must still cancel the step.
+            x = estimator.begin(self._b_numpy)
             while x is not None:
                 directions = layout.request(x)
                 products = _grad(outputs, params, grad_outputs=[directions[i] for i in rows], retain_graph=True,
