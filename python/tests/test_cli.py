@@ -111,7 +111,7 @@ def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys)
     (["demo"], ["--n", "--kappa", "--gamma", "--seconds", "--methods", "--seed", "--output",
                 "--threads", "--quiet"]),
     (["hyperclean"], ["--corruption", "--seconds", "--methods", "--seed", "--output", "--lr-x",
-                      "--lr-y", "--quiet"]),
+                      "--lr-y", "--quiet", "--backend", "--model", "--batch"]),
 ])
 def test_help_documents_every_option(command, options, capsys):
     from lancbio.__main__ import main

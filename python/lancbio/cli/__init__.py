@@ -185,7 +185,7 @@ class _Progress:
 
 def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
                evaluate: Callable, start_metrics: dict, describe: Callable[[dict], str],
-               label: str = "", quiet: bool = False) -> MethodRun:
+               label: str = "", quiet: bool = False, factory: Callable | None = None) -> MethodRun:
     """Runs ``method`` for ``seconds`` of optimizer time from (x0, y0) and evaluates
     ``evaluate(optimizer) -> dict`` at :func:`checkpoint_times`.
 
@@ -193,6 +193,9 @@ def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
     so they are computed once. A :class:`lancbio.LancbioError` (non-finite products or
     iterates) ends the run: the method is marked diverged at the failing iteration and the
     last good iterate is evaluated, so one unstable baseline does not abort the comparison.
+    ``factory(problem, method, x0=, y0=, **options)`` makes the optimizer (default
+    lancbio.Bilevel; another back end's loop with ``run``, ``close`` and what ``evaluate``
+    reads), and a FloatingPointError from it counts as divergence too.
     """
     from lancbio import Bilevel, LancbioError
 
@@ -219,10 +222,10 @@ def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
             return checkpoint(optimizer, record)
         return None
 
-    optimizer = Bilevel(problem, method, x0=x0, y0=y0, **options)
+    optimizer = (factory or Bilevel)(problem, method, x0=x0, y0=y0, **options)
     try:
         optimizer.run(seconds=seconds, callback=callback, progress=False)
-    except LancbioError as error:
+    except (LancbioError, FloatingPointError) as error:
         run.diverged_at = last["iteration"] + 1
         run.error = str(error)
         progress(f"{label}{method:<9} diverged at iteration {run.diverged_at}: {error}", force=True)
