@@ -164,8 +164,13 @@ def test_module_hypergradient_matches_finite_differences_of_phi_with_the_lower_l
     model.solve(lam0, s0)
     hg = HyperGradient(model.parameters(), [model.log_lam, model.s], method="lancbio", m0=18, m_max=18)
     assert hg.n == 18
-    for _ in range(25):
+    # y is fixed, so the Lanczos solve converges; when its orthogonality safeguard restarts
+    # a cycle depends on rounding (torch's threaded reductions vary from run to run), so
+    # the calls go on until a converged one rather than for a fixed count.
+    for _ in range(60):
         grads = hg.compute(model.inner(model.log_lam, model.s), model.outer(model.s))
+        if hg.info.residual < 1e-10 and hg.hvp_count >= 25:
+            break
     assert hg.info.residual < 1e-10
     eps = 1e-5
     fd = [(model.phi(lam0 + eps, s0) - model.phi(lam0 - eps, s0)) / (2 * eps)]
