@@ -46,6 +46,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_memory_limit
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_unwritten_output.c -o $(C_OUT)/test_unwritten_output $(C_LINK)
 	$(C_OUT)/test_unwritten_output
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_helper_polling.c -o $(C_OUT)/test_helper_polling $(C_LINK)
+	$(C_OUT)/test_helper_polling
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -152,7 +154,7 @@ sanitize-swift:
 
 ## The C programs with -fsanitize=address,undefined against the AddressSanitizer library.
 ## (Not test_memory_limit, here or under valgrind: both map far more address space than
-## its limits leave.)
+## its limits leave; nor test_helper_polling, which checks core time, not memory.)
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c
