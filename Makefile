@@ -56,7 +56,7 @@ test-c: lib | $(C_OUT)
 ## What the Python tests import besides the standard library (module names are pip's):
 ## installed with pip when missing, as demo-deps does for the demo. Tests of optional
 ## features (matplotlib, scikit-learn) skip without them.
-TEST_DEPS := numpy pytest hypothesis scipy
+TEST_DEPS := numpy pytest hypothesis scipy threadpoolctl
 
 test-deps:
 	@for module in $(TEST_DEPS); do \
@@ -86,12 +86,21 @@ hyperclean: lib demo-deps
 
 demo-deps:
 	@$(PYTHON) -c "import numpy" 2>/dev/null || $(PYTHON) -m pip install --quiet numpy
+	@$(PYTHON) -c "import threadpoolctl" 2>/dev/null || $(PYTHON) -m pip install --quiet threadpoolctl || echo "threadpoolctl could not be installed: the demo restarts itself to set its BLAS threads"
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install --quiet matplotlib || echo "matplotlib could not be installed: the figure will be skipped"
 	@$(PYTHON) -c "import sklearn" 2>/dev/null || $(PYTHON) -m pip install --quiet scikit-learn || echo "scikit-learn could not be installed: hyperclean needs it"
 
 ## The performance benchmark (bench/, not part of the installed package); options in
 ## BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --output report.md".
+## What the benchmark imports: threadpoolctl runs its one-BLAS-thread references and names
+## the BLAS numpy loaded.
+BENCH_DEPS := numpy scipy threadpoolctl
+
 bench: lib
+	@for module in $(BENCH_DEPS); do \
+	  $(PYTHON) -c "import $$module" 2>/dev/null || $(PYTHON) -m pip install --quiet $$module || \
+	    { echo "make bench needs $$module: pip install $$module"; exit 1; }; \
+	done
 	LANCBIO_LIBRARY=$(abspath $(LIB)) PYTHONPATH=$(abspath python) $(PYTHON) -m bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------
