@@ -114,8 +114,8 @@ def section_blas_threads(report, cfg, results: dict) -> None:
     report.add(f"Default threading / one thread: lancbio **{fmt_ratio(lt_d / lt_1)}**, numpy loop "
                f"{fmt_ratio(nt_d / nt_1)}. lancbio's own time outside the functions went from {fmt_time(lo_1)} "
                f"to {fmt_time(lo_d)}: "
-               + (f"{100 * share:.0f}% of lancbio's slowdown; the rest is inside numpy's BLAS."
-                  if share == share else "no slowdown to divide.")
+               + (f"{100 * share:.0f}% of lancbio's slowdown; the rest was spent inside the problem's "
+                  "functions (numpy and its BLAS)." if share == share else "no slowdown to divide.")
                + (" The one-thread process ran no thread but its main one: lancbio's helper thread, "
                   "created only for passes large enough to split, did not exist."
                   if cases["one"][-1]["threads"] == 1 else "")
