@@ -63,9 +63,9 @@ final class ChunkedWork {
 /// After a job the helper polls for the next one for a short while before it sleeps: the
 /// passes of one Lanczos step come microseconds apart, and a futex wake-up costs more than
 /// a small pass; the polling yields the core to any other runnable thread. How long it
-/// polls adapts to the gaps it sees (`pollWindow`), so that where the caller's own work
-/// between steps (its product, often a BLAS call with worker threads of its own) is longer
-/// than polling could bridge, the helper stops spinning through it. (Idle priority
+/// polls adapts to the gaps between passes (`pollWindow`), so that where the caller's own
+/// work between calls (its product, often a BLAS call with worker threads of its own) is
+/// longer than polling could bridge, the helper stops spinning through it. (Idle priority
 /// was measured too: it never slows other processes, but BLAS worker threads that spin
 /// after each call, as OpenBLAS's do, then starve the helper, and the caller ends up doing
 /// every chunk itself.)
@@ -77,26 +77,30 @@ final class HelperThread: @unchecked Sendable {
     nonisolated(unsafe) static var isEnabled = true
     /// How long the helper polls for more work before sleeping, while that bridges most
     /// gaps (`pollWindow`): longer than a caller usually spends between two steps on its
-    /// own work (its product, the next b) at the sizes that split, so the helper is awake when the next step's passes come. Waking
-    /// a sleeping helper takes tens of microseconds on a virtual machine; measured against
+    /// own work (its product, the next b) at the sizes that split, so the helper is awake
+    /// when the next step's passes come. Waking a sleeping helper takes tens of
+    /// microseconds on a virtual machine; measured against
     /// 50 us (alternating builds, reverse communication from C): steps at n = 1e5 took 4%
     /// (j = 40) and 11% (j = 10) less time, and at n = 1e4, j = 10 the occasional run where
     /// the helper kept arriving late disappeared.
     static let pollNanoseconds = 250_000
-    /// The shortest polling, where the gaps between jobs are longer than `pollNanoseconds`:
+    /// The shortest polling, where the gaps between passes are longer than `pollNanoseconds`:
     /// it still bridges the gaps between the passes of one call (the caller's own work
     /// between them, a few microseconds at the sizes that split).
     static let minimumPollNanoseconds = 20_000
     /// How long the helper polls after a job: `pollNanoseconds` while most gaps between
-    /// jobs are short enough for that to bridge, else `minimumPollNanoseconds` (see
-    /// `bridgeableShare`). This, the end of the last job and the share of the gaps so far
-    /// belong to the helper thread.
-    private var pollWindow = HelperThread.pollNanoseconds
-    private var finishedAt = 0
+    /// passes are short enough for that to bridge, else `minimumPollNanoseconds` (see
+    /// `bridgeableShare`). Set by the owner at the start of each pass, read by the helper
+    /// when it starts polling.
+    private let pollWindow = Atomic<Int>(HelperThread.pollNanoseconds)
+    /// When the last pass that owned the helper ended, and `bridgeableShare` of the gaps
+    /// so far (guarded by `owner`). Measured by the caller, whether or not the helper
+    /// ran a chunk: the gap is the caller's own work between two passes.
+    private var lastPassEnd = 0
     private var bridgeable = HelperThread.shareScale
     static let shareScale = 1024
 
-    /// The share of the gaps between jobs that polling for `pollNanoseconds` bridges, in
+    /// The share of the gaps between passes that polling for `pollNanoseconds` bridges, in
     /// 1/`shareScale`ths, after one more gap of `gap` nanoseconds: a running average over
     /// the last eight or so gaps longer than `minimumPollNanoseconds` (the shortest window
     /// bridges shorter ones: the passes of one call). A product that takes longer than
@@ -197,6 +201,9 @@ final class HelperThread: @unchecked Sendable {
             return
         }
         defer { pthread_mutex_unlock(owner) }
+        bridgeable = Self.bridgeableShare(after: bridgeable, gap: Self.now() - lastPassEnd)
+        pollWindow.store(Self.pollWindow(share: bridgeable), ordering: .relaxed)
+        defer { lastPassEnd = Self.now() }
         if skip > 0 {
             skip -= 1
             for chunk in 0..<work.chunks { work.run(chunk, 0, pass) }
@@ -282,12 +289,8 @@ final class HelperThread: @unchecked Sendable {
                 guard state.compareExchange(expected: Self.posted, desired: Self.taken,
                                             ordering: .acquiringAndReleasing).exchanged else { continue }
             }
-            // Measured on both paths: a job caught by polling is a gap that polling bridged.
-            bridgeable = Self.bridgeableShare(after: bridgeable, gap: Self.now() - finishedAt)
-            pollWindow = Self.pollWindow(share: bridgeable)
             fesetenv(&environment)
             runChunks(work!.takeUnretainedValue(), worker: 1, pass!)
-            finishedAt = Self.now()
             state.store(Self.finished, ordering: .releasing)
             pthread_mutex_lock(lock)
             if ownerWaiting { pthread_cond_signal(done) }
@@ -297,7 +300,7 @@ final class HelperThread: @unchecked Sendable {
 
     /// Polls for a posted job for up to `pollWindow`; true once one is claimed.
     private func claimPolling() -> Bool {
-        let deadline = Self.now() + pollWindow
+        let deadline = Self.now() + pollWindow.load(ordering: .relaxed)
         var polls = 0
         while true {
             if state.load(ordering: .relaxed) == Self.posted,
