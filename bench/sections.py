@@ -1,4 +1,4 @@
-"""The six sections of the benchmark (see the package docstring)."""
+"""The sections of the benchmark (see the package docstring; section 8 is in blas_threads.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import lancbio
 from lancbio import _ffi
 
+from .blas_threads import section_blas_threads
 from .measure import CpuMonitor, clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
 from .reference import CarefulLanczos, ReferenceBilevel, ResearchLanczos
 
@@ -49,6 +50,8 @@ class Config:
     memory_steps: int = 10**4
     # 7. one-shot solves: 2-D Laplacian sides (n = side^2)
     solve_sides: list = field(default_factory=list)
+    # 8. BLAS threads, the user's case: (n, iterations)
+    blas_case: tuple = (1000, 300)
 
     @classmethod
     def make(cls, quick: bool, repeats: int | None):
@@ -58,7 +61,8 @@ class Config:
                        synthetic=[(150, 40)], own_cost=[("synthetic", 150, 40), ("cheap", 1000, 100),
                                                           ("cheap", 64000, 20)],
                        precision_n=10**5, precision_j=10,
-                       memory_n=10**4, memory_m_max=20, memory_steps=500, solve_sides=[40])
+                       memory_n=10**4, memory_m_max=20, memory_steps=500, solve_sides=[40],
+                       blas_case=(150, 40))
         return cls(quick=False, repeats=repeats or 5, step_sizes=[10**3, 10**4, 10**5, 10**6],
                    step_dims=[10, 40, 80], krylov_sizes=[10**4, 10**5, 10**6], krylov_iterations=50,
                    callback_products=20000, synthetic=[(1000, 500), (5000, 40)],
@@ -1101,4 +1105,5 @@ SECTIONS = {
     5: section_precision,
     6: section_memory,
     7: section_solve,
+    8: section_blas_threads,
 }
