@@ -70,7 +70,8 @@ class BilevelInfo:
     """Diagnostics of one outer iteration (mirrors lancbio_bilevel_info_t).
 
     ``hypergradient_norm`` is ||grad_x f - J v||, the norm of the estimate the x step used;
-    ``estimator`` is the StepInfo of the v computed in this iteration.
+    ``estimator`` is the StepInfo of the v computed in this iteration; ``curvature``, with
+    ``lr_y="auto"``, the estimate of lambda_max(grad^2_yy g) after it (0 otherwise).
     """
 
     iteration: int
@@ -82,6 +83,7 @@ class BilevelInfo:
     lr_x: float
     lr_y: float
     estimator: StepInfo
+    curvature: float = 0.0
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:
@@ -120,7 +122,12 @@ class Bilevel(Handle):
     v0 : array-like, optional
         Warm start of v (dy). Default zero.
     lr_x, lr_y : float
-        lambda (x step) and theta (inner y step), required.
+        lambda (x step) and theta (inner y step), required. ``lr_y="auto"`` (methods
+        "lancbio" and "subbio", the latter with ``theta0`` given) sets theta from the
+        estimator's curvature instead: theta = 1 / lambda, lambda the largest Ritz value
+        seen since reset (``curvature``), raised when an inner step makes ||grad_y g||
+        grow (the step is retaken with the halved theta); the first iteration makes no
+        inner step, and lr_y's decay and floor are ignored (docs/algorithms.md section 2).
     inner_steps : int
         T, inner steps on y per iteration.
     lr_x_decay, lr_x_min, lr_y_decay, lr_y_min : float
@@ -158,9 +165,16 @@ class Bilevel(Handle):
         unknown = sorted(set(options) - allowed - {"seed"})
         if unknown:
             raise TypeError(f"options {unknown} do not apply to method {method!r}; it accepts {sorted(allowed)}")
+        lr_y = options.get("lr_y")
+        auto = isinstance(lr_y, str)
+        if auto and lr_y != "auto":
+            raise ValueError(f"lr_y must be a step size > 0 or 'auto', got {lr_y!r}")
         for required in ("lr_x", "lr_y"):
             if options.get(required) is None:
-                raise ValueError(f"{required} is required (a step size > 0)")
+                either = " or 'auto'" if required == "lr_y" else ""
+                raise ValueError(f"{required} is required (a step size > 0{either})")
+        if auto:
+            options = dict(options, lr_y=None)  # the library's lr_y (0), ignored with lr_y_auto
 
         self._problem = problem
         self._method = method
@@ -178,13 +192,18 @@ class Bilevel(Handle):
 
         outer = _options.bilevel_options()
         _options.fill(outer, _options.OUTER, {name: options.get(name, spec.get(name)) for name in _options.OUTER})
+        outer.lr_y_auto = int(auto)
         self._settings = _options.read(outer, _options.OUTER, _options.OUTER)
+        if auto:
+            self._settings["lr_y"] = "auto"
         # The estimator's keywords: v_steps by its name in the estimator's table.
         q = "maxiter" if spec["estimator"] == _ffi.METHOD_CG else "steps"
         inner_names = {name: q if name == "v_steps" else name for name in spec["options"]}
         values = {name: options.get(name, spec.get(name)) for name in spec["options"]}
         for name in ("eta", "theta0"):
             if name in values and values[name] is None:
+                if auto and spec["estimator"] == _ffi.METHOD_SUBBIO:
+                    raise ValueError(f"{name} is required with lr_y='auto' (its default is lr_y)")
                 values[name] = outer.lr_y
         inner = _options.estimator_options(spec["estimator"])
         _options.fill(inner, _options.ESTIMATOR, {inner_names[name]: value for name, value in values.items()})
@@ -443,6 +462,15 @@ class Bilevel(Handle):
         return self._method
 
     @property
+    def curvature(self) -> float | None:
+        """With ``lr_y="auto"``: the estimate of lambda_max(grad^2_yy g) behind theta (None
+        before the first iteration); otherwise None."""
+        info = self.info
+        if self._settings["lr_y"] != "auto" or info is None or info.curvature == 0:
+            return None
+        return info.curvature
+
+    @property
     def settings(self) -> dict:
         """The options in force, defaults filled in."""
         return dict(self._settings)
@@ -532,4 +560,4 @@ def _info(raw, estimator) -> BilevelInfo:
         iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
         gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
         hypergradient_norm=raw.hypergradient_norm, lr_x=raw.lr_x, lr_y=raw.lr_y,
-        estimator=StepInfo._from_struct(estimator))
+        estimator=StepInfo._from_struct(estimator), curvature=raw.curvature)
