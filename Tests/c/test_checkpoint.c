@@ -871,8 +871,8 @@ static void test_bilevel(void)
         CHECK(s == LANCBIO_ERR_BUFFER_TOO_SMALL && len == size, "bilevel save one byte short: %d", s);
         {
             /* An iteration count apart from the last info's: the bilevel state is the last
-             * 29 + dx fields before the checksum (count, products, 27 of info, g). */
-            int64_t at = size - 8 - 8 * (29 + DX);
+             * 30 + dx fields before the checksum (count, products, 28 of info, g). */
+            int64_t at = size - 8 - 8 * (30 + DX);
             uint64_t iterations;
             memcpy(damaged, checkpoint, (size_t)size);
             memcpy(&iterations, damaged + at, 8);
