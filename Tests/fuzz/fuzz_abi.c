@@ -51,6 +51,8 @@
 #define OPTIONS_V1_SIZE ((size_t)offsetof(lancbio_estimator_options_t, orthogonality_tolerance))
 /* The first published lancbio_bilevel_options_t ended before lr_y_auto. */
 #define BILEVEL_OPTIONS_V1_SIZE ((size_t)offsetof(lancbio_bilevel_options_t, lr_y_auto))
+/* The first published lancbio_bilevel_info_t ended before curvature. */
+#define BILEVEL_INFO_V1_SIZE ((size_t)offsetof(lancbio_bilevel_info_t, curvature))
 /* ... and of the step info struct: anything smaller is rejected. */
 #define INFO_V1_SIZE ((size_t)offsetof(lancbio_step_info_t, orthogonality_loss))
 
@@ -1828,7 +1830,7 @@ static void op_bil_step(reader_t *r)
     memset(&bi, 0x5A, sizeof bi);
     info_kind = isel % 4;
     if (info_kind == 1) bi.i.struct_size = (int64_t)sizeof bi.i;
-    else if (info_kind == 2) { bi.i.struct_size = (int64_t)sizeof bi.i - 8; errs |= S(LANCBIO_ERR_INVALID_ARGUMENT); }
+    else if (info_kind == 2) { bi.i.struct_size = (int64_t)BILEVEL_INFO_V1_SIZE - 8; errs |= S(LANCBIO_ERR_INVALID_ARGUMENT); }
     else if (info_kind == 3) bi.i.struct_size = (int64_t)sizeof bi.i + 16;
     bibefore = bi;
     in_callback = 0;
