@@ -90,6 +90,36 @@ def test_hyperclean_smoke(tmp_path):
         assert is_png(figure)
 
 
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
+def test_hyperclean_figure_plots_both_metrics_against_time_and_against_products():
+    # The paper's figures show each metric against time and against products; the lines
+    # must carry each checkpoint's own time and HVP count.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lancbio.cli import MethodRun
+    from lancbio.cli.figures import hyperclean_figure
+
+    points = [{"time": 0.0, "iteration": 0, "hvps": 0, "test_accuracy": 0.1, "validation_loss": 2.3},
+              {"time": 0.5, "iteration": 4, "hvps": 9, "test_accuracy": 0.7, "validation_loss": 1.1},
+              {"time": 1.0, "iteration": 8, "hvps": 17, "test_accuracy": 0.9, "validation_loss": 0.8}]
+    figure = hyperclean_figure(plt, [MethodRun("lancbio", points=points)], "title", 1.0)
+    try:
+        axes = figure.axes
+        assert len(axes) == 4
+        by_panel = {(ax.get_xlabel().split(",")[0], ax.get_ylabel()): ax.lines[0] for ax in axes}
+        for metric in ("test_accuracy", "validation_loss"):
+            label = metric.replace("_", " ")
+            for along, xlabel in (("time", "optimizer time (s)"), ("hvps", "Hessian-vector products")):
+                line = by_panel[(xlabel, label)]
+                assert list(line.get_xdata()) == [p[along] for p in points]
+                assert list(line.get_ydata()) == [p[metric] for p in points]
+    finally:
+        plt.close(figure)
+
+
 def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys):
     from lancbio.cli import demo
 

@@ -25,7 +25,7 @@ method learns per-sample weights sigmoid(x_i) from x0 = 0, y0 = 0, with the same
 optimizer time. At checkpoints outside that budget it records the validation loss and
 the test accuracy; it prints a table (with how many corrupted and how many clean samples
 ended with weight sigmoid(x_i) < 0.5) and writes a figure of test accuracy and validation
-loss against time.
+loss against time and against Hessian-vector products.
 
 Settings: LancBiO uses the paper's T = 5, m0 = 1 growing by 1.3 every 50 iterations up
 to m_max = 10; every other method keeps its defaults from lancbio.METHODS (T, Q, and the
