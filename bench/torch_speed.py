@@ -109,7 +109,7 @@ def _measure(torch, model, schedule: dict, iterations: int, warmup: int = 3) -> 
 def section_torch(report, cfg, results: dict) -> None:
     from .measure import fmt_time, load_note, stats
 
-    iterations = 5 if cfg.quick else 60
+    iterations, warmup = (4, 2) if cfg.quick else (60, 3)
     report.heading(f"9. lancbio.torch against plain PyTorch: hyper-cleaning, linear (n = {CLASSES * (FEATURES + 1)})")
     try:
         import torch
@@ -122,7 +122,7 @@ def section_torch(report, cfg, results: dict) -> None:
         return
     report.add(__doc__.split("\n\n", 1)[1].replace("\n", " ").strip())
     report.add("")
-    report.add(f"torch {torch.__version__}; {iterations} outer iterations per schedule after 3 of warm-up; "
+    report.add(f"torch {torch.__version__}; {iterations} outer iterations per schedule after {warmup} of warm-up; "
                f"median [min, max] over the iterations. Load average before: {load_note()}.")
     report.add("")
     threads = torch.get_num_threads()
@@ -131,7 +131,7 @@ def section_torch(report, cfg, results: dict) -> None:
     try:
         model = _problem(torch)
         for label, schedule in SCHEDULES.items():
-            run = _measure(torch, model, schedule, iterations)
+            run = _measure(torch, model, schedule, iterations, warmup)
             own = {}
             for name, t in run["times"].items():
                 total = [a + b + c for a, b, c in zip(t["forward"], t["autograd"], t["own"])]
