@@ -1,4 +1,5 @@
-"""The sections of the benchmark (see the package docstring; section 8 is in blas_threads.py)."""
+"""The sections of the benchmark (see the package docstring; section 8 is in blas_threads.py, 9 in
+torch_speed.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from lancbio import _ffi
 from .blas_threads import section_blas_threads
 from .measure import CpuMonitor, clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
 from .reference import CarefulLanczos, ReferenceBilevel, ResearchLanczos
+from .torch_speed import section_torch
 
 AGREE = 1e-8  # relative agreement required between implementations of the same mathematics
 
@@ -1106,4 +1108,5 @@ SECTIONS = {
     6: section_memory,
     7: section_solve,
     8: section_blas_threads,
+    9: section_torch,
 }

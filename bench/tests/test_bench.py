@@ -30,12 +30,13 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     text = capsys.readouterr().out
     for heading in ("## Machine", "## 1. LancBiO step", "## 2. CG and MINRES", "## 3. Python callback",
                     "## 4. Synthetic problem", "### 4b. The outer loop's own cost", "## 5. Float32 against Float64",
-                    "## 6. Peak memory", "## 7. One-shot solves", "## 8. BLAS threads", "## Targets"):
+                    "## 6. Peak memory", "## 7. One-shot solves", "## 8. BLAS threads", "## 9. lancbio.torch against plain PyTorch",
+                    "## Targets"):
         assert heading in text, heading
     # Every comparison computed the same numbers.
     assert "DIFFERENT" not in text
     assert "probe failed" not in text
-    assert text.count(" ok") >= 4 + 2 + 1
+    assert text.count(" ok") >= 4 + 2 + 1 + 2
     # Every target of the issue appears in the summary with a verdict.
     summary = text.split("## Targets", 1)[1]
     for target in ("5x faster than (a)", "never slower than (b)", "of the attainable time at every n <= 1e4",
@@ -43,7 +44,9 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
                    "callback overhead", "float32", "peak memory", "memory flat",
                    "within 1.2x of CG's products", "within 1.2x of CG's time",
                    "own cost <= the numpy loop's on the synthetic problem",
-                   "own cost <= 1/1.5 of the numpy loop's on the cheap problem"):
+                   "own cost <= 1/1.5 of the numpy loop's on the cheap problem",
+                   "lancbio.torch's own cost <= 5% of the outer iteration",
+                   "lancbio.torch's own cost below the plain-PyTorch estimator's"):
         line = next((l for l in summary.splitlines() if target in l), None)
         assert line is not None, target
         assert any(v in line for v in ("PASS", "FAIL", "SKIP")), line
@@ -76,7 +79,7 @@ def test_user_case_children_run_the_blas_threading_they_report(monkeypatch):
         assert all(0 < case["inside"][k] < case["total"][k] for k in case["total"])
 
 
-@pytest.mark.parametrize("argv", [["--sections", "9"], ["--sections", "x"], ["--repeats", "0"]])
+@pytest.mark.parametrize("argv", [["--sections", "10"], ["--sections", "x"], ["--repeats", "0"]])
 def test_bad_options_are_rejected(argv):
     import bench
 
@@ -204,3 +207,22 @@ def test_careful_reference_orthogonality_safeguard_restarts_early(rng):
     assert max(dims_plain) == 60 and plain.orthogonality_restarts == 0
     assert guarded.orthogonality_restarts >= 1 and max(dims_guarded) < 60
     assert np.all(np.isfinite(guarded.v))
+
+
+def test_torch_section_skips_without_torch_and_fails_under_ci(monkeypatch):
+    # torch is optional: outside CI the section reports its targets as SKIP; CI must have it.
+    import sys
+
+    from bench.report import Report
+    from bench.sections import Config
+    from bench.torch_speed import section_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    monkeypatch.delenv("CI", raising=False)
+    report = Report(echo=False)
+    section_torch(report, Config.make(True, 1), {})
+    assert [t.verdict for t in report.targets] == ["SKIP", "SKIP"]
+    assert "torch is not installed" in report.markdown()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(ImportError):
+        section_torch(Report(echo=False), Config.make(True, 1), {})

@@ -90,6 +90,36 @@ def test_hyperclean_smoke(tmp_path):
         assert is_png(figure)
 
 
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
+def test_hyperclean_figure_plots_both_metrics_against_time_and_against_products():
+    # The paper's figures show each metric against time and against products; the lines
+    # must carry each checkpoint's own time and HVP count.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lancbio.cli import MethodRun
+    from lancbio.cli.figures import hyperclean_figure
+
+    points = [{"time": 0.0, "iteration": 0, "hvps": 0, "test_accuracy": 0.1, "validation_loss": 2.3},
+              {"time": 0.5, "iteration": 4, "hvps": 9, "test_accuracy": 0.7, "validation_loss": 1.1},
+              {"time": 1.0, "iteration": 8, "hvps": 17, "test_accuracy": 0.9, "validation_loss": 0.8}]
+    figure = hyperclean_figure(plt, [MethodRun("lancbio", points=points)], "title", 1.0)
+    try:
+        axes = figure.axes
+        assert len(axes) == 4
+        by_panel = {(ax.get_xlabel().split(",")[0], ax.get_ylabel()): ax.lines[0] for ax in axes}
+        for metric in ("test_accuracy", "validation_loss"):
+            label = metric.replace("_", " ")
+            for along, xlabel in (("time", "optimizer time (s)"), ("hvps", "Hessian-vector products")):
+                line = by_panel[(xlabel, label)]
+                assert list(line.get_xdata()) == [p[along] for p in points]
+                assert list(line.get_ydata()) == [p[metric] for p in points]
+    finally:
+        plt.close(figure)
+
+
 def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys):
     from lancbio.cli import demo
 
@@ -111,7 +141,7 @@ def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys)
     (["demo"], ["--n", "--kappa", "--gamma", "--seconds", "--methods", "--seed", "--output",
                 "--threads", "--quiet"]),
     (["hyperclean"], ["--corruption", "--seconds", "--methods", "--seed", "--output", "--lr-x",
-                      "--lr-y", "--quiet", "--backend", "--model", "--batch"]),
+                      "--lr-y", "--quiet", "--backend", "--model", "--batch", "--m-max"]),
 ])
 def test_help_documents_every_option(command, options, capsys):
     from lancbio.__main__ import main
@@ -145,6 +175,7 @@ def test_help_through_the_real_entry_point():
     (["hyperclean", "--seconds", "-0.5"], "must be > 0"),
     (["hyperclean", "--corruption", "1.2"], "must be in [0, 1]"),
     (["hyperclean", "--lr-x", "-3"], "must be > 0"),
+    (["hyperclean", "--m-max", "0"], "must be >= 1"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ])
@@ -164,6 +195,49 @@ def test_invalid_arguments_through_the_real_entry_point():
     result = run_cli("hyperclean", "--seconds", "-2")
     assert result.returncode == 2
     assert "--seconds" in result.stderr and "must be > 0" in result.stderr
+
+
+def test_hyperclean_refuses_an_m_max_beyond_the_library_limit_before_running(capsys):
+    from lancbio.cli import hyperclean
+
+    args = hyperclean.build_parser().parse_args(["--m-max", "5000", "--seconds", "0.01"])
+    assert hyperclean.run(args) == 2
+    err = capsys.readouterr().err
+    assert "--m-max 5000" in err and "m_max must be in 1...4096" in err
+
+
+@pytest.mark.skipif(not HAS_SKLEARN, reason="scikit-learn is not installed")
+@pytest.mark.parametrize("argv, m_max", [
+    (["--backend", "torch"], 10),                             # the paper's schedule
+    (["--backend", "torch", "--batch", "64"], 1),             # the mini-batch default
+    (["--backend", "torch", "--batch", "64", "--m-max", "4"], 4),
+    (["--m-max", "3"], 3),                                    # the numpy back end too
+])
+def test_hyperclean_gives_lancbio_the_m_max_of_its_options(argv, m_max, monkeypatch, capsys):
+    # The value must reach the optimizer that runs LancBiO, and only LancBiO.
+    import lancbio
+    from lancbio.cli import hyperclean
+
+    seen = {}
+    if "torch" in argv:
+        pytest.importorskip("torch")
+        import lancbio.torch.bilevel as module
+        method_at = 4   # Bilevel(params, hparams, inner_loss, outer_loss, method, ...)
+    else:
+        module, method_at = lancbio, 1   # Bilevel(problem, method, ...)
+    real = module.Bilevel
+
+    def recording(*args, **options):
+        seen.setdefault(args[method_at], options)
+        return real(*args, **options)
+
+    monkeypatch.setattr(module, "Bilevel", recording)
+    args = hyperclean.build_parser().parse_args(argv + ["--methods", "lancbio,subbio", "--seconds", "0.05",
+                                                        "--quiet", "--output", os.devnull])
+    assert hyperclean.run(args) == 0
+    assert seen["lancbio"]["m_max"] == m_max and seen["lancbio"]["m0"] == 1
+    assert "m_max" not in seen["subbio"]
+    assert f"lancbio m_max {m_max};" in capsys.readouterr().out
 
 
 def test_method_list_accepts_all_and_drops_duplicates():

@@ -25,10 +25,11 @@ method learns per-sample weights sigmoid(x_i) from x0 = 0, y0 = 0, with the same
 optimizer time. At checkpoints outside that budget it records the validation loss and
 the test accuracy; it prints a table (with how many corrupted and how many clean samples
 ended with weight sigmoid(x_i) < 0.5) and writes a figure of test accuracy and validation
-loss against time.
+loss against time and against Hessian-vector products.
 
 Settings: LancBiO uses the paper's T = 5, m0 = 1 growing by 1.3 every 50 iterations up
-to m_max = 10; every other method keeps its defaults from lancbio.METHODS (T, Q, and the
+to m_max = 10 (--m-max; with --batch the default is 1, one Lanczos step per restart, which
+measured better with mini-batches: docs/torch.md); every other method keeps its defaults from lancbio.METHODS (T, Q, and the
 decaying outer step of TTSA and BSA). All share --lr-x, --lr-y, and v-step eta = lr-y.
 
 Back ends: numpy (default) runs lancbio.Bilevel, the library's outer loop, on the
@@ -51,7 +52,8 @@ examples:
   python3 -m lancbio hyperclean                      # corruption 0.5, every method
   python3 -m lancbio hyperclean --corruption 0.8 --output clean80.png
   python3 -m lancbio hyperclean --methods lancbio,soba --seconds 1
-  python3 -m lancbio hyperclean --backend torch --model mlp --batch 256
+  python3 -m lancbio hyperclean --backend torch --model mlp --batch 256   # LancBiO m_max 1
+  python3 -m lancbio hyperclean --backend torch --model mlp --m-max 1
 """
 
 
@@ -107,6 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --backend torch: mini-batches of this size, drawn afresh for "
                              "each loss and each use (the paper's stochastic variant uses 256); "
                              "default full batches")
+    parser.add_argument("--m-max", type=positive_int, default=None,
+                        help="LancBiO's longest Lanczos cycle m_max (default "
+                             f"{LANCBIO_HYPERCLEAN['m_max']}, the paper's; with "
+                             f"--batch {LANCBIO_BATCH_M_MAX}: cycles built from Hessians of different "
+                             "batches measured worse, see docs/torch.md)")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -121,13 +128,29 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 # The paper's LancBiO schedule for the hyper-cleaning tasks (docs/algorithms.md section 3).
 LANCBIO_HYPERCLEAN = {"inner_steps": 5, "m0": 1, "growth": 1.3, "grow_every": 50, "m_max": 10}
+# LancBiO's m_max with --batch. Measured (docs/torch.md, "the three lower levels"): with
+# mini-batches, cycles longer than one step end worse on the MLP (validation loss 0.80-1.13
+# against 0.64) and no better on the linear model; one step from the last v, then a restart,
+# matches the best methods on both.
+LANCBIO_BATCH_M_MAX = 1
 
 
-def method_options(method: str, lr_x: float, lr_y: float) -> dict:
+def method_options(method: str, lr_x: float, lr_y: float, m_max: int | None = None) -> dict:
+    """The options of ``method`` in this experiment; ``m_max`` replaces LancBiO's."""
     options = {"lr_x": lr_x, "lr_y": lr_y}
     if method == "lancbio":
         options.update(LANCBIO_HYPERCLEAN)
+        if m_max is not None:
+            options["m_max"] = m_max
     return options
+
+
+def lancbio_m_max(args: argparse.Namespace) -> int | None:
+    """LancBiO's m_max for parsed ``args``: --m-max, else LANCBIO_BATCH_M_MAX with --batch,
+    else None (the paper's)."""
+    if args.m_max is not None:
+        return args.m_max
+    return LANCBIO_BATCH_M_MAX if args.batch is not None else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +158,14 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "numpy" and (args.model != "linear" or args.batch is not None):
         print("python3 -m lancbio hyperclean: --model mlp and --batch need --backend torch", file=sys.stderr)
         return 2
+    if args.m_max is not None:
+        from lancbio import DynamicLanczos, InvalidArgumentError
+
+        try:  # the library's limits, checked before any method runs
+            DynamicLanczos(1, m0=1, m_max=args.m_max).close()
+        except InvalidArgumentError as error:
+            print(f"python3 -m lancbio hyperclean: --m-max {args.m_max}: {error}", file=sys.stderr)
+            return 2
     with limit_threads(args.threads) as threads:
         return _run(args, threads)
 
@@ -176,6 +207,7 @@ def _run(args: argparse.Namespace, threads: str) -> int:
     from lancbio.problems import HyperCleaning
 
     methods = args.methods or list(METHODS)
+    m_max = lancbio_m_max(args)
     wall_start = time.perf_counter()
     try:
         problem = HyperCleaning.digits(corruption=args.corruption, seed=args.seed)
@@ -209,13 +241,13 @@ def _run(args: argparse.Namespace, threads: str) -> int:
     if factory is None:
         start = evaluate(_Start(x0, y0))
     else:
-        first = factory(problem, methods[0], x0, y0, **method_options(methods[0], args.lr_x, args.lr_y))
+        first = factory(problem, methods[0], x0, y0, **method_options(methods[0], args.lr_x, args.lr_y, m_max))
         start = evaluate(first)
         first.step()  # PyTorch's one-time setup, kept out of the first method's timing
         first.close()
     runs = []
     for index, method in enumerate(methods, 1):
-        runs.append(run_method(problem, method, x0, y0, method_options(method, args.lr_x, args.lr_y),
+        runs.append(run_method(problem, method, x0, y0, method_options(method, args.lr_x, args.lr_y, m_max),
                                args.seconds, evaluate, start, describe,
                                label=f"[{index}/{len(methods)}] ", quiet=args.quiet, factory=factory))
 
@@ -232,7 +264,8 @@ def _run(args: argparse.Namespace, threads: str) -> int:
     backend = "" if args.backend == "numpy" else (
         f"torch back end, {args.model} model, " + (f"batch {args.batch}, " if args.batch else "full batch, "))
     print(f"data hyper-cleaning on digits: {backend}corruption {args.corruption:g}, seed {args.seed}, "
-          f"lr_x {args.lr_x:g}, lr_y {args.lr_y:g}; {args.seconds:g} s of optimizer time per method "
+          f"lr_x {args.lr_x:g}, lr_y {args.lr_y:g}, lancbio m_max {m_max or LANCBIO_HYPERCLEAN['m_max']}; "
+          f"{args.seconds:g} s of optimizer time per method "
           f"(evaluation excluded)")
     print(f"start (x = 0, y = {'0' if args.model == 'linear' else 'y0'}): validation loss {start['validation_loss']:.4f}, "
           f"test accuracy {start['test_accuracy']:.4f}")
