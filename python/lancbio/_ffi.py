@@ -120,7 +120,7 @@ class StepInfoStruct(ctypes.Structure):
 # fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
 assert ctypes.sizeof(EstimatorOptions) == 120, ctypes.sizeof(EstimatorOptions)
 assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
-assert ctypes.sizeof(StepInfoStruct) == 136, ctypes.sizeof(StepInfoStruct)
+assert ctypes.sizeof(StepInfoStruct) == 144, ctypes.sizeof(StepInfoStruct)
 assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
 
 
