@@ -247,7 +247,7 @@ typedef struct lancbio_step_info {
                                         3.6; exact_residual gives the true figure). Never 1 for EXACT. */
     int32_t reserved3;             /**< Zero. */
     int64_t reductions;            /**< Calls of the reduction callback this step made (0 without one; see
-                                        lancbio_estimator_set_reduction and docs/algorithms.md section 10). */
+                                        lancbio_estimator_set_reduction and docs/algorithms.md section 13). */
 } lancbio_step_info_t;
 
 /* ---------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     ///
     /// Every inner product and norm of a step is a local partial sum, fused with the
     /// step's others into as few hook calls as the algebra allows (`StepInfo.reductions`;
-    /// docs/algorithms.md section 10), and every decision is made from reduced values, so
+    /// docs/algorithms.md section 13), and every decision is made from reduced values, so
     /// all processes take the same branches and hold bitwise the same scalars. With a
     /// hook, `step`, `begin`/`resume` and `setEstimate` are collective: every process
     /// makes the same calls. A product that throws on one process makes every process's

@@ -1,7 +1,7 @@
 /// Replaces `values` by their sums over all processes (an all-reduce with MPI_SUM); false
 /// when the reduction failed. Every process calls it the same number of times with the
 /// same counts, in the same order, because every decision that leads to a call is made
-/// from values it returned (docs/algorithms.md section 10).
+/// from values it returned (docs/algorithms.md section 13).
 public typealias ReductionHook = (UnsafeMutableBufferPointer<Double>) -> Bool
 
 /// The sums of one estimator's steps across processes, when each process holds a slice of

@@ -88,7 +88,7 @@ public struct StepInfo: Equatable, Sendable {
     /// (section 3.6). Never set with an exact residual.
     public var residualUncertain = false
     /// Calls of the reduction hook this step made (0 without a hook; docs/algorithms.md
-    /// section 10 gives the count of each method). Not saved in checkpoints.
+    /// section 13 gives the count of each method). Not saved in checkpoints.
     public var reductions = 0
 
     public init() {}

@@ -604,7 +604,7 @@ class DynamicLanczos(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_LANCZOS
@@ -630,7 +630,7 @@ class SubBiO(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_SUBBIO
@@ -656,7 +656,7 @@ class CG(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_CG
@@ -678,7 +678,7 @@ class MINRES(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_MINRES
@@ -701,7 +701,7 @@ class GD(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_GD
@@ -723,7 +723,7 @@ class Neumann(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_NEUMANN
@@ -748,7 +748,7 @@ class RandomNeumann(_Estimator):
             each hold a slice of every vector: n, b, v0, the operator's argument and
             result and the estimate are this process's slice (lengths may differ). Every
             process makes the same calls and holds the same scalars (``info``) bitwise
-            (docs/algorithms.md section 10). Default None: one process.
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_RANDOM_NEUMANN

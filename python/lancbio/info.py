@@ -51,7 +51,7 @@ class StepInfo:
             operator's drift) above the "estimate" (``exact_residual=True`` gives the true
             figure). Never set for "exact".
         reductions: calls of the reduction (``comm=``) this step made; 0 on one process
-            (docs/algorithms.md section 10 gives each method's count).
+            (docs/algorithms.md section 13 gives each method's count).
     """
 
     status: int

@@ -1,6 +1,6 @@
 """Run by test_mpi.py under mpirun (-np 2, 3): every estimator with ``comm=`` on uneven
 slices against one estimator on the whole vector (on rank 0), the ranks' infos bitwise
-equal, the reduction counts of docs/algorithms.md section 10, and a failing operator on
+equal, the reduction counts of docs/algorithms.md section 13, and a failing operator on
 one rank failing the step on every rank with each estimator unchanged. Prints "all
 checks passed" on rank 0; any failed check exits non-zero (mpirun then stops the others)."""
 
