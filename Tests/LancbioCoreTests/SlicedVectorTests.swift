@@ -124,17 +124,17 @@ struct SlicedVectorTests {
     ]
 
     /// b of step k: a drifting right-hand side, the same for every process count.
-    func rhs(_ k: Int) -> [Double] {
+    func rhs(_ k: Int, scale: Double = 1) -> [Double] {
         var rng = TestRandom(seed: 77)
-        return rng.vector(n).enumerated().map { $0.element * (1 + 0.05 * Double(k)) + 0.01 * Double($0.offset % 3) }
+        return rng.vector(n).enumerated().map { scale * ($0.element * (1 + 0.05 * Double(k)) + 0.01 * Double($0.offset % 3)) }
     }
 
     /// Steps on one estimator over the whole vector: the reference.
-    func reference(_ method: EstimatorMethod, steps: Int) throws -> [([Double], StepInfo)] {
+    func reference(_ method: EstimatorMethod, steps: Int, scale: Double = 1) throws -> [([Double], StepInfo)] {
         let e = try Estimator<Double>(n: n, method: method)
         var out: [([Double], StepInfo)] = []
         for k in 0..<steps {
-            let b = rhs(k)
+            let b = rhs(k, scale: scale)
             var v = [Double](repeating: 0, count: n)
             let info = try b.withUnsafeBufferPointer { bp in
                 try v.withUnsafeMutableBufferPointer { vp in
@@ -150,10 +150,11 @@ struct SlicedVectorTests {
 
     /// Runs `steps` steps on the simulated processes; `failAt` makes process 1's product
     /// throw in that step.
-    private func sliced(_ method: EstimatorMethod, steps: Int, failAt: Int? = nil, failingProduct: Int = 1) -> (Results, SimulatedProcesses) {
+    private func sliced(_ method: EstimatorMethod, steps: Int, failAt: Int? = nil, failingProduct: Int = 1,
+                        scale: Double = 1) -> (Results, SimulatedProcesses) {
         let world = SimulatedProcesses(sizes: sizes, matrix: a)
         let results = Results(sizes.count)
-        let full = (0..<steps).map { rhs($0) }
+        let full = (0..<steps).map { rhs($0, scale: scale) }
         world.run { rank in
             let m = world.sizes[rank], o = world.offsets[rank]
             do {
@@ -251,6 +252,34 @@ struct SlicedVectorTests {
         }
         for k in 0..<3 where results.infos.allSatisfy({ $0.count == 3 }) {
             for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+        }
+    }
+
+    @Test("norms stay overflow-safe across processes: b at 1e+200 and 1e-200 (squares out of range) agrees with one process, the rescaling adding 2 reductions per norm",
+          arguments: [1e200, 1e-200])
+    func normsStayOverflowSafe(scale: Double) throws {
+        for method in [Self.methods[0], Self.methods[3], Self.methods[4]] {
+            let steps = 4
+            let whole = try reference(method, steps: steps, scale: scale)
+            let (results, _) = sliced(method, steps: steps, scale: scale)
+            let plain = sliced(method, steps: steps).0
+            #expect(results.errors.allSatisfy { $0.isEmpty }, "\(results.errors)")
+            guard results.infos.allSatisfy({ $0.count == steps }) else { return }
+            for k in 0..<steps {
+                var joined: [Double] = []
+                for rank in 0..<sizes.count {
+                    joined += results.estimates[rank][(k * sizes[rank])..<((k + 1) * sizes[rank])]
+                }
+                // Compared at unit scale: the reference's own squares would overflow or underflow.
+                let error = relativeError(joined.map { $0 / scale }, whole[k].0.map { $0 / scale })
+                #expect(error < 1e-12, "\(method) step \(k)")
+                let finite = joined.allSatisfy { $0.isFinite }
+                #expect(finite)
+                for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+                // At least ||b||'s sum of squares left the safe range: 2 more calls each time.
+                let extra = results.infos[0][k].reductions - plain.infos[0][k].reductions
+                #expect(extra >= 2 && extra % 2 == 0, "\(method) step \(k): \(extra) more reductions")
+            }
         }
     }
 
