@@ -48,6 +48,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_unwritten_output
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_reduction.c -o $(C_OUT)/test_reduction $(C_LINK) -pthread
 	$(C_OUT)/test_reduction
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_helper_polling.c -o $(C_OUT)/test_helper_polling $(C_LINK)
+	$(C_OUT)/test_helper_polling
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
 	@if [ -f examples/synthetic_lancbio.c ]; then \
 	  $(CC) $(CFLAGS_STRICT) examples/synthetic_lancbio.c -o $(C_OUT)/synthetic_lancbio $(C_LINK) && \
@@ -56,7 +58,7 @@ test-c: lib | $(C_OUT)
 ## What the Python tests import besides the standard library (module names are pip's):
 ## installed with pip when missing, as demo-deps does for the demo. Tests of optional
 ## features (matplotlib, scikit-learn) skip without them.
-TEST_DEPS := numpy pytest hypothesis scipy
+TEST_DEPS := numpy pytest hypothesis scipy threadpoolctl
 
 test-deps:
 	@for module in $(TEST_DEPS); do \
@@ -86,12 +88,21 @@ hyperclean: lib demo-deps
 
 demo-deps:
 	@$(PYTHON) -c "import numpy" 2>/dev/null || $(PYTHON) -m pip install --quiet numpy
+	@$(PYTHON) -c "import threadpoolctl" 2>/dev/null || $(PYTHON) -m pip install --quiet threadpoolctl || echo "threadpoolctl could not be installed: the demo restarts itself to set its BLAS threads"
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install --quiet matplotlib || echo "matplotlib could not be installed: the figure will be skipped"
 	@$(PYTHON) -c "import sklearn" 2>/dev/null || $(PYTHON) -m pip install --quiet scikit-learn || echo "scikit-learn could not be installed: hyperclean needs it"
 
 ## The performance benchmark (bench/, not part of the installed package); options in
 ## BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --output report.md".
+## What the benchmark imports: threadpoolctl runs its one-BLAS-thread references and names
+## the BLAS numpy loaded.
+BENCH_DEPS := numpy scipy threadpoolctl
+
 bench: lib
+	@for module in $(BENCH_DEPS); do \
+	  $(PYTHON) -c "import $$module" 2>/dev/null || $(PYTHON) -m pip install --quiet $$module || \
+	    { echo "make bench needs $$module: pip install $$module"; exit 1; }; \
+	done
 	LANCBIO_LIBRARY=$(abspath $(LIB)) PYTHONPATH=$(abspath python) $(PYTHON) -m bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------
@@ -154,7 +165,7 @@ sanitize-swift:
 
 ## The C programs with -fsanitize=address,undefined against the AddressSanitizer library.
 ## (Not test_memory_limit, here or under valgrind: both map far more address space than
-## its limits leave.)
+## its limits leave; nor test_helper_polling, which checks core time, not memory.)
 sanitize-c:
 	$(SWIFT) build -c debug --product lancbio --scratch-path .build-asan --sanitize=address
 	mkdir -p .build-asan/c

@@ -12,9 +12,13 @@ Sections (``--sections 1,2,...``):
 2. CG and MINRES against scipy.sparse.linalg.cg / minres at equal iteration counts.
 3. The Python callback overhead per HVP and the reverse-communication round trip.
 4. The synthetic problem end to end: lancbio.Bilevel against a numpy outer loop.
+   4b. The outer loop's own cost (time outside the problem's functions) at m0 = m_max = 20, on
+       the synthetic problem and on a cheap one whose functions cost next to nothing.
 5. Float32 against Float64 at a memory-bound size.
 6. Peak memory against the basis size, and whether it stays flat over 10^4 steps.
 7. One-shot solves: Lanczos (short recurrence) against CG on fixed SPD systems.
+8. The user's case of BLAS threads: the synthetic problem's Bilevel iterations with numpy's
+   default threading against one BLAS thread, in subprocesses (bench/blas_threads.py).
 
 Every comparison checks that the implementations compute the same numbers (relative
 agreement ~1e-8) and reports medians with [min, max]; the targets of the performance
@@ -40,8 +44,8 @@ def _parse(argv):
     parser = argparse.ArgumentParser(prog="python3 -m bench",
                                      description="lancbio performance against numpy/scipy references.")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, < 20 s)")
-    parser.add_argument("--sections", default="1,2,3,4,5,6,7",
-                        help="comma-separated sections to run (default: all of 1,2,3,4,5,6,7)")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8",
+                        help="comma-separated sections to run (default: all of 1,2,3,4,5,6,7,8)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repetitions per measurement (default 5, quick 3)")
     parser.add_argument("--output", metavar="FILE", help="also write the report as Markdown to FILE")
@@ -49,10 +53,10 @@ def _parse(argv):
     try:
         sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
     except ValueError:
-        parser.error(f"--sections must be a comma-separated list of 1..7, got {args.sections!r}")
-    bad = [s for s in sections if s not in range(1, 8)]
+        parser.error(f"--sections must be a comma-separated list of 1..8, got {args.sections!r}")
+    bad = [s for s in sections if s not in range(1, 9)]
     if bad or not sections:
-        parser.error(f"--sections must list numbers from 1 to 7, got {args.sections!r}")
+        parser.error(f"--sections must list numbers from 1 to 8, got {args.sections!r}")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
     args.sections = sections

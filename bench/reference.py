@@ -292,6 +292,9 @@ class ReferenceBilevel:
         self.lr_x, self.lr_y, self.inner_steps = float(lr_x), float(lr_y), int(inner_steps)
         self.est = CarefulLanczos(len(self.y), m0=m0, m_max=m_max, growth=growth, grow_every=grow_every,
                                   orthogonality_tol=orthogonality_tol)
+        # The hyper-gradient goes into a buffer of its own: grad_x_f's result may be an
+        # array the problem keeps (a constant), which an in-place update would change.
+        self._hypergradient = np.empty_like(self.x)
 
     def step(self):
         p, x, theta = self.p, self.x, self.lr_y
@@ -304,7 +307,7 @@ class ReferenceBilevel:
         request = est.begin(b)
         while request is not None:
             request = est.resume(p.hvp_yy_g(x, y, request))
-        gxf -= p.jvp_xy_g(x, y, est.v)
-        x -= self.lr_x * gxf
+        hypergradient = np.subtract(gxf, p.jvp_xy_g(x, y, est.v), out=self._hypergradient)
+        x -= self.lr_x * hypergradient
         self.y = y
-        return gxf
+        return hypergradient

@@ -521,16 +521,22 @@ typedef struct lancbio_problem_f64 {
 } lancbio_problem_f64_t;
 
 /** Outer-loop options; fill with lancbio_bilevel_options_init(). At iteration k = 1, 2, ...
- *  lambda_k = max(lr_x_min, lr_x / k^lr_x_decay), theta_k = max(lr_y_min, lr_y / k^lr_y_decay). */
+ *  lambda_k = max(lr_x_min, lr_x / k^lr_x_decay), theta_k = max(lr_y_min, lr_y / k^lr_y_decay),
+ *  or with lr_y_auto theta_k = 1 / (an estimate of lambda_max of grad^2_yy g). */
 typedef struct lancbio_bilevel_options {
     int64_t struct_size;   /**< sizeof(lancbio_bilevel_options_t). */
     double lr_x;           /**< lambda > 0. No default: 0 until set. */
-    double lr_y;           /**< theta > 0. No default: 0 until set. */
+    double lr_y;           /**< theta > 0. No default: 0 until set (may stay 0 with lr_y_auto). */
     double lr_x_decay;     /**< b >= 0 (default 0: constant). */
     double lr_x_min;       /**< >= 0 (default 0). */
     double lr_y_decay;     /**< a >= 0 (default 0). */
     double lr_y_min;       /**< >= 0 (default 0). */
     int64_t inner_steps;   /**< T >= 0 (default 5). */
+    int64_t lr_y_auto;     /**< Non-zero: theta_k = 1 / lambda, lambda the largest Ritz value of the estimator's
+                                steps since creation or reset (a lower bound of lambda_max), raised to 2 / theta
+                                when an inner step makes ||grad_y g|| grow (that step is then retaken with the
+                                halved theta); lr_y, lr_y_decay and lr_y_min are ignored. Iteration 1 makes no
+                                inner step (no estimate yet). Needs LANCBIO_METHOD_LANCZOS or _SUBBIO. Default 0. */
 } lancbio_bilevel_options_t;
 
 /** Diagnostics of one outer iteration. Set struct_size before passing it in. */
@@ -546,6 +552,8 @@ typedef struct lancbio_bilevel_info {
     double lr_y;                  /**< theta_k used. */
     int32_t estimator_status;     /**< The estimator's outcome (LANCBIO_OK .. LANCBIO_SINGULAR). */
     int32_t reserved;             /**< Zero. */
+    double curvature;             /**< With lr_y_auto: the estimate of lambda_max of grad^2_yy g after this
+                                       iteration (the next theta is 1 / curvature); 0 otherwise. */
 } lancbio_bilevel_info_t;
 
 /** Fills *options with the defaults (lr_x = lr_y = 0: must be set).

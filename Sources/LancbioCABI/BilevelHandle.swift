@@ -21,14 +21,15 @@ extension lancbio_bilevel_options_t {
     }
 
     func core() throws(CFailure) -> BilevelOptions {
-        guard lr_x != 0, lr_y != 0 else {
+        guard lr_x != 0, lr_y != 0 || lr_y_auto != 0 else {
             throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.lr_x and options.lr_y must be set (> 0)")
         }
         guard inner_steps >= 0, inner_steps <= Int64(Int32.max) else {
             throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "options.inner_steps = \(inner_steps) is out of range")
         }
         return BilevelOptions(lrX: lr_x, lrY: lr_y, lrXDecay: lr_x_decay, lrXMin: lr_x_min,
-                              lrYDecay: lr_y_decay, lrYMin: lr_y_min, innerSteps: Int(inner_steps))
+                              lrYDecay: lr_y_decay, lrYMin: lr_y_min, innerSteps: Int(inner_steps),
+                              lrYAuto: lr_y_auto != 0)
     }
 }
 
@@ -44,6 +45,7 @@ extension lancbio_bilevel_info_t {
         hypergradient_norm = info.hypergradientNorm
         lr_x = info.lrX
         lr_y = info.lrY
+        curvature = info.curvature
         estimator_status = info.estimator.outcome.status
     }
 }

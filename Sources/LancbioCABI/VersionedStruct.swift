@@ -10,6 +10,8 @@ func minimumStructSize<S>(_ type: S.Type) -> Int {
     switch type {
     case is lancbio_estimator_options_t.Type: 104
     case is lancbio_step_info_t.Type: 112
+    case is lancbio_bilevel_options_t.Type: 64
+    case is lancbio_bilevel_info_t.Type: 80
     default: MemoryLayout<S>.size
     }
 }

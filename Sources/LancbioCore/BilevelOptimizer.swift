@@ -22,14 +22,21 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     public private(set) var iterations = 0
     public private(set) var lastInfo = BilevelStepInfo()
     private var totalProducts = 0
+    /// With `options.lrYAuto`: the estimate of lambda_max(grad^2_yy g) behind theta, 0 until
+    /// the first iteration measured one (see `step`). Otherwise 0.
+    public var curvature: Double { lastInfo.curvature }
     /// Set during `step`: a derivative closure that calls back into this optimizer must
     /// not change the state under the step.
     private var stepping = false
 
     private var allocations = OwnedAllocations()
-    // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient.
+    // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient;
+    // with lrYAuto also the previous inner iterate and its gradient (calloc'd pages: they
+    // take memory only when written).
     private let yNew: UnsafeMutablePointer<T>
-    private let gradient: UnsafeMutablePointer<T>
+    private var gradient: UnsafeMutablePointer<T>
+    private let yPrevious: UnsafeMutablePointer<T>
+    private var previousGradient: UnsafeMutablePointer<T>
     private let rhs: UnsafeMutablePointer<T>
     private let xGradient: UnsafeMutablePointer<T>
     private let crossProduct: UnsafeMutablePointer<T>
@@ -44,12 +51,22 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         guard dx >= 1, dy >= 1 else { throw .invalidArgument("dx and dy must be >= 1 (got dx = \(dx), dy = \(dy))") }
         guard dx <= 1 << 40, dy <= 1 << 40 else { throw .invalidArgument("dx = \(dx), dy = \(dy) are too large") }
         try options.validate()
+        if options.lrYAuto {
+            switch method {
+            case .dynamicLanczos, .subbio: break
+            default:
+                throw .invalidArgument("lr_y_auto needs the curvature estimates (Ritz values) of the dynamic Lanczos "
+                                       + "or SubBiO estimator")
+            }
+        }
         estimator = try Estimator<T>(n: dy, method: method)
         self.dx = dx
         self.dy = dy
         self.options = options
         yNew = try allocations.zeroed(dy)
         gradient = try allocations.zeroed(dy)
+        yPrevious = try allocations.zeroed(dy)
+        previousGradient = try allocations.zeroed(dy)
         rhs = try allocations.zeroed(dy)
         xGradient = try allocations.zeroed(dx)
         crossProduct = try allocations.zeroed(dx)
@@ -57,13 +74,16 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     }
 
     /// Bytes creation asks the system for, exactly (see `Estimator.requiredBytes`): the
-    /// estimator's and three vectors each of dx and dy values. nil when that overflows or
+    /// estimator's, three vectors of dx values and five of dy. nil when that overflows or
     /// exceeds the estimator's limit; 0 for options the estimator rejects.
     public static func requiredBytes(dx: Int, dy: Int, method: EstimatorMethod) -> Int? {
         guard let estimator = Estimator<T>.requiredBytes(n: dy, method: method) else { return nil }
         guard estimator > 0, dx >= 1 else { return 0 }
-        let (values, overflow) = dx.addingReportingOverflow(dy)
-        let (scratch, scratchOverflow) = values.multipliedReportingOverflow(by: 3 * MemoryLayout<T>.stride)
+        let (dyValues, dyOverflow) = dy.multipliedReportingOverflow(by: 5)
+        let (dxValues, dxOverflow) = dx.multipliedReportingOverflow(by: 3)
+        let (values, sumOverflow) = dxValues.addingReportingOverflow(dyValues)
+        let overflow = dyOverflow || dxOverflow || sumOverflow
+        let (scratch, scratchOverflow) = values.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
         let (total, totalOverflow) = estimator.addingReportingOverflow(scratch)
         return overflow || scratchOverflow || totalOverflow ? nil : total
     }
@@ -71,13 +91,19 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     /// The hyper-gradient estimate grad_x f - J v of the last iteration (dx values).
     public var hypergradient: UnsafeBufferPointer<T> { UnsafeBufferPointer(start: hypergradientBuffer, count: dx) }
 
-    /// lambda_k and theta_k for outer iteration k (1-based).
+    /// lambda_k and theta_k for outer iteration k (1-based); with `lrYAuto`, theta for the
+    /// current `curvature` (0 before the first estimate).
     public func stepSizes(iteration k: Int) -> (lrX: Double, lrY: Double) {
         func decayed(_ base: Double, _ exponent: Double, _ floor: Double) -> Double {
             guard exponent > 0 else { return base }
             return Swift.max(floor, base / Double.pow(Double(k), exponent))
         }
-        return (decayed(options.lrX, options.lrXDecay, options.lrXMin), decayed(options.lrY, options.lrYDecay, options.lrYMin))
+        let lrY = options.lrYAuto ? Self.autoStep(curvature) : decayed(options.lrY, options.lrYDecay, options.lrYMin)
+        return (decayed(options.lrX, options.lrXDecay, options.lrXMin), lrY)
+    }
+
+    private static func autoStep(_ curvature: Double) -> Double {
+        curvature > 0 ? BilevelOptions.autoStepScale / curvature : 0
     }
 
     /// Back to the state after creation: v = 0, counters zero, the estimator reset.
@@ -122,17 +148,28 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         guard Kernels.allFinite(xp, dx) else { throw EstimatorError.nonFiniteInput("x contains NaN or infinity") }
         guard Kernels.allFinite(yp, dy) else { throw EstimatorError.nonFiniteInput("y contains NaN or infinity") }
         let k = iterations + 1
-        let (lambda, theta) = stepSizes(iteration: k)
+        var (lambda, theta) = stepSizes(iteration: k)
         let xBuffer = UnsafeBufferPointer(x)
         let yCandidate = UnsafeBufferPointer(start: yNew, count: dy)
 
         // 1. Inner steps on y, into the candidate.
         Kernels.copy(yp, to: yNew, dy)
-        for _ in 0..<options.innerSteps {
-            try evaluate("grad_y g", gradient, dy) { try gradYG(xBuffer, yCandidate, $0) }
-            Kernels.axpy(-theta, gradient, yNew, dy)
+        var curvature = self.curvature
+        var evaluations = 0
+        if !options.lrYAuto {
+            // One pass per inner step: the update reports whether the new y is finite, which
+            // it is only if the gradient was too (y - theta g is NaN or infinite wherever g
+            // is); the gradient is read again only to name the culprit.
+            for _ in 0..<options.innerSteps {
+                try gradYG(xBuffer, yCandidate, UnsafeMutableBufferPointer(start: gradient, count: dy))
+                try innerUpdate(theta)
+            }
+            evaluations = options.innerSteps
+        } else if curvature > 0 {
+            (theta, curvature) = try autoInnerSteps(xBuffer, gradYG, curvature)
+            evaluations = options.innerSteps
         }
-        guard Kernels.allFinite(yNew, dy) else { throw EstimatorError.nonFiniteResult("the inner y steps overflowed") }
+        // else: no estimate yet, so y stays; this iteration's estimator step measures one.
 
         // 2. b and grad_x f at the new y.
         try evaluate("grad_y f", rhs, dy) { try gradYF(xBuffer, yCandidate, $0) }
@@ -156,14 +193,17 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let candidate = xGradient
         Kernels.subtract(xGradient, crossProduct, into: candidate, dx)
         let hypergradientNorm = Kernels.norm(candidate, dx)
-        var overflow = !hypergradientNorm.isFinite
-        if !overflow {
-            // Checked in T: a Double that is finite can still overflow Float on the store.
-            for i in 0..<dx where !T(Double(xp[i]) - lambda * Double(candidate[i])).isFinite { overflow = true; break }
-        }
-        guard !overflow else {
+        // Checked in T: a Double that is finite can still overflow Float on the store.
+        guard hypergradientNorm.isFinite && Kernels.axpyStaysFinite(-lambda, candidate, UnsafePointer(xp), dx) else {
             estimator.cancel()
             throw EstimatorError.nonFiniteResult("the hyper-gradient step overflowed")
+        }
+
+        if options.lrYAuto {
+            // Ritz values lie inside the spectrum of the operator they came from: each is a
+            // lower bound of its lambda_max, so the largest seen is kept.
+            let ritz = estimatorInfo.ritzMax
+            if ritz.isFinite && ritz > curvature { curvature = ritz }
         }
 
         // Commit: nothing below can fail.
@@ -177,14 +217,59 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         info.iteration = k
         info.products = estimatorInfo.products
         info.totalProducts = totalProducts
-        info.gradientEvaluations = options.innerSteps + 2
+        info.gradientEvaluations = evaluations + 2
         info.crossProducts = 1
         info.hypergradientNorm = hypergradientNorm
         info.lrX = lambda
         info.lrY = theta
+        info.curvature = curvature
         info.estimator = estimator.lastInfo
         lastInfo = info
         return info
+    }
+
+    /// y_new -= theta g (the gradient buffer), rejecting a non-finite gradient or result.
+    @inline(__always)
+    private func innerUpdate(_ theta: Double) throws {
+        guard Kernels.update(yNew, times: 1, plus: -theta, times: gradient, dy).allFinite else {
+            guard Kernels.allFinite(gradient, dy) else {
+                throw EstimatorError.nonFiniteProduct("grad_y g returned NaN or infinity")
+            }
+            throw EstimatorError.nonFiniteResult("the inner y steps overflowed")
+        }
+    }
+
+    /// The inner steps of `lrYAuto`, theta = c / curvature, guarded against a curvature
+    /// estimate below lambda_max (Ritz values approach it from below). On a quadratic,
+    /// y <- y - theta g maps g to (I - theta A) g, whose norm cannot grow while
+    /// theta < 2 / lambda_max; a gradient that grew therefore shows lambda_max > 2 / theta
+    /// (up to the function's departure from its quadratic model). That step is undone, the
+    /// estimate raised to 2 / theta and the step retaken with the new theta; each retake
+    /// spends one of the T evaluations. Returns the last theta and the raised curvature,
+    /// which the caller commits only with the iteration.
+    private func autoInnerSteps(_ x: UnsafeBufferPointer<T>, _ gradYG: BilevelProblem<T>.Gradient,
+                                _ start: Double) throws -> (theta: Double, curvature: Double) {
+        var curvature = start
+        var theta = Self.autoStep(curvature)
+        var previousNorm = -1.0  // no previous gradient
+        for _ in 0..<options.innerSteps {
+            try gradYG(x, UnsafeBufferPointer(start: yNew, count: dy), UnsafeMutableBufferPointer(start: gradient, count: dy))
+            let norm = Kernels.norm(gradient, dy)
+            guard norm.isFinite else { throw EstimatorError.nonFiniteProduct("grad_y g returned NaN or infinity") }
+            if previousNorm >= 0 && norm > previousNorm {
+                // Back to the previous iterate and its gradient, with a smaller step.
+                Kernels.copy(yPrevious, to: yNew, dy)
+                swap(&gradient, &previousGradient)
+                curvature = Swift.max(curvature, 2 / theta)
+                theta = Self.autoStep(curvature)
+            } else {
+                Kernels.copy(yNew, to: yPrevious, dy)
+                previousNorm = norm
+            }
+            try innerUpdate(theta)
+            swap(&gradient, &previousGradient)
+        }
+        return (theta, curvature)
     }
 
     private func rejectReentry(_ call: String) throws(EstimatorError) {
@@ -210,7 +295,7 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     func checkNotStepping(_ call: String) throws(EstimatorError) { try rejectReentry(call) }
 
     /// Appends the outer loop's committed state: the iteration count, the total products,
-    /// the last iteration's info and the hyper-gradient.
+    /// the last iteration's info (with the curvature estimate) and the hyper-gradient.
     func archiveState(to w: inout StateWriter) {
         w.integer(iterations)
         w.integer(totalProducts)
@@ -223,6 +308,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         let iterations = try r.count("the iteration count")
         let totalProducts = try r.count("the total products")
         let info = try BilevelStepInfo.unarchive(from: &r)
+        guard info.curvature >= 0, options.lrYAuto || info.curvature == 0 else {
+            throw .invalidCheckpoint("the curvature estimate \(info.curvature) is not one this optimizer can hold")
+        }
         // The counters and the last info agree in every state a run reaches.
         guard info.iteration == iterations, info.totalProducts == totalProducts,
               iterations > 0 || info == BilevelStepInfo() else {

@@ -1,8 +1,12 @@
 /// Step sizes and inner steps of the bilevel outer loop (docs/algorithms.md section 2).
 ///
 /// At outer iteration k = 1, 2, ...: lambda_k = max(lrXMin, lrX / k^lrXDecay) and
-/// theta_k = max(lrYMin, lrY / k^lrYDecay).
+/// theta_k = max(lrYMin, lrY / k^lrYDecay), or with `lrYAuto` theta_k =
+/// `autoStepScale` / (the optimizer's estimate of lambda_max of grad^2_yy g).
 public struct BilevelOptions: Equatable, Sendable {
+    /// c in theta = c / lambda_max with `lrYAuto`: the step 1 / L of gradient descent on an
+    /// L-smooth function, half the largest step that converges on a quadratic.
+    public static let autoStepScale = 1.0
     /// lambda > 0: the x step (units of x per unit of hyper-gradient).
     public var lrX: Double
     /// theta > 0: the inner y step on grad_y g.
@@ -17,9 +21,13 @@ public struct BilevelOptions: Equatable, Sendable {
     public var lrYMin = 0.0
     /// T >= 0: inner gradient steps on y per outer iteration (warm-started).
     public var innerSteps = 5
+    /// theta from the curvature the estimator measures instead of lrY (which, with its
+    /// decay and floor, is then ignored and may be 0): see `BilevelOptimizer.curvature`.
+    /// Needs an estimator that reports Ritz values (dynamic Lanczos, SubBiO).
+    public var lrYAuto = false
 
     public init(lrX: Double, lrY: Double, lrXDecay: Double = 0, lrXMin: Double = 0,
-                lrYDecay: Double = 0, lrYMin: Double = 0, innerSteps: Int = 5) {
+                lrYDecay: Double = 0, lrYMin: Double = 0, innerSteps: Int = 5, lrYAuto: Bool = false) {
         self.lrX = lrX
         self.lrY = lrY
         self.lrXDecay = lrXDecay
@@ -27,11 +35,13 @@ public struct BilevelOptions: Equatable, Sendable {
         self.lrYDecay = lrYDecay
         self.lrYMin = lrYMin
         self.innerSteps = innerSteps
+        self.lrYAuto = lrYAuto
     }
 
     func validate() throws(EstimatorError) {
-        for (value, name) in [(lrX, "lr_x"), (lrY, "lr_y")] where !(value.isFinite && value > 0) {
-            throw .invalidArgument("\(name) must be finite and > 0 (got \(value))")
+        guard lrX.isFinite && lrX > 0 else { throw .invalidArgument("lr_x must be finite and > 0 (got \(lrX))") }
+        guard lrY.isFinite && (lrY > 0 || lrYAuto && lrY == 0) else {
+            throw .invalidArgument("lr_y must be finite and > 0\(lrYAuto ? " or 0 (ignored with lr_y_auto)" : "") (got \(lrY))")
         }
         for (value, name) in [(lrXDecay, "lr_x_decay"), (lrXMin, "lr_x_min"), (lrYDecay, "lr_y_decay"), (lrYMin, "lr_y_min")]
         where !(value.isFinite && value >= 0) {
@@ -89,6 +99,9 @@ public struct BilevelStepInfo: Equatable, Sendable {
     /// The step sizes used: lambda_k and theta_k.
     public var lrX = 0.0
     public var lrY = 0.0
+    /// With `lrYAuto`: the estimate of lambda_max(grad^2_yy g) after this iteration (the
+    /// next theta is `BilevelOptions.autoStepScale` / curvature); 0 otherwise.
+    public var curvature = 0.0
     /// The estimator's diagnostics for the v of this iteration.
     public var estimator = StepInfo()
 

@@ -94,13 +94,15 @@ extension BilevelOptions {
     func archive(to w: inout StateWriter) {
         w.real(lrX); w.real(lrY); w.real(lrXDecay); w.real(lrXMin); w.real(lrYDecay); w.real(lrYMin)
         w.integer(innerSteps)
+        w.integer(lrYAuto ? 1 : 0)
     }
 
     static func unarchive(from r: inout StateReader) throws(EstimatorError) -> BilevelOptions {
         let options = BilevelOptions(
             lrX: try r.real("lr_x"), lrY: try r.real("lr_y"), lrXDecay: try r.real("lr_x_decay"),
             lrXMin: try r.real("lr_x_min"), lrYDecay: try r.real("lr_y_decay"), lrYMin: try r.real("lr_y_min"),
-            innerSteps: try r.integer("inner_steps", in: Int.min...Int.max))
+            innerSteps: try r.integer("inner_steps", in: Int.min...Int.max),
+            lrYAuto: try r.integer("lr_y_auto", in: 0...1) == 1)
         do {
             try options.validate()
         } catch {
@@ -158,7 +160,7 @@ extension StepInfo {
 extension BilevelStepInfo {
     func archive(to w: inout StateWriter) {
         w.integer(iteration); w.integer(products); w.integer(totalProducts); w.integer(gradientEvaluations)
-        w.integer(crossProducts); w.real(hypergradientNorm); w.real(lrX); w.real(lrY)
+        w.integer(crossProducts); w.real(hypergradientNorm); w.real(lrX); w.real(lrY); w.real(curvature)
         estimator.archive(to: &w)
     }
 
@@ -172,6 +174,7 @@ extension BilevelStepInfo {
         info.hypergradientNorm = try r.real("the hyper-gradient norm")
         info.lrX = try r.real("lr_x")
         info.lrY = try r.real("lr_y")
+        info.curvature = try r.real("the curvature estimate")
         info.estimator = try StepInfo.unarchive(from: &r)
         guard info.hypergradientNorm >= 0 else { throw .invalidCheckpoint("the hyper-gradient norm is negative") }
         return info

@@ -8,10 +8,10 @@
 /// method and options, precision); the state fields are decoded, checked and installed by
 /// `load`. It points into those bytes: use it while they are alive and unchanged.
 ///
-/// Layout (version 2): 8-byte fields (`StateArchive`) in the writer's byte order,
+/// Layout (version 3): 8-byte fields (`StateArchive`) in the writer's byte order,
 ///
 ///     0   magic "LBIOCKPT"                  8   byte-order mark 0x0102030405060708
-///     16  format version (2)                24  size in bytes, checksum included
+///     16  format version (3)                24  size in bytes, checksum included
 ///     32  kind (1 estimator, 2 bilevel)     40  bits of the scalar (64, 32)
 ///     48  configuration: n, the method's code and options; bilevel: dx and its options
 ///         state: the estimator's (counters, last info, v, the method's own state);
@@ -32,7 +32,7 @@ public struct Checkpoint {
 
     /// The format this library writes and reads. 2: the step info records
     /// residual_uncertain, Lanczos its exact_residual option and the scales of its cycle.
-    public static let formatVersion = 2
+    public static let formatVersion = 3
     /// The magic "LBIOCKPT" as the 64-bit word whose bytes, in memory, spell it.
     static let magic = UInt64(littleEndian: 0x5450_4B43_4F49_424C)
     static let byteOrderMark: UInt64 = 0x0102_0304_0506_0708

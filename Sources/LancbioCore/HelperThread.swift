@@ -62,7 +62,10 @@ final class ChunkedWork {
 ///
 /// After a job the helper polls for the next one for a short while before it sleeps: the
 /// passes of one Lanczos step come microseconds apart, and a futex wake-up costs more than
-/// a small pass; the polling yields the core to any other runnable thread. (Idle priority
+/// a small pass; the polling yields the core to any other runnable thread. How long it
+/// polls adapts to the gaps between passes (`pollWindow`), so that where the caller's own
+/// work between calls (its product, often a BLAS call with worker threads of its own) is
+/// longer than polling could bridge, the helper stops spinning through it. (Idle priority
 /// was measured too: it never slows other processes, but BLAS worker threads that spin
 /// after each call, as OpenBLAS's do, then starve the helper, and the caller ends up doing
 /// every chunk itself.)
@@ -72,14 +75,49 @@ final class HelperThread: @unchecked Sendable {
     static let shared: HelperThread? = HelperThread()
     /// False runs every chunk on the calling thread (for tests: results must not change).
     nonisolated(unsafe) static var isEnabled = true
-    /// How long the helper polls for more work before sleeping: longer than a caller
-    /// usually spends between two steps on its own work (its product, the next b) at the
-    /// sizes that split, so the helper is awake when the next step's passes come. Waking
-    /// a sleeping helper takes tens of microseconds on a virtual machine; measured against
+    /// How long the helper polls for more work before sleeping, while that bridges most
+    /// gaps (`pollWindow`): longer than a caller usually spends between two steps on its
+    /// own work (its product, the next b) at the sizes that split, so the helper is awake
+    /// when the next step's passes come. Waking a sleeping helper takes tens of
+    /// microseconds on a virtual machine; measured against
     /// 50 us (alternating builds, reverse communication from C): steps at n = 1e5 took 4%
     /// (j = 40) and 11% (j = 10) less time, and at n = 1e4, j = 10 the occasional run where
     /// the helper kept arriving late disappeared.
     static let pollNanoseconds = 250_000
+    /// The shortest polling, where the gaps between passes are longer than `pollNanoseconds`:
+    /// it still bridges the gaps between the passes of one call (the caller's own work
+    /// between them, a few microseconds at the sizes that split).
+    static let minimumPollNanoseconds = 20_000
+    /// How long the helper polls after a job: `pollNanoseconds` while most gaps between
+    /// passes are short enough for that to bridge, else `minimumPollNanoseconds` (see
+    /// `bridgeableShare`). Set by the owner at the start of each pass, read by the helper
+    /// when it starts polling.
+    private let pollWindow = Atomic<Int>(HelperThread.pollNanoseconds)
+    /// When the last pass that owned the helper ended, and `bridgeableShare` of the gaps
+    /// so far (guarded by `owner`). Measured by the caller, whether or not the helper
+    /// ran a chunk: the gap is the caller's own work between two passes.
+    private var lastPassEnd = 0
+    private var bridgeable = HelperThread.shareScale
+    static let shareScale = 1024
+
+    /// The share of the gaps between passes that polling for `pollNanoseconds` bridges, in
+    /// 1/`shareScale`ths, after one more gap of `gap` nanoseconds: a running average over
+    /// the last eight or so gaps longer than `minimumPollNanoseconds` (the shortest window
+    /// bridges shorter ones: the passes of one call). A product that takes longer than
+    /// polling can bridge, between two calls, counts against it.
+    static func bridgeableShare(after share: Int, gap: Int) -> Int {
+        guard gap > minimumPollNanoseconds else { return share }
+        return share + ((gap <= pollNanoseconds ? shareScale : 0) - share) / 8
+    }
+
+    /// The polling window for a `bridgeableShare`: the long one while it bridges at least
+    /// three gaps in four. Polling through the rest costs their whole window in core time,
+    /// taken from whatever runs beside the caller (a BLAS pool's workers, whose product the
+    /// caller is waiting for); a helper that sleeps instead arrives a wake-up (tens of
+    /// microseconds) late at the next pass.
+    static func pollWindow(share: Int) -> Int {
+        4 * share >= 3 * shareScale ? pollNanoseconds : minimumPollNanoseconds
+    }
 
     private static let idle = 0, posted = 1, taken = 2, finished = 3
     private let state = Atomic<Int>(0)
@@ -163,6 +201,9 @@ final class HelperThread: @unchecked Sendable {
             return
         }
         defer { pthread_mutex_unlock(owner) }
+        bridgeable = Self.bridgeableShare(after: bridgeable, gap: Self.now() - lastPassEnd)
+        pollWindow.store(Self.pollWindow(share: bridgeable), ordering: .relaxed)
+        defer { lastPassEnd = Self.now() }
         if skip > 0 {
             skip -= 1
             for chunk in 0..<work.chunks { work.run(chunk, 0, pass) }
@@ -257,9 +298,9 @@ final class HelperThread: @unchecked Sendable {
         }
     }
 
-    /// Polls for a posted job for up to `pollNanoseconds`; true once one is claimed.
+    /// Polls for a posted job for up to `pollWindow`; true once one is claimed.
     private func claimPolling() -> Bool {
-        let deadline = Self.now() + Self.pollNanoseconds
+        let deadline = Self.now() + pollWindow.load(ordering: .relaxed)
         var polls = 0
         while true {
             if state.load(ordering: .relaxed) == Self.posted,

@@ -123,29 +123,64 @@ enum Kernels {
     /// max_i |x_i|; NaN if any entry is NaN.
     @inlinable
     static func maxMagnitude<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Double {
-        var m = 0.0
-        var sawNaN = false
-        for i in 0..<n {
+        // In vectors: the scalar loop's select chain ran at a fraction of the memory speed,
+        // and `norm` calls this on every vector whose squares sum to zero (a residual that
+        // vanished, a Krylov space that became invariant), in some problems every step.
+        // A NaN never compares greater, so it never replaces the maximum; the mask notes it.
+        let w = laneCount
+        var m0 = DoubleLanes(), m1 = DoubleLanes()
+        var nan0 = SIMDMask<DoubleLanes.MaskStorage>(), nan1 = SIMDMask<DoubleLanes.MaskStorage>()
+        var i = 0
+        @inline(__always) func magnitude(_ v: DoubleLanes) -> DoubleLanes { v.replacing(with: -v, where: v .< 0) }
+        while i &+ 2 &* w <= n {
+            let a0 = magnitude(loadLanes(x, i)), a1 = magnitude(loadLanes(x, i &+ w))
+            nan0 .|= a0 .!= a0
+            nan1 .|= a1 .!= a1
+            m0.replace(with: a0, where: a0 .> m0)
+            m1.replace(with: a1, where: a1 .> m1)
+            i &+= 2 &* w
+        }
+        m0.replace(with: m1, where: m1 .> m0)
+        var m = m0.max()
+        var sawNaN = any(nan0 .| nan1)
+        while i < n {
             let a = Double(x[i]).magnitude
             sawNaN = sawNaN || a.isNaN
             m = a > m ? a : m
+            i &+= 1
         }
         return sawNaN ? .nan : m
     }
 
     /// True when every entry is finite. Branch-free: x * 0 is 0 for finite x and NaN
     /// otherwise, so the sum stays 0 exactly when all entries are finite.
+    ///
+    /// In vectors, four sums at a time: a scalar sum is a chain of dependent additions,
+    /// one value per add latency (measured 88 us at n = 64000, 6 GB/s, where the same
+    /// pass in vectors runs at the cache's speed). The bilevel step checks x, y and every
+    /// callback's output with it, 12 passes an iteration.
     @inlinable
     static func allFinite<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ n: Int) -> Bool {
-        var s0: T = 0, s1: T = 0
+        let w = laneCount
+        var s0 = DoubleLanes(), s1 = DoubleLanes(), s2 = DoubleLanes(), s3 = DoubleLanes()
         var i = 0
-        while i &+ 2 <= n {
-            s0 += x[i] * 0
-            s1 += x[i &+ 1] * 0
-            i &+= 2
+        while i &+ 4 &* w <= n {
+            s0 += loadLanes(x, i) * 0
+            s1 += loadLanes(x, i &+ w) * 0
+            s2 += loadLanes(x, i &+ 2 &* w) * 0
+            s3 += loadLanes(x, i &+ 3 &* w) * 0
+            i &+= 4 &* w
         }
-        if i < n { s0 += x[i] * 0 }
-        return (s0 + s1) == 0
+        while i &+ w <= n {
+            s0 += loadLanes(x, i) * 0
+            i &+= w
+        }
+        var s = total((s0 + s1) + (s2 + s3))
+        while i < n {
+            s += Double(x[i]) * 0
+            i &+= 1
+        }
+        return s == 0
     }
 
     @inlinable
@@ -168,6 +203,29 @@ enum Kernels {
     @inlinable
     static func axpy<T: BinaryFloatingPoint>(_ a: Double, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int) {
         for i in 0..<n { y[i] = T(Double(y[i]) + a * Double(x[i])) }
+    }
+
+    /// Whether every entry of y + a x, rounded to T, is finite; writes nothing (the check
+    /// before an update that must not fail halfway). In vectors: the scalar loop with an
+    /// early exit ran at a quarter of the memory speed.
+    @inlinable
+    static func axpyStaysFinite<T: BinaryFloatingPoint>(
+        _ a: Double, _ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int
+    ) -> Bool {
+        let va = DoubleLanes(repeating: a), w = laneCount
+        var p0 = DoubleLanes(), p1 = DoubleLanes()
+        var i = 0
+        while i &+ 2 &* w <= n {
+            p0 += rounded(loadLanes(y, i) + va * loadLanes(x, i), to: T.self) * 0
+            p1 += rounded(loadLanes(y, i &+ w) + va * loadLanes(x, i &+ w), to: T.self) * 0
+            i &+= 2 &* w
+        }
+        var p = total(p0 + p1)
+        while i < n {
+            p += Double(T(Double(y[i]) + a * Double(x[i]))) * 0
+            i &+= 1
+        }
+        return p == 0
     }
 
     /// y = b y + a x, in one pass that also reports whether every entry of the new y is

@@ -9,11 +9,11 @@
 ///     init(n: Int) throws(EstimatorError) { residual = try allocations.zeroed(n) }
 ///
 /// The pointers stay plain stored properties (free to swap or rotate); this keeps the
-/// originals. Holds up to 6 buffers in place (the most one object of the library
-/// allocates: MINRES, dynamic Lanczos and the bilevel optimizer), so it allocates nothing
+/// originals. Holds up to 8 buffers in place (the most one object of the library
+/// allocates: the bilevel optimizer), so it allocates nothing
 /// itself.
 struct OwnedAllocations: ~Copyable {
-    private var buffers = InlineArray<6, UnsafeMutableRawPointer?>(repeating: nil)
+    private var buffers = InlineArray<8, UnsafeMutableRawPointer?>(repeating: nil)
     private var count = 0
 
     init() {}

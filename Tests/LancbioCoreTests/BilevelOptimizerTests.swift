@@ -155,6 +155,30 @@ struct BilevelOptimizerTests {
         #expect(x == [1, 2, 3, 4] && y == [0, 0, 0, 0] && optimizer.iterations == 0 && optimizer.estimator.totalProducts == 0)
     }
 
+    @Test("a non-finite inner gradient is named, an inner step that overflows is reported as such, and nothing changes",
+          arguments: [Double.nan, .infinity, 1e308])
+    func nonFiniteInnerStep(bad: Double) throws {
+        let q = QuadraticBilevel(n: 4, seed: 107)
+        var problem = q.closures(.init())
+        var calls = 0
+        let honest = problem.gradYG
+        // Finite for the first two inner steps, then `bad` in one entry (1e308 makes
+        // y - theta g overflow with theta = 1e10, though the gradient is finite).
+        problem.gradYG = { x, y, out in
+            try honest(x, y, out)
+            calls += 1
+            if calls == 3 { out[2] = bad }
+        }
+        let optimizer = try BilevelOptimizer<Double>(dx: 4, dy: 4, options: BilevelOptions(lrX: 0.1, lrY: 1e10),
+                                                     method: .dynamicLanczos(LanczosOptions()))
+        var x = [1.0, 2, 3, 4], y = [0.0, 0, 0, 0]
+        let expected: EstimatorError = bad.isFinite ? .nonFiniteResult("the inner y steps overflowed")
+                                                    : .nonFiniteProduct("grad_y g returned NaN or infinity")
+        #expect(throws: expected) { _ = try Self.run(optimizer, problem, x: &x, y: &y) }
+        #expect(calls == 3)  // the first bad step stops the iteration
+        #expect(x == [1, 2, 3, 4] && y == [0, 0, 0, 0] && optimizer.iterations == 0 && optimizer.estimator.totalProducts == 0)
+    }
+
     @Test("step sizes follow max(min, base / k^decay)")
     func stepSizeSchedule() throws {
         let optimizer = try BilevelOptimizer<Double>(

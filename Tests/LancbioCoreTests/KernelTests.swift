@@ -79,6 +79,77 @@ struct KernelTests {
         }
     }
 
+    @Test("allFinite finds a NaN or an infinity at any position, in either precision, and accepts the largest finite values")
+    func allFiniteFindsEveryNonFiniteEntry() {
+        func check<T: BinaryFloatingPoint>(_: T.Type) {
+            for n in Self.lengths + [64, 65, 97] {
+                var x = Self.data(n, seed: 11, as: T.self)
+                x.withUnsafeBufferPointer { #expect(Kernels.allFinite($0.baseAddress!, n), "\(T.self) n = \(n)") }
+                for i in 0..<n {
+                    x[i] = i % 2 == 0 ? T.greatestFiniteMagnitude : -T.leastNonzeroMagnitude
+                }
+                x.withUnsafeBufferPointer { #expect(Kernels.allFinite($0.baseAddress!, n), "extremes, n = \(n)") }
+                // Every position while n is small (each lane and the tail), a few beyond.
+                let positions = n <= 97 ? Array(0..<n) : [0, 1, n / 2, n - 9, n - 1]
+                for bad in [T.nan, .infinity, -.infinity] {
+                    for i in positions {
+                        var z = x
+                        z[i] = bad
+                        let found = z.withUnsafeBufferPointer { Kernels.allFinite($0.baseAddress!, n) }
+                        #expect(!found, "\(T.self) \(bad) at \(i) of \(n)")
+                    }
+                }
+            }
+        }
+        check(Double.self)
+        check(Float.self)
+    }
+
+    @Test("maxMagnitude is the largest |x_i| (infinity included), NaN when any entry is NaN, at any position")
+    func maxMagnitudeMatchesThePlainLoop() {
+        func check<T: BinaryFloatingPoint>(_: T.Type) {
+            for n in Self.lengths + [64, 65, 97] {
+                let x = Self.data(n, seed: 14, as: T.self)
+                let positions = n <= 97 ? Array(0..<n) : [0, 1, n / 2, n - 9, n - 1]
+                for i in [nil] + positions.map(Optional.some) {
+                    for special in [T(-1e6), .infinity, -.infinity, .nan, -0.0] where i != nil || special == -1e6 {
+                        var z = x
+                        if let i { z[i] = special }
+                        var want = 0.0
+                        for k in 0..<n { want = Swift.max(want, Double(z[k]).magnitude) }
+                        let sawNaN = z.prefix(n).contains { $0.isNaN }
+                        let got = z.withUnsafeBufferPointer { Kernels.maxMagnitude($0.baseAddress!, n) }
+                        #expect(sawNaN ? got.isNaN : got == want, "\(T.self) n = \(n), x[\(String(describing: i))] = \(special)")
+                    }
+                }
+            }
+        }
+        check(Double.self)
+        check(Float.self)
+    }
+
+    @Test("axpyStaysFinite agrees with computing y + a x in T entry by entry, Float overflow included")
+    func axpyStaysFinite() {
+        func check<T: BinaryFloatingPoint>(_: T.Type) {
+            for n in Self.lengths where n > 0 {
+                let x = Self.data(n, seed: 12, as: T.self), y = Self.data(n, seed: 13, as: T.self)
+                for i in Set([0, n / 2, n - 1]) {
+                    for (a, xi) in [(-0.5, T(3)), (-2.0, T.greatestFiniteMagnitude), (1.0, T.nan)] {
+                        var z = x
+                        z[i] = xi
+                        let want = (0..<n).allSatisfy { T(Double(y[$0]) + a * Double(z[$0])).isFinite }
+                        let got = z.withUnsafeBufferPointer { z in y.withUnsafeBufferPointer { y in
+                            Kernels.axpyStaysFinite(a, z.baseAddress!, y.baseAddress!, n)
+                        } }
+                        #expect(got == want, "\(T.self) n = \(n), x[\(i)] = \(xi), a = \(a)")
+                    }
+                }
+            }
+        }
+        check(Double.self)
+        check(Float.self)
+    }
+
     @Test("copy-and-measure copies exactly, sums the squares, and finds a non-finite entry anywhere")
     func copyMeasuring() {
         for n in Self.lengths {

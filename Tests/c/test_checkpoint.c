@@ -403,17 +403,17 @@ static void test_format(void)
     /* Another format version: the version is checked before the checksum, so the message
      * names it whether or not the checksum was recomputed. */
     memcpy(forged, checkpoint, (size_t)size);
-    put_word(forged, OFFSET_VERSION, 3);
+    put_word(forged, OFFSET_VERSION, 4);
     s = lancbio_estimator_load(h, forged, size);
     CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && contains(lancbio_estimator_last_error(h), "version"),
-          "version 3 without a new checksum: %d \"%s\"", s, lancbio_estimator_last_error(h));
+          "version 4 without a new checksum: %d \"%s\"", s, lancbio_estimator_last_error(h));
     reseal(forged, (size_t)size);
     s = lancbio_estimator_load(h, forged, size);
-    CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && contains(lancbio_estimator_last_error(h), "version 3"),
-          "version 3 with a valid checksum: %d \"%s\"", s, lancbio_estimator_last_error(h));
+    CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && contains(lancbio_estimator_last_error(h), "version 4"),
+          "version 4 with a valid checksum: %d \"%s\"", s, lancbio_estimator_last_error(h));
     s = lancbio_estimator_restore(forged, size, &r);
     CHECK(s == LANCBIO_ERR_INVALID_CHECKPOINT && r == NULL && contains(lancbio_last_error(), "version"),
-          "restore of version 3: %d \"%s\"", s, lancbio_last_error());
+          "restore of version 4: %d \"%s\"", s, lancbio_last_error());
 
     /* The other byte order. */
     memcpy(forged, checkpoint, (size_t)size);
@@ -871,8 +871,8 @@ static void test_bilevel(void)
         CHECK(s == LANCBIO_ERR_BUFFER_TOO_SMALL && len == size, "bilevel save one byte short: %d", s);
         {
             /* An iteration count apart from the last info's: the bilevel state is the last
-             * 29 + dx fields before the checksum (count, products, 27 of info, g). */
-            int64_t at = size - 8 - 8 * (29 + DX);
+             * 30 + dx fields before the checksum (count, products, 28 of info, g). */
+            int64_t at = size - 8 - 8 * (30 + DX);
             uint64_t iterations;
             memcpy(damaged, checkpoint, (size_t)size);
             memcpy(&iterations, damaged + at, 8);

@@ -49,6 +49,10 @@
 
 /* The first published size of the options struct (ABI version 1). */
 #define OPTIONS_V1_SIZE ((size_t)offsetof(lancbio_estimator_options_t, orthogonality_tolerance))
+/* The first published lancbio_bilevel_options_t ended before lr_y_auto. */
+#define BILEVEL_OPTIONS_V1_SIZE ((size_t)offsetof(lancbio_bilevel_options_t, lr_y_auto))
+/* The first published lancbio_bilevel_info_t ended before curvature. */
+#define BILEVEL_INFO_V1_SIZE ((size_t)offsetof(lancbio_bilevel_info_t, curvature))
 /* ... and of the step info struct: anything smaller is rejected. */
 #define INFO_V1_SIZE ((size_t)offsetof(lancbio_step_info_t, orthogonality_loss))
 
@@ -1767,7 +1771,11 @@ static void op_bil_create(reader_t *r)
     ob.o.inner_steps = (d >> 4) % 6;
     if (msel >= 200) { /* hostile outer options */
         uint8_t f = u8(r), v = u8(r);
-        switch (f % 7) {
+        switch (f % 8) {
+        case 6: /* the curvature step: lr_y may then be 0 */
+            ob.o.lr_y_auto = 1;
+            if (v & 1) ob.o.lr_y = 0;
+            break;
         case 0: ob.o.lr_x = lrs[v % 12]; break;
         case 1: ob.o.lr_y = lrs[v % 12]; break;
         case 2: ob.o.lr_x_decay = lrs[v % 12]; break;
@@ -1777,8 +1785,16 @@ static void op_bil_create(reader_t *r)
         default: ob.o.inner_steps = v & 1 ? -1 : (int64_t)1 << (v % 40); break;
         }
     }
-    if (!(ob.o.lr_x > 0) || !(ob.o.lr_y > 0) || !(ob.o.lr_x_decay >= 0) || !(ob.o.lr_x_min >= 0) ||
-        !(ob.o.lr_y_decay >= 0) || !(ob.o.lr_y_min >= 0) || ob.o.inner_steps < 0)
+    well = apply_struct_size(ssel, ob.bytes, sizeof ob.o, BILEVEL_OPTIONS_V1_SIZE, sizeof ob.bytes);
+    {
+        int64_t size;
+        memcpy(&size, ob.bytes, sizeof size);
+        /* A caller of the first layout has no lr_y_auto: the library reads it as 0. */
+        if (size < (int64_t)sizeof ob.o) ob.o.lr_y_auto = 0;
+        memcpy(ob.bytes, &size, sizeof size);
+    }
+    if (!(ob.o.lr_x > 0) || !(ob.o.lr_y > 0 || (ob.o.lr_y_auto && ob.o.lr_y == 0)) || !(ob.o.lr_x_decay >= 0) ||
+        !(ob.o.lr_x_min >= 0) || !(ob.o.lr_y_decay >= 0) || !(ob.o.lr_y_min >= 0) || ob.o.inner_steps < 0)
         valid = 0;
     else if (isinf(ob.o.lr_x) || isinf(ob.o.lr_y) || isinf(ob.o.lr_x_decay) || isinf(ob.o.lr_x_min) ||
              isinf(ob.o.lr_y_decay) || isinf(ob.o.lr_y_min) || ob.o.inner_steps > (1 << 30))
@@ -1787,7 +1803,8 @@ static void op_bil_create(reader_t *r)
     gen_options(r, &eb.o, method, LANCBIO_FLOAT64);
     if (options_verdict(&eb.o) == 0 || eb.o.precision != LANCBIO_FLOAT64) valid = 0;
     else if (options_verdict(&eb.o) < 0 && valid == 1) valid = -1;
-    well = apply_struct_size(ssel, ob.bytes, sizeof ob.o, sizeof ob.o, sizeof ob.bytes);
+    /* The curvature step needs the Ritz values of Lanczos or SubBiO. */
+    if (ob.o.lr_y_auto && eb.o.method != LANCBIO_METHOD_LANCZOS && eb.o.method != LANCBIO_METHOD_SUBBIO) valid = 0;
     gen_problem(r, &b->pb);
     s = lancbio_bilevel_create(dx, dy, &ob.o, &eb.o, &h);
     trace("bil_create dx=%lld dy=%lld method=%d valid=%d struct_ok=%d lr=%g,%g T=%lld -> %d", (long long)dx, (long long)dy,
@@ -1876,7 +1893,7 @@ static void op_bil_step(reader_t *r)
     memset(&bi, 0x5A, sizeof bi);
     info_kind = isel % 4;
     if (info_kind == 1) bi.i.struct_size = (int64_t)sizeof bi.i;
-    else if (info_kind == 2) { bi.i.struct_size = (int64_t)sizeof bi.i - 8; errs |= S(LANCBIO_ERR_INVALID_ARGUMENT); }
+    else if (info_kind == 2) { bi.i.struct_size = (int64_t)BILEVEL_INFO_V1_SIZE - 8; errs |= S(LANCBIO_ERR_INVALID_ARGUMENT); }
     else if (info_kind == 3) bi.i.struct_size = (int64_t)sizeof bi.i + 16;
     bibefore = bi;
     in_callback = 0;

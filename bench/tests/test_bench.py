@@ -3,6 +3,7 @@ section, and its numpy reference implementations compute what the library comput
 (which is what makes them valid references)."""
 
 import math
+import os
 import time
 
 import numpy as np
@@ -28,8 +29,8 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     elapsed = time.perf_counter() - started
     text = capsys.readouterr().out
     for heading in ("## Machine", "## 1. LancBiO step", "## 2. CG and MINRES", "## 3. Python callback",
-                    "## 4. Synthetic problem", "## 5. Float32 against Float64", "## 6. Peak memory",
-                    "## 7. One-shot solves", "## Targets"):
+                    "## 4. Synthetic problem", "### 4b. The outer loop's own cost", "## 5. Float32 against Float64",
+                    "## 6. Peak memory", "## 7. One-shot solves", "## 8. BLAS threads", "## Targets"):
         assert heading in text, heading
     # Every comparison computed the same numbers.
     assert "DIFFERENT" not in text
@@ -40,7 +41,9 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     for target in ("5x faster than (a)", "never slower than (b)", "of the attainable time at every n <= 1e4",
                    "bandwidth bound",
                    "callback overhead", "float32", "peak memory", "memory flat",
-                   "within 1.2x of CG's products", "within 1.2x of CG's time"):
+                   "within 1.2x of CG's products", "within 1.2x of CG's time",
+                   "own cost <= the numpy loop's on the synthetic problem",
+                   "own cost <= 1/1.5 of the numpy loop's on the cheap problem"):
         line = next((l for l in summary.splitlines() if target in l), None)
         assert line is not None, target
         assert any(v in line for v in ("PASS", "FAIL", "SKIP")), line
@@ -57,7 +60,23 @@ def test_sections_option_runs_only_those(capsys):
     assert "## 1. LancBiO step" not in text and "## 6. Peak memory" not in text
 
 
-@pytest.mark.parametrize("argv", [["--sections", "8"], ["--sections", "x"], ["--repeats", "0"]])
+def test_user_case_children_run_the_blas_threading_they_report(monkeypatch):
+    # Section 8 compares numpy's default threading with one BLAS thread in subprocesses:
+    # the default child must not inherit a limit from the bench's own environment.
+    from bench.blas_threads import run_case
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    one = run_case(60, 4, one_thread=True)
+    assert one["threads"] == 1   # no BLAS worker, and no lancbio helper at this size
+    default = run_case(60, 4, one_thread=False)
+    if (os.cpu_count() or 1) > 1:
+        assert default["threads"] > 1
+    for case in (one, default):
+        assert set(case["total"]) == {"lancbio", "numpy"}
+        assert all(0 < case["inside"][k] < case["total"][k] for k in case["total"])
+
+
+@pytest.mark.parametrize("argv", [["--sections", "9"], ["--sections", "x"], ["--repeats", "0"]])
 def test_bad_options_are_rejected(argv):
     import bench
 

@@ -27,8 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a command; from the command line (``argv`` None) with its BLAS thread count in
+    force even without threadpoolctl (the process may restart itself for that)."""
+    command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if command_line:
+        from .cli import restart_for_threads
+        restart_for_threads(args.threads, argv)
     if args.command == "demo":
         from .cli import demo
         return demo.run(args)

@@ -136,6 +136,7 @@ class BilevelOptions(ctypes.Structure):
         ("lr_y_decay", c_double),
         ("lr_y_min", c_double),
         ("inner_steps", c_int64),
+        ("lr_y_auto", c_int64),
     ]
 
 
@@ -154,6 +155,7 @@ class BilevelInfoStruct(ctypes.Structure):
         ("lr_y", c_double),
         ("estimator_status", c_int32),
         ("reserved", c_int32),
+        ("curvature", c_double),
     ]
 
 
@@ -197,8 +199,8 @@ class SolveResultStruct(ctypes.Structure):
 
 
 assert ctypes.sizeof(SolveResultStruct) == 48, ctypes.sizeof(SolveResultStruct)
-assert ctypes.sizeof(BilevelOptions) == 64, ctypes.sizeof(BilevelOptions)
-assert ctypes.sizeof(BilevelInfoStruct) == 80, ctypes.sizeof(BilevelInfoStruct)
+assert ctypes.sizeof(BilevelOptions) == 72, ctypes.sizeof(BilevelOptions)
+assert ctypes.sizeof(BilevelInfoStruct) == 88, ctypes.sizeof(BilevelInfoStruct)
 assert ctypes.sizeof(ProblemStruct) == 56, ctypes.sizeof(ProblemStruct)
 
 _handle = c_void_p

@@ -70,7 +70,8 @@ class BilevelInfo:
     """Diagnostics of one outer iteration (mirrors lancbio_bilevel_info_t).
 
     ``hypergradient_norm`` is ||grad_x f - J v||, the norm of the estimate the x step used;
-    ``estimator`` is the StepInfo of the v computed in this iteration.
+    ``estimator`` is the StepInfo of the v computed in this iteration; ``curvature``, with
+    ``lr_y="auto"``, the estimate of lambda_max(grad^2_yy g) after it (0 otherwise).
     """
 
     iteration: int
@@ -82,6 +83,7 @@ class BilevelInfo:
     lr_x: float
     lr_y: float
     estimator: StepInfo
+    curvature: float = 0.0
 
 
 def _vector(arr, length: int, name: str) -> np.ndarray:
@@ -120,7 +122,12 @@ class Bilevel(Handle):
     v0 : array-like, optional
         Warm start of v (dy). Default zero.
     lr_x, lr_y : float
-        lambda (x step) and theta (inner y step), required.
+        lambda (x step) and theta (inner y step), required. ``lr_y="auto"`` (methods
+        "lancbio" and "subbio", the latter with ``theta0`` given) sets theta from the
+        estimator's curvature instead: theta = 1 / lambda, lambda the largest Ritz value
+        seen since reset (``curvature``), raised when an inner step makes ||grad_y g||
+        grow (the step is retaken with the halved theta); the first iteration makes no
+        inner step, and lr_y's decay and floor are ignored (docs/algorithms.md section 2).
     inner_steps : int
         T, inner steps on y per iteration.
     lr_x_decay, lr_x_min, lr_y_decay, lr_y_min : float
@@ -158,9 +165,16 @@ class Bilevel(Handle):
         unknown = sorted(set(options) - allowed - {"seed"})
         if unknown:
             raise TypeError(f"options {unknown} do not apply to method {method!r}; it accepts {sorted(allowed)}")
+        lr_y = options.get("lr_y")
+        auto = isinstance(lr_y, str)
+        if auto and lr_y != "auto":
+            raise ValueError(f"lr_y must be a step size > 0 or 'auto', got {lr_y!r}")
         for required in ("lr_x", "lr_y"):
             if options.get(required) is None:
-                raise ValueError(f"{required} is required (a step size > 0)")
+                either = " or 'auto'" if required == "lr_y" else ""
+                raise ValueError(f"{required} is required (a step size > 0{either})")
+        if auto:
+            options = dict(options, lr_y=None)  # the library's lr_y (0), ignored with lr_y_auto
 
         self._problem = problem
         self._method = method
@@ -178,13 +192,18 @@ class Bilevel(Handle):
 
         outer = _options.bilevel_options()
         _options.fill(outer, _options.OUTER, {name: options.get(name, spec.get(name)) for name in _options.OUTER})
+        outer.lr_y_auto = int(auto)
         self._settings = _options.read(outer, _options.OUTER, _options.OUTER)
+        if auto:
+            self._settings["lr_y"] = "auto"
         # The estimator's keywords: v_steps by its name in the estimator's table.
         q = "maxiter" if spec["estimator"] == _ffi.METHOD_CG else "steps"
         inner_names = {name: q if name == "v_steps" else name for name in spec["options"]}
         values = {name: options.get(name, spec.get(name)) for name in spec["options"]}
         for name in ("eta", "theta0"):
             if name in values and values[name] is None:
+                if auto and spec["estimator"] == _ffi.METHOD_SUBBIO:
+                    raise ValueError(f"{name} is required with lr_y='auto' (its default is lr_y)")
                 values[name] = outer.lr_y
         inner = _options.estimator_options(spec["estimator"])
         _options.fill(inner, _options.ESTIMATOR, {inner_names[name]: value for name, value in values.items()})
@@ -209,6 +228,18 @@ class Bilevel(Handle):
         self._callbacks = self._make_callbacks()
         self._problem_struct = _ffi.ProblemStruct(
             ctypes.sizeof(_ffi.ProblemStruct), None, *self._callbacks)
+        # The pointers step() passes, made once: x and y are this object's for its whole
+        # life (reset writes them in place), and a pointer made per step
+        # (ndarray.ctypes.data_as) cost 3.6 us and left a reference cycle for the
+        # collector each time. The info structures are overwritten by each step, one
+        # thread at a time. (No byref kept: the collector cannot see through one, so a
+        # problem that refers back to this optimizer would never be collected.)
+        self._x_pointer = self._x.ctypes.data_as(_ffi.F64P)
+        self._y_pointer = self._y.ctypes.data_as(_ffi.F64P)
+        self._raw_info = _ffi.BilevelInfoStruct()
+        self._raw_info.struct_size = ctypes.sizeof(self._raw_info)
+        self._raw_estimator_info = _ffi.StepInfoStruct()
+        self._raw_estimator_info.struct_size = ctypes.sizeof(self._raw_estimator_info)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
@@ -237,18 +268,17 @@ class Bilevel(Handle):
             if owner is not token:
                 self._refuse(owner, "step()")
             handle = self._live()
-            raw = _ffi.BilevelInfoStruct()
-            raw.struct_size = ctypes.sizeof(raw)
+            byref = ctypes.byref
+            raw, estimator = self._raw_info, self._raw_estimator_info
             state = self._state
             state[ERROR] = None
             # Until this step's info is known, whatever happens (an interrupt may come
             # right after the library committed).
             self._info_stale = True
-            x, y = self._x.ctypes.data_as(_ffi.F64P), self._y.ctypes.data_as(_ffi.F64P)
             hook = install_capture()
             try:
-                status = lib.lancbio_bilevel_step_f64(handle, ctypes.byref(self._problem_struct), x, self._dx, y,
-                                                      self._dy, ctypes.byref(raw))
+                status = lib.lancbio_bilevel_step_f64(handle, byref(self._problem_struct), self._x_pointer, self._dx,
+                                                      self._y_pointer, self._dy, byref(raw))
                 error = state[ERROR]
             finally:
                 state[ERROR] = None
@@ -260,10 +290,8 @@ class Bilevel(Handle):
                     finally:
                         error = None  # else the exception's traceback holds this frame, and it the exception
                 self._check(status)
-            estimator = _ffi.StepInfoStruct()
-            estimator.struct_size = ctypes.sizeof(estimator)
             # The handle again: a callback may have closed the optimizer (the step still ran).
-            self._check(lib.lancbio_bilevel_estimator_info(self._handle, ctypes.byref(estimator)))
+            self._check(lib.lancbio_bilevel_estimator_info(self._handle, byref(estimator)))
             self._info = _info(raw, estimator)
             self._info_stale = False
             return self._info
@@ -434,6 +462,15 @@ class Bilevel(Handle):
         return self._method
 
     @property
+    def curvature(self) -> float | None:
+        """With ``lr_y="auto"``: the estimate of lambda_max(grad^2_yy g) behind theta (None
+        before the first iteration); otherwise None."""
+        info = self.info
+        if self._settings["lr_y"] != "auto" or info is None or info.curvature == 0:
+            return None
+        return info.curvature
+
+    @property
     def settings(self) -> dict:
         """The options in force, defaults filled in."""
         return dict(self._settings)
@@ -523,4 +560,4 @@ def _info(raw, estimator) -> BilevelInfo:
         iteration=raw.iteration, products=raw.products, total_products=raw.total_products,
         gradient_evaluations=raw.gradient_evaluations, cross_products=raw.cross_products,
         hypergradient_norm=raw.hypergradient_norm, lr_x=raw.lr_x, lr_y=raw.lr_y,
-        estimator=StepInfo._from_struct(estimator))
+        estimator=StepInfo._from_struct(estimator), curvature=raw.curvature)

@@ -469,8 +469,22 @@ class _Estimator(Handle):
     @property
     def v(self) -> np.ndarray:
         """A copy of the committed estimate, shape (n,), the estimator's dtype."""
-        out = _empty(self._n, dtype=self._dtype)
-        self._call(self._get_v_fn, self._from_buffer(out), self._n, what="v")
+        return self.read_v(_empty(self._n, dtype=self._dtype))
+
+    def read_v(self, out: np.ndarray) -> np.ndarray:
+        """Writes the committed estimate into ``out`` and returns it: ``v`` without an
+        allocation, for hosts that keep their own buffer (lancbio.torch shares one with a
+        tensor).
+
+        Args:
+            out: a writable numpy array of shape (n,) and exactly the estimator's dtype,
+                C-contiguous and aligned (TypeError or ValueError otherwise, and ``out`` is
+                left as it was).
+        """
+        out = self._vector(out, "out")
+        if not out.flags.writeable:
+            raise ValueError("out must be writable")
+        self._call(self._get_v_fn, self._from_buffer(out), self._n, what="read_v()")
         return out
 
     @property
@@ -755,3 +769,16 @@ class RandomNeumann(_Estimator):
 
     def __init__(self, n, eta, max_terms, seed=None, dtype=np.float64, comm=None):
         super().__init__(n, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype, comm)
+
+
+#: Every estimator class by the name the C and Swift layers give its method
+#: (``lancbio.solve`` and ``lancbio.torch.HyperGradient`` take these names).
+BY_NAME = {
+    "lanczos": DynamicLanczos,
+    "subbio": SubBiO,
+    "cg": CG,
+    "minres": MINRES,
+    "gd": GD,
+    "neumann": Neumann,
+    "random-neumann": RandomNeumann,
+}

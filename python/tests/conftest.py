@@ -1,6 +1,7 @@
 """Shared helpers: random symmetric test matrices and the estimators' constructors."""
 
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -54,3 +55,12 @@ def method(request):
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
 def dtype(request):
     return request.param
+
+
+def import_torch():
+    """The torch module for the lancbio.torch tests, or a skip of the calling module where
+    torch is not installed; under CI=true a missing torch is an ImportError at collection,
+    a failure (CI installs it: .ci/run)."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module("torch")
+    return pytest.importorskip("torch", reason="PyTorch is not installed (pip install './python[torch]')")

@@ -111,7 +111,7 @@ def test_demo_without_matplotlib_skips_the_figure(tmp_path, monkeypatch, capsys)
     (["demo"], ["--n", "--kappa", "--gamma", "--seconds", "--methods", "--seed", "--output",
                 "--threads", "--quiet"]),
     (["hyperclean"], ["--corruption", "--seconds", "--methods", "--seed", "--output", "--lr-x",
-                      "--lr-y", "--quiet"]),
+                      "--lr-y", "--quiet", "--backend", "--model", "--batch"]),
 ])
 def test_help_documents_every_option(command, options, capsys):
     from lancbio.__main__ import main
@@ -189,6 +189,47 @@ def test_thread_limit_is_restored_after_the_run():
         assert all(pool.get("num_threads") == 1 for pool in threadpool_info())
     assert os.environ.get("OPENBLAS_NUM_THREADS") == before
     assert [(pool.get("user_api"), pool.get("num_threads")) for pool in threadpool_info()] == pools
+
+
+def test_command_line_sets_blas_threads_with_threadpoolctl():
+    pytest.importorskip("threadpoolctl")
+    result = run_cli("demo", "--n", "40", "--seconds", "0.05", "--methods", "soba", "--output", os.devnull)
+    assert result.returncode == 0, result.stderr
+    assert "1 BLAS thread(s) (threadpoolctl)" in result.stderr
+
+
+def test_command_line_without_threadpoolctl_restarts_with_the_thread_variables_set(tmp_path):
+    # numpy is loaded before the command runs, so without threadpoolctl only a new
+    # interpreter, started with the variables set, gets one BLAS thread.
+    (tmp_path / "threadpoolctl.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(PYTHON_DIR), os.environ.get("PYTHONPATH", "")])
+    probe = tmp_path / "probe.py"
+    # The demo's own code path, with a report of the BLAS pools numpy really runs (read
+    # through the real threadpoolctl, imported from its own location after the run).
+    real = Path(__import__("threadpoolctl").__file__).parent if importlib.util.find_spec("threadpoolctl") else None
+    probe.write_text(
+        "import os, sys\n"
+        "from lancbio.__main__ import main\n"
+        "status = main()\n"
+        "print('THREAD VARIABLE', os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+        f"real = {str(real)!r}\n"
+        "if real != 'None':\n"
+        "    sys.path.insert(0, real)\n"
+        "    sys.modules.pop('threadpoolctl', None)\n"
+        "    import threadpoolctl\n"
+        "    print('POOLS', sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()}))\n"
+        "sys.exit(status)\n")
+    result = subprocess.run([sys.executable, str(probe), "demo", "--n", "40", "--seconds", "0.05",
+                             "--methods", "soba", "--output", os.devnull],
+                            cwd=PYTHON_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "not changed" not in result.stderr
+    assert "1 BLAS thread(s) (environment" in result.stderr
+    assert result.stderr.count("synthetic problem n = 40") == 1   # one run, not one per restart
+    assert "THREAD VARIABLE 1" in result.stdout   # the interpreter that ran was started with it
+    if real is not None:
+        assert "POOLS [1]" in result.stdout
 
 
 # -- divergence -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 
 
-def test_the_installed_packages_are_the_wrapper_problems_and_command_line():
+def test_the_installed_packages_are_the_wrapper_problems_command_line_and_torch_adapter():
     setuptools = pytest.importorskip("setuptools")
     try:
         import tomllib
@@ -19,7 +19,7 @@ def test_the_installed_packages_are_the_wrapper_problems_and_command_line():
         tomllib = pytest.importorskip("tomli")
     config = tomllib.loads((PYTHON_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = setuptools.find_packages(where=str(PYTHON_DIR), include=config["packages"]["find"]["include"])
-    assert sorted(found) == ["lancbio", "lancbio.cli", "lancbio.problems"]
+    assert sorted(found) == ["lancbio", "lancbio.cli", "lancbio.problems", "lancbio.torch"]
     assert config["package-data"] == {"lancbio": ["liblancbio.so"]}
 
 

@@ -82,6 +82,11 @@ def test_every_code_block_is_fenced_with_a_known_language():
 @pytest.mark.parametrize("index", range(len(of("python")) if README.exists() else 0))
 def test_python_block_runs_as_written(index, tmp_path):
     code, number = of("python")[index]
+    if "lancbio.torch" in code and importlib.util.find_spec("torch") is None:
+        # PyTorch is optional; CI installs it (.ci/run), so there its absence is a failure.
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"README.md:{number}: CI=true but torch is not installed for the PyTorch block")
+        pytest.skip(f"README.md:{number} needs PyTorch, which is not installed")
     result = subprocess.run([sys.executable, "-c", code], cwd=sandbox(tmp_path), env=clean_env(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"README.md:{number}:\n{result.stderr}"

@@ -26,6 +26,7 @@ __all__ = [
     "nonnegative_float",
     "positive_float",
     "positive_int",
+    "restart_for_threads",
     "run_method",
     "scientific",
 ]
@@ -78,6 +79,37 @@ def positive_int(text: str) -> int:
 
 # -- environment -------------------------------------------------------------------------
 
+def _threadpoolctl():
+    """threadpoolctl's ``threadpool_limits``, or None where it cannot be imported."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits
+
+
+def _environment_sets(count: int) -> bool:
+    return all(os.environ.get(name) == str(count) for name in _THREAD_VARIABLES)
+
+
+def restart_for_threads(count: int, argv: list[str]) -> None:
+    """Makes ``count`` BLAS threads hold for a command-line run where only a new
+    interpreter can: numpy is loaded (``import lancbio`` loads it), so the thread
+    variables no longer take effect, and threadpoolctl, which changes the running pools,
+    is not installed. The process then re-executes itself, the same command, with the
+    variables set, and this does not return; otherwise it returns at once. A restart costs
+    a fraction of a second; what the thread count changes is measured in README.md
+    (Performance) and by the benchmark's section 8.
+    """
+    if "numpy" not in sys.modules or _environment_sets(count) or _threadpoolctl() is not None:
+        return
+    environment = dict(os.environ, **{name: str(count) for name in _THREAD_VARIABLES})
+    command = [sys.executable, *getattr(sys, "orig_argv", [sys.executable, "-m", "lancbio", *argv])[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, environment)
+
+
 @contextlib.contextmanager
 def limit_threads(count: int):
     """Limits the BLAS/OpenMP thread pools to ``count`` threads inside the ``with`` block
@@ -86,24 +118,27 @@ def limit_threads(count: int):
 
     The environment variables only take effect before numpy loads its BLAS, which
     ``import lancbio`` has usually done already; threadpoolctl changes the running pools.
+    (The command line restarts itself with the variables set when threadpoolctl is
+    missing: :func:`restart_for_threads`.)
     """
+    inherited = _environment_sets(count)
     saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(count)
     limiter = None
     try:
+        threadpool_limits = None if "numpy" not in sys.modules else _threadpoolctl()
         if "numpy" not in sys.modules:
             description = f"{count} BLAS thread(s) (environment)"
+        elif threadpool_limits is not None:
+            limiter = threadpool_limits(limits=count)
+            description = f"{count} BLAS thread(s) (threadpoolctl)"
+        elif inherited:
+            description = f"{count} BLAS thread(s) (environment, set when the process started)"
         else:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                description = (f"BLAS threads not changed: numpy is already loaded and threadpoolctl "
-                               f"is not installed (pip install threadpoolctl, or set "
-                               f"OPENBLAS_NUM_THREADS={count})")
-            else:
-                limiter = threadpool_limits(limits=count)
-                description = f"{count} BLAS thread(s) (threadpoolctl)"
+            description = (f"BLAS threads not changed: numpy is already loaded and threadpoolctl "
+                           f"is not installed (pip install threadpoolctl, or set "
+                           f"OPENBLAS_NUM_THREADS={count})")
         yield description
     finally:
         if limiter is not None:
@@ -185,7 +220,7 @@ class _Progress:
 
 def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
                evaluate: Callable, start_metrics: dict, describe: Callable[[dict], str],
-               label: str = "", quiet: bool = False) -> MethodRun:
+               label: str = "", quiet: bool = False, factory: Callable | None = None) -> MethodRun:
     """Runs ``method`` for ``seconds`` of optimizer time from (x0, y0) and evaluates
     ``evaluate(optimizer) -> dict`` at :func:`checkpoint_times`.
 
@@ -193,6 +228,9 @@ def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
     so they are computed once. A :class:`lancbio.LancbioError` (non-finite products or
     iterates) ends the run: the method is marked diverged at the failing iteration and the
     last good iterate is evaluated, so one unstable baseline does not abort the comparison.
+    ``factory(problem, method, x0=, y0=, **options)`` makes the optimizer (default
+    lancbio.Bilevel; another back end's loop with ``run``, ``close`` and what ``evaluate``
+    reads), and a FloatingPointError from it counts as divergence too.
     """
     from lancbio import Bilevel, LancbioError
 
@@ -219,10 +257,10 @@ def run_method(problem, method: str, x0, y0, options: dict, seconds: float,
             return checkpoint(optimizer, record)
         return None
 
-    optimizer = Bilevel(problem, method, x0=x0, y0=y0, **options)
+    optimizer = (factory or Bilevel)(problem, method, x0=x0, y0=y0, **options)
     try:
         optimizer.run(seconds=seconds, callback=callback, progress=False)
-    except LancbioError as error:
+    except (LancbioError, FloatingPointError) as error:
         run.diverged_at = last["iteration"] + 1
         run.error = str(error)
         progress(f"{label}{method:<9} diverged at iteration {run.diverged_at}: {error}", force=True)

@@ -31,6 +31,13 @@ Settings: LancBiO uses the paper's T = 5, m0 = 1 growing by 1.3 every 50 iterati
 to m_max = 10; every other method keeps its defaults from lancbio.METHODS (T, Q, and the
 decaying outer step of TTSA and BSA). All share --lr-x, --lr-y, and v-step eta = lr-y.
 
+Back ends: numpy (default) runs lancbio.Bilevel, the library's outer loop, on the
+problem's closed-form products; torch runs lancbio.torch.Bilevel, the same loop and
+settings in PyTorch with autograd products, on the linear model (the same iterates as
+numpy to rounding) or an MLP with one hidden tanh layer of 64 (--model mlp), full batch or
+with fresh mini-batches (--batch 256 is the paper's stochastic setting: grad_y f, the
+Hessian products and the cross term each from their own batch).
+
 Why --lr-x 500: it is the paper's MNIST value and it is stable for every method on
 digits. The hyper-gradient entries scale like 1/N (N = 600 here, 5000 in the paper), so
 500 is already a larger effective step than the paper's; up to about 5000 all methods
@@ -44,6 +51,7 @@ examples:
   python3 -m lancbio hyperclean                      # corruption 0.5, every method
   python3 -m lancbio hyperclean --corruption 0.8 --output clean80.png
   python3 -m lancbio hyperclean --methods lancbio,soba --seconds 1
+  python3 -m lancbio hyperclean --backend torch --model mlp --batch 256
 """
 
 
@@ -88,6 +96,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BLAS threads for numpy (default 1, for reproducible timing)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines on stderr (the table is still printed)")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                        help="numpy: the library's outer loop with the problem's closed-form "
+                             "products (default); torch: lancbio.torch's loop with autograd "
+                             "products (needs PyTorch)")
+    parser.add_argument("--model", choices=("linear", "mlp"), default="linear",
+                        help="the lower-level classifier with --backend torch: linear (the "
+                             "paper's, default) or mlp (one hidden tanh layer of 64)")
+    parser.add_argument("--batch", type=positive_int, default=None,
+                        help="with --backend torch: mini-batches of this size, drawn afresh for "
+                             "each loss and each use (the paper's stochastic variant uses 256); "
+                             "default full batches")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -113,8 +132,43 @@ def method_options(method: str, lr_x: float, lr_y: float) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the experiment described by parsed ``args``; returns the exit status."""
+    if args.backend == "numpy" and (args.model != "linear" or args.batch is not None):
+        print("python3 -m lancbio hyperclean: --model mlp and --batch need --backend torch", file=sys.stderr)
+        return 2
     with limit_threads(args.threads) as threads:
         return _run(args, threads)
+
+
+def _torch_backend(args: argparse.Namespace):
+    """(factory, evaluate, None) of the torch back end for run_method, or (None, None,
+    the message) where PyTorch is missing."""
+    try:
+        import torch
+
+        from lancbio.torch.bilevel import Bilevel
+        from lancbio.torch.hypercleaning import HyperCleaningModel
+    except ImportError as error:
+        return None, None, str(error)
+    torch.set_num_threads(args.threads)
+
+    def factory(problem, method, x0, y0, **options):
+        model = HyperCleaningModel(problem, model=args.model, batch=args.batch, seed=args.seed)
+        with torch.no_grad():  # the common start (x0, y0 = 0 for the linear model)
+            model.x.copy_(torch.as_tensor(x0))
+            if args.model == "linear":
+                model.params[0].copy_(torch.as_tensor(y0).view(model.params[0].shape))
+        optimizer = Bilevel(model.params, [model.x], model.inner_loss, model.outer_loss, method,
+                            hessian_loss=model.hessian_loss if args.batch is not None else None, **options)
+        optimizer.model = model
+        return optimizer
+
+    def evaluate(optimizer) -> dict:
+        model = optimizer.model
+        report = model.cleaning_report()
+        return {"validation_loss": model.validation_loss(), "test_accuracy": model.test_accuracy(),
+                "corrupted_flagged": report["corrupted_flagged"], "clean_flagged": report["clean_flagged"]}
+
+    return factory, evaluate, None
 
 
 def _run(args: argparse.Namespace, threads: str) -> int:
@@ -141,16 +195,29 @@ def _run(args: argparse.Namespace, threads: str) -> int:
         return {"validation_loss": problem.validation_loss(y), "test_accuracy": problem.test_accuracy(y),
                 "corrupted_flagged": report["corrupted_flagged"], "clean_flagged": report["clean_flagged"]}
 
+    factory = None
+    if args.backend == "torch":
+        factory, evaluate, error = _torch_backend(args)
+        if error is not None:
+            print(f"python3 -m lancbio hyperclean --backend torch: {error}", file=sys.stderr)
+            return 2
+
     def describe(point) -> str:
         return (f"validation loss {point['validation_loss']:.4f}  test accuracy "
                 f"{point['test_accuracy']:.4f}")
 
-    start = evaluate(_Start(x0, y0))
+    if factory is None:
+        start = evaluate(_Start(x0, y0))
+    else:
+        first = factory(problem, methods[0], x0, y0, **method_options(methods[0], args.lr_x, args.lr_y))
+        start = evaluate(first)
+        first.step()  # PyTorch's one-time setup, kept out of the first method's timing
+        first.close()
     runs = []
     for index, method in enumerate(methods, 1):
         runs.append(run_method(problem, method, x0, y0, method_options(method, args.lr_x, args.lr_y),
                                args.seconds, evaluate, start, describe,
-                               label=f"[{index}/{len(methods)}] ", quiet=args.quiet))
+                               label=f"[{index}/{len(methods)}] ", quiet=args.quiet, factory=factory))
 
     clean = problem.dx - corrupted
     headers = ["method", "iterations", "HVPs", "time (s)", "val. loss", "test acc.",
@@ -162,10 +229,12 @@ def _run(args: argparse.Namespace, threads: str) -> int:
                      "nan" if not math.isfinite(loss) else f"{loss:.4f}",
                      "nan" if not math.isfinite(accuracy) else f"{accuracy:.4f}",
                      _count(r.final("corrupted_flagged")), _count(r.final("clean_flagged")), r.status])
-    print(f"data hyper-cleaning on digits: corruption {args.corruption:g}, seed {args.seed}, "
+    backend = "" if args.backend == "numpy" else (
+        f"torch back end, {args.model} model, " + (f"batch {args.batch}, " if args.batch else "full batch, "))
+    print(f"data hyper-cleaning on digits: {backend}corruption {args.corruption:g}, seed {args.seed}, "
           f"lr_x {args.lr_x:g}, lr_y {args.lr_y:g}; {args.seconds:g} s of optimizer time per method "
           f"(evaluation excluded)")
-    print(f"start (x = 0, y = 0): validation loss {start['validation_loss']:.4f}, "
+    print(f"start (x = 0, y = {'0' if args.model == 'linear' else 'y0'}): validation loss {start['validation_loss']:.4f}, "
           f"test accuracy {start['test_accuracy']:.4f}")
     print(format_table(headers, rows))
 
