@@ -246,6 +246,8 @@ typedef struct lancbio_step_info {
                                         basis' loss of orthogonality, A's drift) above the ESTIMATE (section
                                         3.6; exact_residual gives the true figure). Never 1 for EXACT. */
     int32_t reserved3;             /**< Zero. */
+    int64_t reductions;            /**< Calls of the reduction callback this step made (0 without one; see
+                                        lancbio_estimator_set_reduction and docs/algorithms.md section 13). */
 } lancbio_step_info_t;
 
 /* ---------------------------------------------------------------------------------
@@ -302,6 +304,46 @@ const char *lancbio_estimator_last_error(const lancbio_estimator_t *h);
 
 /** The non-zero code returned by the callback that aborted the last call on h, else 0. */
 int32_t lancbio_estimator_callback_status(const lancbio_estimator_t *h);
+
+/**
+ * A reduction callback: replaces values[0 .. count) by their sums over all processes (an
+ * all-reduce with a sum, e.g. MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE,
+ * MPI_SUM, comm)) and returns 0. Non-zero aborts the step like a product callback's
+ * (LANCBIO_ERR_CALLBACK, the code in lancbio_estimator_callback_status). The buffer is
+ * valid only during the call.
+ */
+typedef int32_t (*lancbio_reduce_t)(double *values, int64_t count, void *user_data);
+
+/**
+ * Makes the handle's vectors this process's slice of vectors held across processes (its
+ * n the local length; slices may differ), with `reduce` summing over all of them; NULL
+ * goes back to one process. Collective: every process calls it, and from then on every
+ * process makes the same calls (steps, resumes, set_estimate) on its handle.
+ *
+ * Each step computes its inner products and norms as local partial sums and reduces them
+ * in as few calls as the algebra allows: 1 for b (its norm and finiteness), then Lanczos 2
+ * per step (alpha; then beta, the projection and orthogonality sums fused; 1 more at a
+ * residual-variant restart, with exact_residual, or per re-orthogonalisation pass), CG 1
+ * plus 2 per iteration, GD 1 per step, Neumann 1 per term plus 1. info.reductions counts
+ * them. Every decision (restart, breakdown, convergence, the projected solve) is made from
+ * reduced values, so all processes hold bitwise the same scalars. Norms stay overflow-safe
+ * (a reduced sum of squares out of range is redone with two more reductions at a common
+ * scale). A product callback failing on one process makes every process's step fail at
+ * its next reduction (that process returns its own error, the others
+ * LANCBIO_ERR_CALLBACK), each handle as before the step: each reduction carries, as one
+ * more value, the number of processes whose product failed. In reverse communication a
+ * process whose product failed writes NaN into it and resumes: every process then fails
+ * with LANCBIO_ERR_NON_FINITE_PRODUCT.
+ *
+ * This call reduces once itself (the slices' lengths: a Krylov space has at most their
+ * sum of dimensions). user_data is passed to every call and must stay valid while the
+ * callback is set (the only caller pointer the library keeps, by the caller's choice).
+ * @return LANCBIO_OK, LANCBIO_ERR_INVALID_HANDLE, LANCBIO_ERR_INVALID_ARGUMENT (SubBiO and
+ *         MINRES do not support it), LANCBIO_ERR_INVALID_STATE (during a step),
+ *         LANCBIO_ERR_CALLBACK (the reduction failed), LANCBIO_ERR_OUT_OF_MEMORY; on an
+ *         error the handle is unchanged.
+ */
+int32_t lancbio_estimator_set_reduction(lancbio_estimator_t *h, lancbio_reduce_t reduce, void *user_data);
 
 /**
  * Reads the handle's fixed properties. Any output pointer may be NULL.

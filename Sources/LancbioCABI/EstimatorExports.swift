@@ -67,6 +67,29 @@ public func lancbio_estimator_callback_status(_ h: OpaquePointer?) -> Int32 {
 }
 
 @c @implementation
+public func lancbio_estimator_set_reduction(
+    _ h: OpaquePointer?, _ reduce: lancbio_reduce_t?, _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        let hook: ReductionHook? = reduce.map { reduce in
+            // Weak: the estimator the handle owns keeps the hook.
+            { [weak handle] values in
+                let code = reduce(values.baseAddress, Int64(values.count), userData)
+                if code != 0 { handle?.callbackStatus = code }
+                return code == 0
+            }
+        }
+        try checked { () throws(EstimatorError) in
+            switch handle.storage {
+            case .float64(let e): try e.setReduction(hook)
+            case .float32(let e): try e.setReduction(hook)
+            }
+        }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
 public func lancbio_estimator_properties(
     _ h: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?, _ method: UnsafeMutablePointer<Int32>?,
     _ precision: UnsafeMutablePointer<Int32>?

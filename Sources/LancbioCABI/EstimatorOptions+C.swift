@@ -134,5 +134,6 @@ extension lancbio_step_info_t {
         orthogonality_loss = info.orthogonalityLoss
         orthogonality_restart = info.orthogonalityRestart ? 1 : 0
         residual_uncertain = info.residualUncertain ? 1 : 0
+        reductions = Int64(info.reductions)
     }
 }

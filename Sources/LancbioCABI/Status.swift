@@ -20,6 +20,7 @@ struct CFailure: Error {
         case .invalidState(let m): self.init(LANCBIO_ERR_INVALID_STATE, m)
         case .outOfMemory: self.init(LANCBIO_ERR_OUT_OF_MEMORY, error.message)
         case .invalidCheckpoint(let m): self.init(LANCBIO_ERR_INVALID_CHECKPOINT, m)
+        case .collectiveFailure(let m): self.init(LANCBIO_ERR_CALLBACK, m)
         }
     }
 

@@ -24,6 +24,9 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         try OptionChecks.tolerance(o.tolerance, "tolerance")
     }
 
+    /// The recurrence's sums, at most three at a time.
+    static func reductionValues(options: Options) -> Int? { 3 }
+
     /// The residual and the search direction.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 2) }
 
@@ -82,19 +85,37 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         if case .residual = phase { return try residualArrived(input, ws, &info) }
         // ap = A d: the step along p is rr / (p^T A p) in scaled terms, along d = tau p it
         // is tau rr / (d^T A d).
-        let curvature = Kernels.dot(direction, ap, n)
+        let reduction = ws.reduction
+        var curvature = Kernels.dot(direction, ap, n)
+        if let reduction {
+            // Across processes: p^T A p in one reduction, then ||r||^2 and ||v||^2 in another.
+            reduction.values[0] = curvature
+            try reduction.sum(1)
+            curvature = reduction.values[0]
+            guard curvature.isFinite else { throw try reduction.productFailure(input, "p^T A p", n) }
+        }
         guard curvature.isFinite else { throw input.productFailure("p^T A p", n) }
         guard curvature > 0 else {
             info.indefinite = true
-            info.residualUncertain = !trusted(input, ws, nil)
+            info.residualUncertain = try !trusted(input, ws, nil)
             return finish(&info, converged: false)
         }
         operatorScale = Swift.max(operatorScale, curvature / directionSquares)
         let step = residualNormSquared * tau / curvature
-        let (estimateFinite, estimateSquares) = Kernels.update(ws.pending, times: 1, plus: step / sigma,
+        var (estimateFinite, estimateSquares) = Kernels.update(ws.pending, times: 1, plus: step / sigma,
                                                                times: direction, n)
         let previous = residualNormSquared
         residualNormSquared = Kernels.update(residual, times: 1, plus: -step, times: ap, n).sumOfSquares
+        if let reduction {
+            let values = reduction.values
+            values[0] = Reduction.contribution(squares: residualNormSquared, of: residual, n)
+            values[1] = estimateFinite ? Reduction.contribution(squares: estimateSquares, of: ws.pending, n) : 0
+            values[2] = estimateFinite ? 0 : 1
+            try reduction.sum(3)
+            residualNormSquared = values[0]
+            estimateSquares = values[1]
+            estimateFinite = values[2] == 0
+        }
         iterations += 1
         cycleIterations += 1
         guard residualNormSquared.isFinite, estimateFinite else {
@@ -103,21 +124,28 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         updateGrowth += step.magnitude * directionSquares.squareRoot()
         if isConverged(input) {
             // A convergence the rounding could fake is checked: the truth decides.
-            if trusted(input, ws, estimateSquares) { return finish(&info, converged: true) }
+            if try trusted(input, ws, estimateSquares) { return finish(&info, converged: true) }
             phase = .residual
             return .product(of: ws.pending)
         }
         if iterations >= maxIterations {
-            info.residualUncertain = !trusted(input, ws, estimateSquares)
+            info.residualUncertain = try !trusted(input, ws, estimateSquares)
             return finish(&info, converged: false)
         }
         // p <- r + (rr_new / rr_old) p, so d <- tau' (r + (ratio / tau) d) with tau' for
         // ||p_new||^2 = rr_new + ratio^2 ||p||^2 (r_new is orthogonal to p).
         let ratio = residualNormSquared / previous
-        let newTau = Self.powerOfTwo(reciprocalOf: Double.hypot(residualNormSquared.squareRoot(),
-                                                                 ratio * directionSquares.squareRoot() / tau))
+        let directionNorm = Double.hypot(residualNormSquared.squareRoot(), ratio * directionSquares.squareRoot() / tau)
+        let newTau = Self.powerOfTwo(reciprocalOf: directionNorm)
         let (directionFinite, squares) = Kernels.update(direction, times: newTau * ratio / tau, plus: newTau,
                                                         times: residual, n)
+        if reduction != nil {
+            // ||d||^2 from the recurrence, saving a reduction; an overflowed entry makes the
+            // next p^T A p non-finite on every process, where they all stop.
+            tau = newTau
+            directionSquares = (newTau * directionNorm) * (newTau * directionNorm)
+            return .product(of: direction)
+        }
         guard directionFinite else { throw .nonFiniteResult("the CG search direction overflowed") }
         tau = newTau
         directionSquares = squares
@@ -130,7 +158,17 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     private func residualArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
         Kernels.subtract(input.rhs, input.product, into: residual, n)
-        let initialNorm = Kernels.norm(residual, n)
+        let initialNorm: Double
+        if let reduction = ws.reduction {
+            let (finite, squares) = Kernels.measure(residual, n)
+            reduction.values[0] = finite ? Reduction.contribution(squares: squares, of: residual, n) : 0
+            reduction.values[1] = finite ? 0 : 1
+            try reduction.sum(2)
+            guard reduction.values[1] == 0 else { throw try reduction.productFailure(input, "the residual b - A v", n) }
+            initialNorm = try reduction.norm(squares: reduction.values[0], residual, n)
+        } else {
+            initialNorm = Kernels.norm(residual, n)
+        }
         guard initialNorm.isFinite else { throw input.productFailure("the residual b - A v", n) }
         if initialNorm == 0 {
             residualNormSquared = 0
@@ -141,7 +179,9 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
         // scaled residual into the normal range.
         sigma = Swift.min(1 / initialNorm, 0x1p1000)
         Kernels.scale(residual, n, by: sigma)
-        residualNormSquared = Kernels.dot(residual, residual, n)
+        // Across processes ||sigma r||^2 follows from the reduced norm, saving a reduction.
+        residualNormSquared = ws.reduction == nil ? Kernels.dot(residual, residual, n)
+            : (initialNorm * sigma) * (initialNorm * sigma)
         let converged = isConverged(input)
         if converged || iterations >= maxIterations {
             return finish(&info, converged: converged, kind: .exact)
@@ -158,8 +198,18 @@ final class ConjugateGradient<T: BinaryFloatingPoint>: StepMethod {
     /// Whether the recurrence residual is above the bound on its rounding: the updates of
     /// r and v each add about eps (||A|| ||step d|| + ||r||), which accumulate over the
     /// iterations (Greenbaum's analysis of the residual gap), plus eps ||b|| from r0.
-    private func trusted(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ estimateSquares: Double?) -> Bool {
-        let estimateNorm = estimateSquares.flatMap { Kernels.norm(fromSumOfSquares: $0) } ?? Kernels.norm(ws.pending, n)
+    private func trusted(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ estimateSquares: Double?)
+        throws(EstimatorError) -> Bool {
+        let estimateNorm: Double
+        if let reduction = ws.reduction {
+            if let estimateSquares {
+                estimateNorm = try reduction.norm(squares: estimateSquares, ws.pending, n)
+            } else {
+                estimateNorm = try reduction.norm(ws.pending, n)
+            }
+        } else {
+            estimateNorm = estimateSquares.flatMap { Kernels.norm(fromSumOfSquares: $0) } ?? Kernels.norm(ws.pending, n)
+        }
         let gap = Double(T.ulpOfOne) * Double(cycleIterations)
             * (input.rhsNorm + operatorScale * (estimateNorm + updateGrowth / sigma))
         return residualNormSquared.squareRoot() / sigma > gap

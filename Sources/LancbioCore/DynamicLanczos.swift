@@ -29,9 +29,14 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                                  + BasisPasses<T>.storageBytes(n: n, capacity: c))
     }
 
+    /// The fused reduction sums ||q_{j+1}||^2, ||r||^2, Q^T r and Q^T q_{j+1}.
+    static func reductionValues(options: LanczosOptions) -> Int? { 2 * (options.maxPeriod + 1) + 2 }
+
     private var allocations = OwnedAllocations()
     let n: Int
     let options: LanczosOptions
+    /// The dimension of A across processes (n on one): a cycle ends there.
+    private var totalDimension: Int
 
     // Committed state.
     /// Column-major n x (m_max + 1): q_1 ... q_j, then the pending q_{j+1}.
@@ -87,6 +92,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     init(n: Int, options: LanczosOptions) throws(EstimatorError) {
         self.n = n
         self.options = options
+        totalDimension = n
         period = options.initialPeriod
         let columns = options.maxPeriod + 1
         // The estimator checked that n * columns values fit the address space.
@@ -143,7 +149,16 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             return try basisProductArrived(input, ws, &info)
         case .residualProduct:
             // A v_{k+1} for `exactResidual`: the residual of the estimate itself.
-            let residual = Kernels.distance(input.product, input.rhs, n)
+            let residual: Double
+            if let reduction = ws.reduction {
+                let local = Kernels.distance(input.product, input.rhs, n)
+                reduction.values[0] = Reduction.contribution(localNorm: local)
+                try reduction.sum(1)
+                residual = try reduction.norm(squares: reduction.values[0], localNorm: local)
+                guard residual.isFinite else { throw try reduction.productFailure(input, "the residual check A v", n) }
+            } else {
+                residual = Kernels.distance(input.product, input.rhs, n)
+            }
             guard residual.isFinite else { throw input.productFailure("the residual check A v", n) }
             info.residual = residual
             info.residualKind = .exact
@@ -166,20 +181,40 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
         // A Krylov space of A (n x n) has at most n dimensions: past that, without
         // re-orthogonalisation, the basis only gathers rounding errors. Cycles end at n.
-        return (m, mustRestart || dimension >= min(m, n))
+        return (m, mustRestart || dimension >= min(m, totalDimension))
     }
 
     /// w' = A v_k arrived: form r0 = b - w' and the first basis vector.
     private func anchorProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
         let (productFinite, productSquares) = Kernels.copyMeasuring(input.product, into: anchorProduct, n)
-        guard productFinite else { throw input.productFailure("the anchor product A v", n) }
-        let productNorm = Kernels.norm(fromSumOfSquares: productSquares) ?? Kernels.norm(anchorProduct, n)
-        guard productNorm.isFinite else { throw input.productFailure("the anchor product A v", n) }
-        pendingAnchorNorm = Kernels.norm(ws.estimate, n)
+        let productNorm: Double, rho: Double
+        if let reduction = ws.reduction {
+            // ||A v||, ||v|| and ||b - A v|| in one reduction, with the product's finiteness.
+            Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
+            let values = reduction.values
+            values[0] = productFinite ? Reduction.contribution(squares: productSquares, of: anchorProduct, n) : 0
+            values[1] = productFinite ? 0 : 1
+            values[2] = Reduction.contribution(squares: Kernels.measure(ws.estimate, n).sumOfSquares, of: ws.estimate, n)
+            values[3] = productFinite ? Reduction.contribution(squares: Kernels.measure(basis, n).sumOfSquares, of: basis, n) : 0
+            try reduction.sum(4)
+            guard values[1] == 0 else {
+                throw .nonFiniteProduct("the operator returned NaN or infinity (the anchor product A v, on some process)")
+            }
+            let (product, estimate, residual) = (values[0], values[2], values[3])
+            productNorm = try reduction.norm(squares: product, anchorProduct, n)
+            guard productNorm.isFinite else { throw .nonFiniteProduct("the anchor product A v overflowed") }
+            pendingAnchorNorm = try reduction.norm(squares: estimate, ws.estimate, n)
+            rho = try reduction.norm(squares: residual, basis, n)
+        } else {
+            guard productFinite else { throw input.productFailure("the anchor product A v", n) }
+            productNorm = Kernels.norm(fromSumOfSquares: productSquares) ?? Kernels.norm(anchorProduct, n)
+            guard productNorm.isFinite else { throw input.productFailure("the anchor product A v", n) }
+            pendingAnchorNorm = Kernels.norm(ws.estimate, n)
+            Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
+            rho = Kernels.norm(basis, n)
+        }
         pendingCycleScale = pendingAnchorNorm > 0 ? productNorm / pendingAnchorNorm : 0
-        Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
-        let rho = Kernels.norm(basis, n)
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
         // b == A v to working precision: v already solves this system.
         if rho <= Double(T.ulpOfOne) * (input.rhsNorm + productNorm) {
@@ -195,6 +230,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
     private func basisProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
+        if let reduction = ws.reduction { return try basisProductArrived(input, ws, &info, across: reduction) }
         let y = input.product
         let column = pendingRestart ? 0 : dimension
         let q = UnsafePointer(basis + column * n)
@@ -271,6 +307,97 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
                                             and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
             }
         }
+        return try finishStep(input, ws, &info, column: column, alpha: a, beta: b, breakdown: breakdown, scale: scale,
+                              checkedOrthogonality: checkOrthogonality, rhsSquares: rhsSquares, anchorBase: anchorBase)
+    }
+
+    /// The Lanczos step on slices across processes: the same step as `basisProductArrived`
+    /// with its sums reduced, alpha in one reduction, then ||q_{j+1}||^2, ||r||^2, Q^T r
+    /// and Q^T q_{j+1} (of the unnormalised q_{j+1}, divided by beta afterwards) in a
+    /// second; with `reorthogonalize`, its two projections add one each. Every branch is
+    /// taken on reduced values.
+    private func basisProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo,
+                                     across reduction: Reduction) throws(EstimatorError) -> StepDemand<T> {
+        let y = input.product
+        let column = pendingRestart ? 0 : dimension
+        let q = UnsafePointer(basis + column * n)
+        let previous: UnsafePointer<T>? = column > 0 ? UnsafePointer(basis + (column - 1) * n) : nil
+        let betaPrevious = column > 0 ? beta[column - 1] : 0
+        let next = basis + (column + 1) * n
+        let values = reduction.values
+
+        values[0] = passes.lanczosCoefficient(q: q, y: y, previous: previous, beta: betaPrevious)
+        try reduction.sum(1)
+        let a = values[0]
+        guard a.isFinite else { throw try reduction.productFailure(input, "the Lanczos coefficient q^T A q", n) }
+        var squares = passes.lanczosResidual(y: y, q: q, alpha: a, previous: previous, beta: betaPrevious, into: next)
+        if options.reorthogonalize {
+            try reorthogonalize(next, column: column, q: q, across: reduction)
+            squares = Kernels.measure(next, n).sumOfSquares
+        }
+        let j = column + 1
+        let s = projected.solution
+        let measureOrthogonality = !pendingRestart && !options.reorthogonalize && options.orthogonalityTolerance.isFinite
+        let w: UnsafePointer<T>? = options.variant == .residual ? UnsafePointer(anchorProduct) : nil
+        values[0] = Reduction.contribution(squares: squares, of: next, n)
+        var count = 1
+        if !pendingRestart {
+            values[1] = passes.project(basis, columns: j, rhs: input.rhs, minus: w, coefficients: s,
+                                       and: measureOrthogonality ? next : nil, scalingBy: 1,
+                                       zCoefficients: reorthogonalization)
+            (values + 2).update(from: s, count: j)
+            if measureOrthogonality { (values + 2 + j).update(from: reorthogonalization, count: j) }
+            count = measureOrthogonality ? 2 + 2 * j : 2 + j
+        }
+        try reduction.sum(count)
+        let rhsSquares = pendingRestart ? 0 : values[1]
+        if !pendingRestart {
+            s.update(from: values + 2, count: j)
+            if measureOrthogonality { reorthogonalization.update(from: values + 2 + j, count: j) }
+        }
+        let b = try reduction.norm(squares: values[0], next, n)
+        guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
+        if pendingRestart {
+            if options.variant == .plain { pendingCycleScale = 0; pendingAnchorNorm = 0 }
+        } else {
+            pendingCycleScale = cycleScale
+        }
+        pendingCycleScale = max(pendingCycleScale, Double.hypot(Double.hypot(a, betaPrevious), b))
+        let scale = max(pendingCycleScale, pendingRestart ? cycleScale : priorCycleScale)
+        let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
+        let checkOrthogonality = measureOrthogonality && !breakdown
+        if !breakdown { Kernels.scale(next, n, dividingBy: b) }
+        if checkOrthogonality {
+            var loss = 0.0
+            for i in 0..<j {
+                reorthogonalization[i] /= b
+                loss = max(loss, reorthogonalization[i].magnitude)
+            }
+            info.orthogonalityLoss = loss
+            pendingOrthogonalityLoss = !(loss <= options.orthogonalityTolerance)
+            info.orthogonalityRestart = pendingOrthogonalityLoss
+        }
+        let d = projected.diagonal, e = projected.offDiagonal
+        if column > 0 {
+            d.update(from: alpha, count: column)
+            e.update(from: beta, count: column)
+        }
+        d[column] = a
+        if pendingRestart { s[0] = pendingStartNorm }
+        let anchorBase: UnsafePointer<T>? = options.variant == .residual
+            ? UnsafePointer(pendingRestart ? ws.estimate : anchor) : nil
+        return try finishStep(input, ws, &info, column: column, alpha: a, beta: b, breakdown: breakdown, scale: scale,
+                              checkedOrthogonality: checkOrthogonality, rhsSquares: rhsSquares, anchorBase: anchorBase)
+    }
+
+    /// The projected solve, the estimate and the step's info, once T_j's last column and
+    /// its right-hand side (in `projected`) are known.
+    private func finishStep(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo, column: Int,
+                            alpha a: Double, beta b: Double, breakdown: Bool, scale: Double,
+                            checkedOrthogonality checkOrthogonality: Bool, rhsSquares: Double,
+                            anchorBase: UnsafePointer<T>?) throws(EstimatorError) -> StepDemand<T> {
+        let j = column + 1
+        let s = projected.solution
         var projectionSquares = 0.0
         for i in 0..<j { projectionSquares += s[i] * s[i] }
         // T's entries hold to about eps ||A|| of the storage: an eigenvalue below the
@@ -280,6 +407,16 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         pendingRitz = (report.ritzMin, report.ritzMax)
         guard report.solved else {
             throw .nonFiniteResult("the projected tridiagonal system could not be solved")
+        }
+        if ws.reduction != nil {
+            // The basis columns have unit norm over all processes, so no entry of v = vbar +
+            // Q s exceeds ||vbar|| + sum |s_i| on any process: that bound, from reduced
+            // values, decides an overflow for all of them.
+            var bound = pendingRestart ? pendingAnchorNorm : anchorNorm
+            for i in 0..<j { bound += s[i].magnitude }
+            guard bound < Double(T.greatestFiniteMagnitude) / 4 else {
+                throw .nonFiniteResult("the Lanczos estimate may overflow")
+            }
         }
         let finite = passes.combine(basis, columns: j, coefficients: s, base: anchorBase, into: ws.pending)
         guard finite else { throw .nonFiniteResult("the Lanczos estimate overflowed") }
@@ -360,6 +497,26 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
     }
 
+    /// `reorthogonalize` with each projection reduced (one reduction per pass).
+    private func reorthogonalize(_ next: UnsafeMutablePointer<T>, column: Int, q: UnsafePointer<T>,
+                                 across reduction: Reduction) throws(EstimatorError) {
+        let values = reduction.values
+        for _ in 0..<2 {
+            if pendingRestart {
+                values[0] = Kernels.dot(q, UnsafePointer(next), n)
+                try reduction.sum(1)
+                Kernels.axpy(-values[0], q, next, n)
+            } else {
+                passes.project(basis, columns: column + 1, rhs: UnsafePointer(next), minus: nil,
+                               coefficients: values, and: nil, scalingBy: 1, zCoefficients: reorthogonalization)
+                try reduction.sum(column + 1)
+                for i in 0...column { reorthogonalization[i] = -values[i] }
+                _ = passes.combine(basis, columns: column + 1, coefficients: reorthogonalization,
+                                   base: UnsafePointer(next), into: next)
+            }
+        }
+    }
+
     /// The restart found nothing to solve: the estimate stays (residual variant) or is
     /// zero (plain variant with b == 0); no basis vector is created.
     private func finishWithoutBasis(_ ws: StepWorkspace<T>, _ info: inout StepInfo, estimate: UnsafeMutablePointer<T>?) {
@@ -418,6 +575,8 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     func estimateReplaced() { mustRestart = true }
 
+    func dimensionChanged(total: Int) { totalDimension = total }
+
     /// The schedule's position and the cycle's operator scale; then, unless the next step
     /// restarts (and so reads none of it), the cycle: the previous cycle's scale and ||vbar||,
     /// alpha, beta and the Ritz bounds of T_j, q_1 ... q_{j+1}, and for the
@@ -453,7 +612,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     func restore(from archive: inout StateReader) throws(EstimatorError) -> StateInstallation {
         let steps = try archive.count("the Lanczos step count")
         let period = try archive.integer("the period", in: options.initialPeriod...options.maxPeriod)
-        let dimension = try archive.integer("the subspace dimension", in: 0...min(options.maxPeriod, n))
+        let dimension = try archive.integer("the subspace dimension", in: 0...min(options.maxPeriod, totalDimension))
         let restarts = try archive.integer("the restart count", in: 0...steps)
         let mustRestart = try archive.flag("the restart flag")
         let scale = try archive.real("the cycle's operator scale")

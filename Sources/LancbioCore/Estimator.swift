@@ -26,6 +26,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     private let vectorPasses: VectorPasses<T>
     private let engine: any StepMethod<T>
     private let readsProductInPlace: Bool
+    private let reductionValues: Int?
     private var state = State.idle
     private var pendingInfo = StepInfo()
     /// Diagnostics of the last completed step.
@@ -94,7 +95,54 @@ public final class Estimator<T: BinaryFloatingPoint> {
         vectorPasses = try VectorPasses(n: n)
         engine = try implementation.make(n)
         readsProductInPlace = implementation.readsProductInPlace
+        reductionValues = implementation.reductionValues
     }
+
+    // MARK: Vectors sliced across processes
+
+    /// Makes every vector of this estimator (b, v, the products) this process's slice of a
+    /// vector held across processes, with `hook` summing values over all of them; nil goes
+    /// back to one process. n is then the local length (slices may differ).
+    ///
+    /// Every inner product and norm of a step is a local partial sum, fused with the
+    /// step's others into as few hook calls as the algebra allows (`StepInfo.reductions`;
+    /// docs/algorithms.md section 13), and every decision is made from reduced values, so
+    /// all processes take the same branches and hold bitwise the same scalars. With a
+    /// hook, `step`, `begin`/`resume` and `setEstimate` are collective: every process
+    /// makes the same calls. A product that throws on one process makes every process's
+    /// step fail at its next reduction (that process rethrows its own error, the others
+    /// `.collectiveFailure`), each estimator as before the step; in reverse communication
+    /// a process whose product failed writes NaN into it and resumes, so that every
+    /// process fails with `.nonFiniteProduct` or `.nonFiniteResult`.
+    ///
+    /// Collective itself: its one reduction sums the slices' lengths (a Krylov space has at
+    /// most that many dimensions). Allocates the buffer of the reduced values (a few
+    /// Doubles; 2 (m_max + 1) + 3 for dynamic Lanczos).
+    /// - Throws: `.invalidArgument` for a method without support for it (SubBiO, MINRES),
+    ///   `.invalidState` during a step, `.outOfMemory`; the estimator is then unchanged.
+    public func setReduction(_ hook: ReductionHook?) throws(EstimatorError) {
+        try rejectReentry("setReduction")
+        guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
+        guard let hook else {
+            ws.reduction = nil
+            engine.dimensionChanged(total: n)
+            return
+        }
+        guard let values = reductionValues else {
+            throw .invalidArgument("the \(method.name) method does not support vectors sliced across processes (a reduction)")
+        }
+        let reduction = try Reduction(hook: hook, capacity: values)
+        // The total dimension, which bounds a Krylov space: the first collective call.
+        reduction.values[0] = Double(n)
+        try reduction.sum(1)
+        let total = reduction.values[0]
+        guard total >= Double(n), total < 0x1p53 else { throw .invalidArgument("the reduction of the slices' lengths gave \(total)") }
+        ws.reduction = reduction
+        engine.dimensionChanged(total: Int(total))
+    }
+
+    /// Whether a reduction hook is set.
+    public var hasReduction: Bool { ws.reduction != nil }
 
     /// Bytes the estimator's creation asks the system for, exactly: the vectors of n
     /// values (the workspace's four, the method's; the Lanczos basis dominates with m_max
@@ -142,7 +190,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
         try rejectReentry("setEstimate")
         guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
         let p = try checkedCount(v, "the estimate")
-        guard Kernels.allFinite(p, n) else { throw .nonFiniteInput("the estimate contains NaN or infinity") }
+        let finite = Kernels.allFinite(p, n)
+        if let reduction = ws.reduction {
+            reduction.localFailure = false
+            guard try reduction.allAgree(finite) else {
+                throw .nonFiniteInput("the estimate contains NaN or infinity (on some process)")
+            }
+        }
+        guard finite else { throw .nonFiniteInput("the estimate contains NaN or infinity") }
         Kernels.copy(p, to: ws.pending, n)
         ws.commitEstimate()
         engine.estimateReplaced()
@@ -315,8 +370,24 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let p = try checkedCount(b, "b")
         // rhsCopy belongs to no committed state, so it may be written before b is accepted.
         let measured = vectorPasses.measure(p, copyingInto: copying ? ws.rhsCopy : nil)
+        if let reduction = ws.reduction { return try acceptAcrossProcesses(measured, p, reduction) }
         guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
         let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
+        guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
+        return bNorm
+    }
+
+    /// `accept`'s checks on the reduced values: ||b||^2 and the count of processes whose
+    /// slice is not finite, in the step's first reduction.
+    private func acceptAcrossProcesses(_ measured: (allFinite: Bool, sumOfSquares: Double), _ b: UnsafePointer<T>,
+                                       _ reduction: Reduction) throws(EstimatorError) -> Double {
+        reduction.calls = 0
+        reduction.localFailure = false
+        reduction.values[0] = measured.allFinite ? Reduction.contribution(squares: measured.sumOfSquares, of: b, n) : 0
+        reduction.values[1] = measured.allFinite ? 0 : 1
+        try reduction.sum(2)
+        guard reduction.values[1] == 0 else { throw .nonFiniteInput("b contains NaN or infinity (on some process)") }
+        let bNorm = try reduction.norm(squares: reduction.values[0], b, n)
         guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
         return bNorm
     }
@@ -354,6 +425,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case .productOfRhs:
             step.request = nil
         case .done:
+            if let reduction = ws.reduction {
+                // Every method reduces after each product, so a failed one never gets here.
+                guard !reduction.localFailure else {
+                    cancel()
+                    throw .invalidState("a step finished without reducing after a failed product")
+                }
+                pendingInfo.reductions = reduction.calls
+            }
             guard step.deferred else {
                 commit()
                 return .finished(lastInfo)
@@ -375,19 +454,33 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let rhsNorm = try accept(rhs: b, copying: false)
         let rhs = b.baseAddress!  // accepted: n values
         var progress = try start(rhs: rhs, rhsNorm: rhsNorm, deferred: deferred)
+        // Across processes, a failed product is kept until the next reduction tells every
+        // process (see `Reduction`); this one goes on with a zero product until then.
+        var failure: (any Error)? = nil
         while progress == .needsProduct {
             guard case .stepping(let step) = state else { break }
             let input = step.request ?? rhs
-            state = .inProductCallback(step, input: input)
-            do {
-                try product(UnsafeBufferPointer(start: input, count: n), productOutput)
-            } catch {
+            if failure == nil {
+                state = .inProductCallback(step, input: input)
+                do {
+                    try product(UnsafeBufferPointer(start: input, count: n), productOutput)
+                } catch {
+                    state = .stepping(step)
+                    guard let reduction = ws.reduction else {
+                        cancel()
+                        throw error
+                    }
+                    failure = error
+                    reduction.localFailure = true
+                }
                 state = .stepping(step)
-                cancel()
-                throw error
             }
-            state = .stepping(step)
-            progress = try advance(rhs: rhs, product: UnsafePointer(ws.productOutput))
+            if failure != nil { Kernels.fill(ws.productOutput, n, with: 0) }
+            do {
+                progress = try advance(rhs: rhs, product: UnsafePointer(ws.productOutput))
+            } catch {
+                throw failure ?? error
+            }
         }
         return progress
     }

@@ -21,12 +21,16 @@ public enum EstimatorError: Error, Equatable, Sendable {
     /// truncated, corrupted (the checksum differs), of another format version or byte
     /// order, or inconsistent.
     case invalidCheckpoint(String)
+    /// A reduction across processes failed (its hook reported an error), or a product
+    /// failed on another process: every process abandons the step at the same reduction.
+    case collectiveFailure(String)
 
     /// Human-readable explanation, suitable for an error message.
     public var message: String {
         switch self {
         case .invalidArgument(let m), .nonFiniteInput(let m), .nonFiniteProduct(let m),
-             .nonFiniteResult(let m), .invalidState(let m), .invalidCheckpoint(let m):
+             .nonFiniteResult(let m), .invalidState(let m), .invalidCheckpoint(let m),
+             .collectiveFailure(let m):
             return m
         case .outOfMemory(let bytes):
             return "out of memory: an allocation of \(bytes) bytes failed (memory or address space is exhausted)"

@@ -56,6 +56,8 @@ struct MethodImplementation<T: BinaryFloatingPoint> {
     /// Creates the engine for dimension n (options valid); throws `.outOfMemory`.
     let make: (_ n: Int) throws(EstimatorError) -> any StepMethod<T>
     let readsProductInPlace: Bool
+    /// See `StepMethod.reductionValues`.
+    let reductionValues: Int?
 
     init<M: StepMethod>(_ type: M.Type, _ options: M.Options) where M.Scalar == T {
         name = M.name
@@ -63,5 +65,6 @@ struct MethodImplementation<T: BinaryFloatingPoint> {
         storage = { n in M.storage(n: n, options: options) }
         make = { n throws(EstimatorError) in try M(n: n, options: options) }
         readsProductInPlace = M.readsProductInPlace
+        reductionValues = M.reductionValues(options: options)
     }
 }

@@ -12,6 +12,8 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
     }
 
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 0) }
+    /// ||A v - b||^2 and the three finiteness checks of each gradient step.
+    static func reductionValues(options: Options) -> Int? { 4 }
 
     let n: Int
     let stepSize: Double
@@ -84,6 +86,19 @@ final class GradientSteps<T: BinaryFloatingPoint>: StepMethod {
             v[i] = T(Double(v[i]) - eta * ri)
             estimate += Double(v[i]) * 0
             i &+= 1
+        }
+        if let reduction = ws.reduction {
+            // The checks and ||r||^2 over all processes, in one reduction.
+            let values = reduction.values
+            values[0] = residual == 0 ? Reduction.contribution(squares: sum, of: r, n) : 0
+            values[1] = product == 0 ? 0 : 1
+            values[2] = residual == 0 ? 0 : 1
+            values[3] = estimate == 0 ? 0 : 1
+            try reduction.sum(4)
+            guard values[1] == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v, on some process)") }
+            guard values[2] == 0 else { throw .nonFiniteResult("A v - b overflowed") }
+            guard values[3] == 0 else { throw .nonFiniteResult("the gradient step overflowed") }
+            return try reduction.norm(squares: values[0], r, n)
         }
         guard product == 0 else { throw .nonFiniteProduct("the operator returned NaN or infinity (A v)") }
         guard residual == 0 else { throw .nonFiniteResult("A v - b overflowed") }

@@ -11,6 +11,9 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
         try OptionChecks.count(o.terms, "steps", atLeast: 0)
     }
 
+    /// The finiteness checks of a term.
+    static func reductionValues(options: Options) -> Int? { 2 }
+
     /// The current power.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
 
@@ -42,7 +45,7 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     @_specialize(where T == Float)
     func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
-        try Self.applyTerm(power: power, sum: ws.pending, input, stepSize: stepSize, n)
+        try Self.applyTerm(power: power, sum: ws.pending, input, stepSize: stepSize, n, across: ws.reduction)
         taken += 1
         return try nextTerm(ws, &info)
     }
@@ -50,7 +53,11 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
     private func nextTerm(_ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         if taken < terms { return .product(of: power) }
         Kernels.scale(ws.pending, n, by: stepSize)
-        guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("the Neumann series overflowed") }
+        let finite = Kernels.allFinite(ws.pending, n)
+        if let reduction = ws.reduction, !(try reduction.allAgree(finite)) {
+            throw .nonFiniteResult("the Neumann series overflowed (on some process)")
+        }
+        guard finite else { throw .nonFiniteResult("the Neumann series overflowed") }
         info.iterations = taken
         info.residualKind = .unavailable
         info.settleOutcome()
@@ -59,7 +66,20 @@ final class NeumannSeries<T: BinaryFloatingPoint>: StepMethod {
 
     /// power <- power - eta * A power (in input.product); sum += power (sum nil: no sum).
     static func applyTerm(power: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<T>?, _ input: StepInput<T>,
-                          stepSize eta: Double, _ n: Int) throws(EstimatorError) {
+                          stepSize eta: Double, _ n: Int, across reduction: Reduction?) throws(EstimatorError) {
+        if let reduction {
+            // Both checks over all processes, in one reduction.
+            let powerFinite = Kernels.update(power, times: 1, plus: -eta, times: input.product, n).allFinite
+            let sumFinite = sum.map { Kernels.update($0, times: 1, plus: 1, times: power, n).allFinite } ?? true
+            reduction.values[0] = powerFinite ? 0 : 1
+            reduction.values[1] = sumFinite ? 0 : 1
+            try reduction.sum(2)
+            guard reduction.values[0] == 0 else {
+                throw try reduction.productFailure(input, "the Neumann term (I - eta A)^i b", n)
+            }
+            guard reduction.values[1] == 0 else { throw .nonFiniteResult("the Neumann series overflowed") }
+            return
+        }
         // power - eta * product, and sum + power, each rounded once to T.
         guard Kernels.update(power, times: 1, plus: -eta, times: input.product, n).allFinite else {
             throw input.productFailure("the Neumann term (I - eta A)^i b", n)

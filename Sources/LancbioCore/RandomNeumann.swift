@@ -17,6 +17,8 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
 
     /// The current power.
     static func storage(n: Int, options: Options) -> MethodStorage { MethodStorage(vectors: 1) }
+    /// The gradient steps' sums (the most of one reduction; see `GradientSteps`).
+    static func reductionValues(options: Options) -> Int? { 4 }
 
     private var allocations = OwnedAllocations()
     let n: Int
@@ -60,7 +62,7 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
     func resume(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
         info.products += 1
         if powersTaken < truncation {
-            try NeumannSeries<T>.applyTerm(power: power, sum: nil, input, stepSize: stepSize, n)
+            try NeumannSeries<T>.applyTerm(power: power, sum: nil, input, stepSize: stepSize, n, across: ws.reduction)
             powersTaken += 1
         } else {
             lastResidual = try GradientSteps<T>.gradientStep(input, ws, stepSize: stepSize)
@@ -82,7 +84,11 @@ final class RandomNeumann<T: BinaryFloatingPoint>: StepMethod {
         if gradientStepsTaken == 0 {
             // The series is done: the gradient steps start from eta (I - eta A)^p b.
             Kernels.scaledCopy(power, by: stepSize, into: ws.pending, n)
-            guard Kernels.allFinite(ws.pending, n) else { throw .nonFiniteResult("eta (I - eta A)^p b overflowed") }
+            let finite = Kernels.allFinite(ws.pending, n)
+            if let reduction = ws.reduction, !(try reduction.allAgree(finite)) {
+                throw .nonFiniteResult("eta (I - eta A)^p b overflowed (on some process)")
+            }
+            guard finite else { throw .nonFiniteResult("eta (I - eta A)^p b overflowed") }
         }
         if gradientStepsTaken < maxTerms { return .product(of: ws.pending) }
         return .done

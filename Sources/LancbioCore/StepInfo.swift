@@ -87,6 +87,9 @@ public struct StepInfo: Equatable, Sendable {
     /// outside the basis, the basis' loss of orthogonality, A's drift) exceeds the estimate
     /// (section 3.6). Never set with an exact residual.
     public var residualUncertain = false
+    /// Calls of the reduction hook this step made (0 without a hook; docs/algorithms.md
+    /// section 13 gives the count of each method). Not saved in checkpoints.
+    public var reductions = 0
 
     public init() {}
 

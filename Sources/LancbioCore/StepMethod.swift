@@ -25,6 +25,10 @@ protocol StepMethod<Scalar>: AnyObject {
     /// Whether `resume` only reads `StepInput.product`, so that a caller's product buffer
     /// can be read in place; false when it uses `productOutput` as scratch.
     static var readsProductInPlace: Bool { get }
+    /// The most values one of the method's reductions sums when the vectors are slices
+    /// across processes (`Estimator.setReduction`), or nil when the method does not
+    /// support them.
+    static func reductionValues(options: Options) -> Int?
 
     /// Allocates the method's storage; `options` are valid.
     /// - Throws: `.outOfMemory`, with nothing left allocated (see `OwnedAllocations`).
@@ -45,6 +49,9 @@ protocol StepMethod<Scalar>: AnyObject {
     func reset()
     /// The committed estimate was replaced by the caller.
     func estimateReplaced()
+    /// The dimension of A became `total`: the sum of the slices' lengths across processes,
+    /// or n again on one process.
+    func dimensionChanged(total: Int)
     /// Subspace dimension, period and restarts of a Krylov method (zeros for the others).
     var progress: MethodProgress { get }
 
@@ -65,9 +72,11 @@ protocol StepMethod<Scalar>: AnyObject {
 typealias StateInstallation = () -> Void
 
 extension StepMethod {
+    static func reductionValues(options: Options) -> Int? { nil }
     func abandon() {}
     func reset() {}
     func estimateReplaced() {}
+    func dimensionChanged(total: Int) {}
     var progress: MethodProgress { MethodProgress() }
 }
 

@@ -17,6 +17,9 @@ final class StepWorkspace<T: BinaryFloatingPoint> {
     let rhsCopy: UnsafeMutablePointer<T>
     /// Where the caller writes A * (the vector the method asked for).
     let productOutput: UnsafeMutablePointer<T>
+    /// The sums across processes when the vectors are slices (nil: one process, and every
+    /// method runs its single-process code unchanged).
+    var reduction: Reduction?
 
     /// - Throws: `.outOfMemory`, with nothing left allocated.
     init(n: Int) throws(EstimatorError) {

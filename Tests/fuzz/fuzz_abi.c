@@ -1277,6 +1277,69 @@ static void op_reset(reader_t *r)
     verify_estimator(e, "reset", 0);
 }
 
+/* The reduction of one process (the sums are the values themselves), failing at call
+ * `fail_at` (0: never) with `code`. */
+typedef struct {
+    long calls, fail_at;
+    int32_t code;
+} reducer_t;
+
+static int32_t reduce_one(double *values, int64_t count, void *ud)
+{
+    reducer_t *c = (reducer_t *)ud;
+    REQUIRE(values != NULL && count >= 1 && count <= 2 * 4097 + 8, "reduction given %lld values", (long long)count);
+    c->calls++;
+    return c->calls == c->fail_at ? c->code : 0;
+}
+
+static int32_t hvp_identity(const double *in, double *out, int64_t n, void *ud)
+{
+    (void)ud;
+    memcpy(out, in, (size_t)n * sizeof(double));
+    return 0;
+}
+
+/* set_reduction: refused during a step and by SubBiO and MINRES; a reduction failing in
+ * the call itself (call 1) or in a step's first reduction (call 2, b's) is
+ * LANCBIO_ERR_CALLBACK with its code and leaves the handle as it was; cleared after. */
+static void op_reduction(reader_t *r)
+{
+    est_t *e = pick_est(r);
+    reducer_t c;
+    uint8_t sel;
+    int32_t s;
+    double b[MAXN], v[MAXN];
+    int64_t i;
+    if (!e) return;
+    sel = u8(r);
+    c.calls = 0;
+    c.fail_at = sel % 3;
+    c.code = (int32_t)(int8_t)(sel | 1);
+    s = lancbio_estimator_set_reduction(e->h, sel & 0x80 ? NULL : reduce_one, &c);
+    trace("set_reduction slot=%d method=%d in_step=%d fail_at=%ld null=%d -> %d", (int)(e - EST), e->method, e->in_step,
+          c.fail_at, (sel & 0x80) != 0, s);
+    check_message_est(e->h, s, "set_reduction");
+    if (e->in_step) REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "set_reduction during a step returned %d", s);
+    else if (sel & 0x80) REQUIRE(s == LANCBIO_OK, "set_reduction(NULL) returned %d", s);
+    else if (e->method == LANCBIO_METHOD_SUBBIO || e->method == LANCBIO_METHOD_MINRES)
+        REQUIRE(s == LANCBIO_ERR_INVALID_ARGUMENT, "set_reduction on method %d returned %d", e->method, s);
+    else if (c.fail_at == 1) {
+        REQUIRE(s == LANCBIO_ERR_CALLBACK && lancbio_estimator_callback_status(e->h) == c.code,
+                "a failing set_reduction returned %d", s);
+    } else {
+        REQUIRE(s == LANCBIO_OK, "set_reduction returned %d", s);
+        if (s == LANCBIO_OK && c.fail_at == 2 && e->precision == LANCBIO_FLOAT64) {
+            for (i = 0; i < e->n; i++) b[i] = 1.0;
+            s = lancbio_estimator_step_f64(e->h, hvp_identity, NULL, b, v, e->n, NULL);
+            REQUIRE(s == LANCBIO_ERR_CALLBACK && lancbio_estimator_callback_status(e->h) == c.code,
+                    "a step whose reduction fails returned %d", s);
+        }
+        s = lancbio_estimator_set_reduction(e->h, NULL, NULL);
+        REQUIRE(s == LANCBIO_OK, "clearing the reduction returned %d", s);
+    }
+    verify_estimator(e, "set_reduction", 0);
+}
+
 static void op_info(reader_t *r)
 {
     est_t *e = pick_est(r);
@@ -2395,6 +2458,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 15: op_bil_misc(&r); break;
         case 16: op_misc(&r); break;
         case 17: op_create(&r); break;
+        case 18: op_reduction(&r); break;
         case 19: op_checkpoint(&r); break;
         case 20: op_bil_checkpoint(&r); break;
         default: op_step(&r, 0); break;

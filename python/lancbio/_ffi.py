@@ -112,6 +112,7 @@ class StepInfoStruct(ctypes.Structure):
         ("reserved2", c_int32),
         ("residual_uncertain", c_int32),
         ("reserved3", c_int32),
+        ("reductions", c_int64),
     ]
 
 
@@ -119,7 +120,7 @@ class StepInfoStruct(ctypes.Structure):
 # fields silently, so pin the sizes and a few offsets of the x86-64/aarch64 LP64 layout.
 assert ctypes.sizeof(EstimatorOptions) == 120, ctypes.sizeof(EstimatorOptions)
 assert EstimatorOptions.theta0.offset == 56 and EstimatorOptions.seed.offset == 96
-assert ctypes.sizeof(StepInfoStruct) == 136, ctypes.sizeof(StepInfoStruct)
+assert ctypes.sizeof(StepInfoStruct) == 144, ctypes.sizeof(StepInfoStruct)
 assert StepInfoStruct.restarted.offset == 64 and StepInfoStruct.residual.offset == 88
 
 
@@ -160,6 +161,7 @@ class BilevelInfoStruct(ctypes.Structure):
 
 # int32_t (*)(const T *in, T *out, int64_t n, void *user_data), for both precisions.
 HVP_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64, c_void_p)
+REDUCE_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_void_p)
 # lancbio_gradient_f64_t: (const double *x, int64_t dx, const double *y, int64_t dy,
 #                          double *out, void *user_data)
 GRADIENT_CALLBACK = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_void_p, c_int64, c_void_p, c_void_p)
@@ -219,6 +221,7 @@ FUNCTIONS = {
     "lancbio_estimator_reset": (c_int32, [_handle]),
     "lancbio_estimator_last_error": (c_char_p, [_handle]),
     "lancbio_estimator_callback_status": (c_int32, [_handle]),
+    "lancbio_estimator_set_reduction": (c_int32, [_handle, REDUCE_CALLBACK, c_void_p]),
     "lancbio_estimator_properties": (c_int32, [_handle, POINTER(c_int64), POINTER(c_int32), POINTER(c_int32)]),
     "lancbio_estimator_info": (c_int32, [_handle, POINTER(StepInfoStruct)]),
     "lancbio_estimator_step_f64": (c_int32, [_handle, HVP_CALLBACK, c_void_p, _f64p, _f64p, c_int64, POINTER(StepInfoStruct)]),

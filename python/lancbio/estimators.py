@@ -48,6 +48,7 @@ from ._handle import Handle, get_ident
 from ._trampoline import SOLE_REFERENCE_COUNT, result_error
 from .errors import InvalidStateError
 from .info import StepInfo
+from ._reduction import Reducer
 from .operators import as_operator
 
 __all__ = ["DynamicLanczos", "SubBiO", "CG", "MINRES", "GD", "Neumann", "RandomNeumann"]
@@ -94,8 +95,11 @@ class _Estimator(Handle):
 
     _method = 0
 
-    def __init__(self, n, options: dict, v0, dtype):
-        """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default}."""
+    _reducer = None
+
+    def __init__(self, n, options: dict, v0, dtype, comm=None):
+        """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default};
+        ``comm``: a communicator whose processes each hold a slice of the vectors (n local)."""
         self._prepare(_options.to_int(n, "n"), _precision(dtype))
         self._v0 = None if v0 is None else self._vector(v0, "v0").copy()
 
@@ -107,6 +111,11 @@ class _Estimator(Handle):
         self._create(lib.lancbio_estimator_create, self._n, ctypes.byref(struct),
                      context=f"{type(self).__name__}({self._describe()}) was rejected")
         self._attach()
+        if comm is not None:
+            # Collective, like every later call on the handle (include/lancbio.h,
+            # lancbio_estimator_set_reduction).
+            self._reducer = Reducer(comm)
+            self._call(lib.lancbio_estimator_set_reduction, self._reducer.callback, None, what="set_reduction")
         if self._v0 is not None:
             self._set_v(self._v0)
 
@@ -200,6 +209,19 @@ class _Estimator(Handle):
             # ctypes.from_buffer refuses read-only buffers.
             return ctypes.c_void_p(arr.__array_interface__["data"][0])
         return _byref(self._from_buffer(view))
+
+    def _check(self, status: int) -> int:
+        # A failed Allreduce is raised as itself rather than as the library's callback error.
+        if status < 0 and self._reducer is not None:
+            error = self._reducer.take_error()
+            if error is not None:
+                raise error
+        return super()._check(status)
+
+    @property
+    def comm(self):
+        """The communicator of ``comm=`` (None on one process)."""
+        return None if self._reducer is None else self._reducer.comm
 
     def _set_v(self, v: np.ndarray) -> None:
         self._call(self._set_v_fn, self._from_buffer(v), self._n, what="set_v")
@@ -297,6 +319,12 @@ class _Estimator(Handle):
                 self._check(self._get_v_rc(handle, _byref(self._from_buffer(v)), n_arg))
             except BaseException:
                 # status None: interrupted right after begin returned, whatever it returned.
+                if status == _NEED_PRODUCT and self._reducer is not None:
+                    # The other processes wait in the step's next reduction: a NaN product
+                    # makes every process's step fail there (NonFiniteProductError), each
+                    # estimator unchanged; this one raises its own exception.
+                    _fail_collectively(handle, resume, self._n, dtype, n_arg)
+                    status = -1
                 if status is None or status == _NEED_PRODUCT:
                     _cancel(handle)
                 raise
@@ -547,6 +575,17 @@ def _unpickle(cls, data, state):
     return estimator
 
 
+def _fail_collectively(handle, resume, n: int, dtype, n_arg) -> None:
+    """Resumes a step with NaN products until it fails (at its next reduction)."""
+    nan = np.full(n, np.nan, dtype=dtype)
+    request = np.empty(n, dtype=dtype)
+    nan_arg = ctypes.c_void_p(nan.ctypes.data)
+    request_arg = ctypes.c_void_p(request.ctypes.data)
+    while resume(handle, nan_arg, request_arg, n_arg) == _NEED_PRODUCT:
+        pass
+
+
+
 class DynamicLanczos(_Estimator):
     """LancBiO's dynamic Lanczos estimator (docs/algorithms.md section 3).
 
@@ -575,15 +614,21 @@ class DynamicLanczos(_Estimator):
         v0: initial estimate (shape (n,), the estimator's dtype), re-applied by reset;
             default 0.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_LANCZOS
 
     def __init__(self, n, m0=None, m_max=None, growth=None, grow_every=None, variant=None,
-                 reorthogonalize=None, orthogonality_tol=None, exact_residual=None, v0=None, dtype=np.float64):
+                 reorthogonalize=None, orthogonality_tol=None, exact_residual=None, v0=None, dtype=np.float64,
+                 comm=None):
         super().__init__(n, dict(m0=m0, m_max=m_max, growth=growth, grow_every=grow_every, variant=variant,
                                  reorthogonalize=reorthogonalize, orthogonality_tol=orthogonality_tol,
-                                 exact_residual=exact_residual), v0, dtype)
+                                 exact_residual=exact_residual), v0, dtype, comm)
 
 
 class SubBiO(_Estimator):
@@ -595,12 +640,17 @@ class SubBiO(_Estimator):
         theta0: > 0, in units of 1 / eigenvalue of A (the paper uses 1 / kappa).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_SUBBIO
 
-    def __init__(self, n, theta0, v0=None, dtype=np.float64):
-        super().__init__(n, dict(theta0=theta0), v0, dtype)
+    def __init__(self, n, theta0, v0=None, dtype=np.float64, comm=None):
+        super().__init__(n, dict(theta0=theta0), v0, dtype, comm)
 
 
 class CG(_Estimator):
@@ -616,12 +666,17 @@ class CG(_Estimator):
         tol: relative tolerance; library default (0: always run maxiter iterations).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_CG
 
-    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
-        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64, comm=None):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype, comm)
 
 
 class MINRES(_Estimator):
@@ -633,12 +688,17 @@ class MINRES(_Estimator):
         tol: relative tolerance on ||A v - b|| / ||b||; library default (0).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_MINRES
 
-    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64):
-        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype)
+    def __init__(self, n, maxiter, tol=None, v0=None, dtype=np.float64, comm=None):
+        super().__init__(n, dict(maxiter=maxiter, tol=tol), v0, dtype, comm)
 
 
 class GD(_Estimator):
@@ -651,12 +711,17 @@ class GD(_Estimator):
         steps: gradient steps per step (default 1, SOBA's; None: the library's, AmIGO-GD's Q).
         v0: initial estimate, re-applied by reset; default 0.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_GD
 
-    def __init__(self, n, eta, steps=1, v0=None, dtype=np.float64):
-        super().__init__(n, dict(eta=eta, steps=steps), v0, dtype)
+    def __init__(self, n, eta, steps=1, v0=None, dtype=np.float64, comm=None):
+        super().__init__(n, dict(eta=eta, steps=steps), v0, dtype, comm)
 
 
 class Neumann(_Estimator):
@@ -668,12 +733,17 @@ class Neumann(_Estimator):
         eta: step size > 0, below 2 / lambda_max(A) to converge.
         terms: number of products.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_NEUMANN
 
-    def __init__(self, n, eta, terms, dtype=np.float64):
-        super().__init__(n, dict(eta=eta, terms=terms), None, dtype)
+    def __init__(self, n, eta, terms, dtype=np.float64, comm=None):
+        super().__init__(n, dict(eta=eta, terms=terms), None, dtype, comm)
 
 
 class RandomNeumann(_Estimator):
@@ -688,12 +758,17 @@ class RandomNeumann(_Estimator):
         seed: seed of the truncation generator, 0 <= seed < 2**64 (reset reseeds);
             library default.
         dtype: numpy.float64 or numpy.float32.
+        comm: a communicator (mpi4py's, or anything with ``Allreduce``) whose processes
+            each hold a slice of every vector: n, b, v0, the operator's argument and
+            result and the estimate are this process's slice (lengths may differ). Every
+            process makes the same calls and holds the same scalars (``info``) bitwise
+            (docs/algorithms.md section 13). Default None: one process.
     """
 
     _method = _ffi.METHOD_RANDOM_NEUMANN
 
-    def __init__(self, n, eta, max_terms, seed=None, dtype=np.float64):
-        super().__init__(n, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype)
+    def __init__(self, n, eta, max_terms, seed=None, dtype=np.float64, comm=None):
+        super().__init__(n, dict(eta=eta, max_terms=max_terms, seed=seed), None, dtype, comm)
 
 
 #: Every estimator class by the name the C and Swift layers give its method

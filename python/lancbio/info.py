@@ -50,6 +50,8 @@ class StepInfo:
             step measures (rounding, b outside the basis, loss of orthogonality, the
             operator's drift) above the "estimate" (``exact_residual=True`` gives the true
             figure). Never set for "exact".
+        reductions: calls of the reduction (``comm=``) this step made; 0 on one process
+            (docs/algorithms.md section 13 gives each method's count).
     """
 
     status: int
@@ -72,6 +74,7 @@ class StepInfo:
     orthogonality_loss: float = 0.0
     orthogonality_restart: bool = False
     residual_uncertain: bool = False
+    reductions: int = 0
 
     @classmethod
     def _from_struct(cls, s) -> "StepInfo":
@@ -97,4 +100,5 @@ class StepInfo:
             orthogonality_loss=s.orthogonality_loss,
             orthogonality_restart=bool(s.orthogonality_restart),
             residual_uncertain=bool(s.residual_uncertain),
+            reductions=s.reductions,
         )

@@ -36,6 +36,7 @@ CALLBACKS = {
     "lancbio_hvp_f32_t": _ffi.HVP_CALLBACK,
     "lancbio_gradient_f64_t": _ffi.GRADIENT_CALLBACK,
     "lancbio_product_f64_t": _ffi.PRODUCT_CALLBACK,
+    "lancbio_reduce_t": _ffi.REDUCE_CALLBACK,
 }
 HANDLES = ("lancbio_estimator_t", "lancbio_bilevel_t")
 SCALARS = {"int64_t": ctypes.c_int64, "int32_t": ctypes.c_int32, "uint64_t": ctypes.c_uint64,

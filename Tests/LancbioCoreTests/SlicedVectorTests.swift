@@ -1,0 +1,294 @@
+import Foundation
+import Testing
+@testable import LancbioCore
+
+/// P processes simulated by P threads, each with an estimator on its slice of the vectors:
+/// the reduction hook and the product exchange through shared slots and a barrier, and
+/// every thread sums the slots in the same order, as an all-reduce does.
+private final class SimulatedProcesses: @unchecked Sendable {
+    let sizes: [Int]
+    let offsets: [Int]
+    let matrix: DenseMatrix
+    private let condition = NSCondition()
+    private var arrived = 0
+    private var generation = 0
+    // Raw storage: the threads write distinct entries at once, which Swift arrays (whose
+    // every write checks the buffer's uniqueness) do not allow.
+    private let slots: UnsafeMutablePointer<Double>
+    private let full: UnsafeMutablePointer<Double>
+    /// Hook calls per process, for the counts the estimator reports.
+    let calls: UnsafeMutablePointer<Int>
+    static let slotCapacity = 64
+
+    init(sizes: [Int], matrix: DenseMatrix) {
+        self.sizes = sizes
+        var offsets = [0]
+        for s in sizes.dropLast() { offsets.append(offsets.last! + s) }
+        self.offsets = offsets
+        self.matrix = matrix
+        slots = .allocate(capacity: sizes.count * Self.slotCapacity)
+        full = .allocate(capacity: matrix.n)
+        calls = .allocate(capacity: sizes.count)
+        calls.initialize(repeating: 0, count: sizes.count)
+    }
+
+    deinit {
+        slots.deallocate()
+        full.deallocate()
+        calls.deallocate()
+    }
+
+    private func barrier() {
+        condition.lock()
+        let g = generation
+        arrived += 1
+        if arrived == sizes.count {
+            arrived = 0
+            generation += 1
+            condition.broadcast()
+        } else {
+            while generation == g { condition.wait() }
+        }
+        condition.unlock()
+    }
+
+    func reduce(_ rank: Int, _ values: UnsafeMutableBufferPointer<Double>) -> Bool {
+        calls[rank] += 1
+        precondition(values.count <= Self.slotCapacity)
+        for i in 0..<values.count { slots[rank * Self.slotCapacity + i] = values[i] }
+        barrier()
+        for i in 0..<values.count {
+            var sum = 0.0
+            for p in 0..<sizes.count { sum += slots[p * Self.slotCapacity + i] }
+            values[i] = sum
+        }
+        barrier()
+        return true
+    }
+
+    /// Rows `rank` of A x, from every process's slice of x.
+    func product(_ rank: Int, _ x: UnsafeBufferPointer<Double>, _ y: UnsafeMutableBufferPointer<Double>) {
+        for i in 0..<x.count { full[offsets[rank] + i] = x[i] }
+        barrier()
+        for i in 0..<y.count {
+            var s = 0.0
+            for k in 0..<matrix.n { s += matrix[offsets[rank] + i, k] * full[k] }
+            y[i] = s
+        }
+        barrier()
+    }
+
+    /// Runs `body(rank)` on one thread per process and waits for all.
+    func run(_ body: @escaping @Sendable (Int) -> Void) {
+        let done = DispatchGroup()
+        for rank in 0..<sizes.count {
+            done.enter()
+            let thread = Thread { body(rank); done.leave() }
+            thread.start()
+        }
+        done.wait()
+    }
+}
+
+private struct SlicedProductFailure: Error {}
+
+/// One process's results, written by its thread only.
+private final class RankResults: @unchecked Sendable {
+    var estimates: [Double] = []
+    var infos: [StepInfo] = []
+    var errors: [String] = []
+}
+
+private struct Results: @unchecked Sendable {
+    let ranks: [RankResults]
+    init(_ p: Int) { ranks = (0..<p).map { _ in RankResults() } }
+    var estimates: [[Double]] { ranks.map(\.estimates) }
+    var infos: [[StepInfo]] { ranks.map(\.infos) }
+    var errors: [[String]] { ranks.map(\.errors) }
+}
+
+@Suite("Vectors sliced across processes", .serialized)
+struct SlicedVectorTests {
+    let n = 40
+    let sizes = [7, 20, 13]
+    let a = DenseMatrix.spd(n: 40, condition: 50, seed: 31)
+
+    static let methods: [EstimatorMethod] = [
+        .dynamicLanczos(LanczosOptions(initialPeriod: 4, maxPeriod: 8)),
+        .dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 6, variant: .plain, exactResidual: true)),
+        .dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 6, reorthogonalize: true)),
+        .conjugateGradient(maxIterations: 6, tolerance: 1e-10),
+        .gradientDescent(stepSize: 0.02, steps: 3),
+        .neumann(stepSize: 0.02, terms: 4),
+        .randomNeumann(stepSize: 0.02, maxTerms: 4, seed: 9),
+    ]
+
+    /// b of step k: a drifting right-hand side, the same for every process count.
+    func rhs(_ k: Int, scale: Double = 1) -> [Double] {
+        var rng = TestRandom(seed: 77)
+        return rng.vector(n).enumerated().map { scale * ($0.element * (1 + 0.05 * Double(k)) + 0.01 * Double($0.offset % 3)) }
+    }
+
+    /// Steps on one estimator over the whole vector: the reference.
+    func reference(_ method: EstimatorMethod, steps: Int, scale: Double = 1) throws -> [([Double], StepInfo)] {
+        let e = try Estimator<Double>(n: n, method: method)
+        var out: [([Double], StepInfo)] = []
+        for k in 0..<steps {
+            let b = rhs(k, scale: scale)
+            var v = [Double](repeating: 0, count: n)
+            let info = try b.withUnsafeBufferPointer { bp in
+                try v.withUnsafeMutableBufferPointer { vp in
+                    try e.step(rhs: bp, into: vp) { x, y in
+                        for i in 0..<n { y[i] = (0..<n).reduce(0.0) { $0 + a[i, $1] * x[$1] } }
+                    }
+                }
+            }
+            out.append((v, info))
+        }
+        return out
+    }
+
+    /// Runs `steps` steps on the simulated processes; `failAt` makes process 1's product
+    /// throw in that step.
+    private func sliced(_ method: EstimatorMethod, steps: Int, failAt: Int? = nil, failingProduct: Int = 1,
+                        scale: Double = 1) -> (Results, SimulatedProcesses) {
+        let world = SimulatedProcesses(sizes: sizes, matrix: a)
+        let results = Results(sizes.count)
+        let full = (0..<steps).map { rhs($0, scale: scale) }
+        world.run { rank in
+            let m = world.sizes[rank], o = world.offsets[rank]
+            do {
+                let e = try Estimator<Double>(n: m, method: method)
+                try e.setReduction { world.reduce(rank, $0) }
+                for k in 0..<steps {
+                    let b = Array(full[k][o..<(o + m)])
+                    var v = [Double](repeating: 0, count: m)
+                    var products = 0
+                    do {
+                        let info = try b.withUnsafeBufferPointer { bp in
+                            try v.withUnsafeMutableBufferPointer { vp in
+                                try e.step(rhs: bp, into: vp) { x, y in
+                                    products += 1
+                                    // The operator's own exchange runs on every process (a
+                                    // failure that skipped it would leave the others
+                                    // waiting there, whatever the library does).
+                                    world.product(rank, x, y)
+                                    if k == failAt && rank == 1 && products == failingProduct { throw SlicedProductFailure() }
+                                }
+                            }
+                        }
+                        results.ranks[rank].infos.append(info)
+                        results.ranks[rank].estimates.append(contentsOf: v)
+                    } catch {
+                        results.ranks[rank].errors.append("\(k): \(error)")
+                        // The estimate and the last info are those of the step before.
+                        var kept = [Double](repeating: 0, count: m)
+                        try kept.withUnsafeMutableBufferPointer { try e.copyEstimate(into: $0) }
+                        let before = results.ranks[rank].estimates.suffix(m)
+                        if Array(before) != kept || results.ranks[rank].infos.last != e.lastInfo {
+                            results.ranks[rank].errors.append("state changed")
+                        }
+                        // Another product on the next try of the same step: the one that failed
+                        // is not retried, so the processes stay in step with each other.
+                    }
+                }
+            } catch {
+                results.ranks[rank].errors.append("setup: \(error)")
+            }
+        }
+        return (results, world)
+    }
+
+    @Test("every method on 3 uneven slices agrees with one estimator on the whole vector to 1e-12, and the processes' infos bitwise",
+          arguments: methods)
+    func agreesWithOneProcess(method: EstimatorMethod) throws {
+        let steps = 9
+        let expected = try reference(method, steps: steps)
+        let (results, world) = sliced(method, steps: steps)
+        #expect(results.errors.allSatisfy { $0.isEmpty }, "\(results.errors)")
+        for k in 0..<steps {
+            var joined: [Double] = []
+            for rank in 0..<sizes.count {
+                joined += results.estimates[rank][(k * sizes[rank])..<((k + 1) * sizes[rank])]
+            }
+            let (v, info) = expected[k]
+            #expect(relativeError(joined, v) < 1e-12, "step \(k)")
+            #expect(info.outcome == results.infos[0][k].outcome, "step \(k)")
+            #expect(info.products == results.infos[0][k].products, "step \(k)")
+            #expect(abs(info.residual - results.infos[0][k].residual) <= 1e-9 * max(info.residual, 1e-12), "step \(k)")
+            for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k], "step \(k) rank \(rank)") }
+        }
+        // The step infos count every hook call but the one of setReduction.
+        for rank in 0..<sizes.count {
+            #expect(results.infos[rank].reduce(0) { $0 + $1.reductions } + 1 == world.calls[rank])
+        }
+    }
+
+    @Test("reductions per step: 1 for b, then 2 per Lanczos step (3 at a residual restart), 1 + 2 per CG iteration, 1 per gradient step")
+    func reductionCounts() throws {
+        let lanczos = sliced(.dynamicLanczos(LanczosOptions(initialPeriod: 4, maxPeriod: 4)), steps: 5).0.infos[0]
+        #expect(lanczos.map(\.reductions) == [4, 3, 3, 3, 4])
+        #expect(lanczos.map(\.restarted) == [true, false, false, false, true])
+        let cg = sliced(.conjugateGradient(maxIterations: 5, tolerance: 0), steps: 2).0.infos[0]
+        #expect(cg.map(\.reductions) == cg.map { 2 + 2 * $0.iterations })
+        let gd = sliced(.gradientDescent(stepSize: 0.02, steps: 3), steps: 2).0.infos[0]
+        #expect(gd.map(\.reductions) == [4, 4])
+        let neumann = sliced(.neumann(stepSize: 0.02, terms: 3), steps: 1).0.infos[0]
+        #expect(neumann.map(\.reductions) == [5])
+    }
+
+    @Test("a product failing on one process fails the step on every process, each estimator unchanged; the next step agrees",
+          arguments: [methods[0], methods[3], methods[4]])
+    func failureReachesEveryProcess(method: EstimatorMethod) throws {
+        // A later product of the step where there is one (CG, GD), so that the failing
+        // process has taken part in reductions of the step before it fails.
+        let (results, _) = sliced(method, steps: 4, failAt: 2, failingProduct: method == Self.methods[0] ? 1 : 2)
+        for rank in 0..<sizes.count {
+            #expect(results.errors[rank].count == 1, "\(results.errors[rank])")
+            guard results.infos[rank].count == 3 else { return }
+            let expected = rank == 1 ? "SlicedProductFailure" : "collectiveFailure"
+            #expect(results.errors[rank].first?.contains(expected) == true, "\(results.errors[rank])")
+            #expect(results.infos[rank].count == 3)
+        }
+        for k in 0..<3 where results.infos.allSatisfy({ $0.count == 3 }) {
+            for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+        }
+    }
+
+    @Test("norms stay overflow-safe across processes: b at 1e+200 and 1e-200 (squares out of range) agrees with one process, the rescaling adding 2 reductions per norm",
+          arguments: [1e200, 1e-200])
+    func normsStayOverflowSafe(scale: Double) throws {
+        for method in [Self.methods[0], Self.methods[3], Self.methods[4]] {
+            let steps = 4
+            let whole = try reference(method, steps: steps, scale: scale)
+            let (results, _) = sliced(method, steps: steps, scale: scale)
+            let plain = sliced(method, steps: steps).0
+            #expect(results.errors.allSatisfy { $0.isEmpty }, "\(results.errors)")
+            guard results.infos.allSatisfy({ $0.count == steps }) else { return }
+            for k in 0..<steps {
+                var joined: [Double] = []
+                for rank in 0..<sizes.count {
+                    joined += results.estimates[rank][(k * sizes[rank])..<((k + 1) * sizes[rank])]
+                }
+                // Compared at unit scale: the reference's own squares would overflow or underflow.
+                let error = relativeError(joined.map { $0 / scale }, whole[k].0.map { $0 / scale })
+                #expect(error < 1e-12, "\(method) step \(k)")
+                let finite = joined.allSatisfy { $0.isFinite }
+                #expect(finite)
+                for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+                // At least ||b||'s sum of squares left the safe range: 2 more calls each time.
+                let extra = results.infos[0][k].reductions - plain.infos[0][k].reductions
+                #expect(extra >= 2 && extra % 2 == 0, "\(method) step \(k): \(extra) more reductions")
+            }
+        }
+    }
+
+    @Test("SubBiO and MINRES refuse a reduction hook with invalidArgument")
+    func unsupportedMethodsRefuse() throws {
+        for method in [EstimatorMethod.subbio(theta0: 0.1), .minres(maxIterations: 3, tolerance: 0)] {
+            let e = try Estimator<Double>(n: 4, method: method)
+            #expect(throws: EstimatorError.self) { try e.setReduction { _ in true } }
+            #expect(!e.hasReduction)
+        }
+    }
+}
