@@ -56,15 +56,21 @@ class Layout:
         """Views of the flat vector ``flat`` shaped like the tensors."""
         return [flat[s].view(shape) for s, shape in zip(self.slices, self.shapes)]
 
-    def gather(self, tensors, out: torch.Tensor) -> None:
+    def gather(self, tensors, out: torch.Tensor, combine=None) -> None:
         """Writes the concatenation of ``tensors`` (one per slot, None for zeros) into the
-        host buffer ``out``."""
+        host buffer ``out``; ``combine(flat)``, when given, then changes the concatenation
+        in place on the device (an all-reduce across processes), before the host copy."""
         flat = [torch.zeros(s.stop - s.start, dtype=self.dtype, device=self.device) if t is None else t.reshape(-1)
                 for t, s in zip(tensors, self.slices)]
         if self.staged:
-            out.copy_(torch.cat(flat))
+            joined = torch.cat(flat)
+            if combine is not None:
+                combine(joined)
+            out.copy_(joined)
         else:
             torch.cat(flat, out=out)
+            if combine is not None:
+                combine(out)
 
     def request(self, x: np.ndarray) -> list[torch.Tensor]:
         """The estimator's vector to multiply as tensors shaped like the slots, on the device

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InvalidArgumentError, NonFiniteInputError, NonFiniteResultError
 from ..estimators import BY_NAME
+from ._distributed import Group
 from ._flat import NUMPY_DTYPES, Layout
 
 __all__ = ["HyperGradient", "Curvature", "METHODS"]
@@ -106,6 +107,17 @@ class HyperGradient:
             them also in ``params``.
         method: the estimator of v, one of ``METHODS``: "lancbio" (or "lanczos": dynamic
             Lanczos), "subbio", "cg", "minres", "gd", "neumann", "random-neumann".
+        process_group: a torch.distributed process group (e.g.
+            ``torch.distributed.group.WORLD``) whose processes compute this hyper-gradient
+            together, every one of them calling ``compute`` in step; default None (this
+            process alone). See ``sharded`` and docs/torch.md ("Several processes").
+        sharded: with a process group: False (data-parallel) when every process holds all
+            the params and its share of the batch (the losses are per-process means;
+            gradients, products and the hyper-gradient are averaged across processes);
+            True when each process holds its own slice of the lower-level tensors (the
+            losses are each process's contribution to sums; inner products and the
+            hyper-gradient are summed across processes). The hparams are replicated in
+            both.
         **options: the estimator's options with the names of the Python estimators
             (``m0``, ``m_max``, ``growth``, ``maxiter``, ``tol``, ``eta``, ``theta0``,
             ``steps``, ``terms``, ...); those left out take the library's defaults, and
@@ -119,7 +131,8 @@ class HyperGradient:
     """
 
     # _staged: run the device path (host staging) on the CPU too; for the tests.
-    def __init__(self, params, hparams, method: str = "lancbio", *, _staged: bool | None = None, **options):
+    def __init__(self, params, hparams, method: str = "lancbio", *, process_group=None, sharded: bool = False,
+                 _staged: bool | None = None, **options):
         self._params = _tensors(params, "params")
         self._hparams = _tensors(hparams, "hparams")
         everything = self._params + self._hparams
@@ -142,12 +155,20 @@ class HyperGradient:
                 raise ValueError(f"hparams[{i}] is not a leaf tensor: .grad accumulates only into leaves")
         if not isinstance(method, str) or method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-        for name in ("n", "dtype", "v0"):
+        for name in ("n", "dtype", "v0", "comm"):
             if name in options:
                 raise TypeError(f"HyperGradient sets {name} itself (from the params); it is not an option")
+        if process_group is None:
+            if sharded is not False:
+                raise ValueError("sharded=True needs a process_group: the processes that hold the other slices")
+            self._group = None
+        else:
+            self._group = Group(process_group, sharded)
         self._method = method
         self._layout = Layout(self._params, staged=_staged)
         cls = METHODS[method]
+        if self._group is not None and self._group.sharded:
+            options = dict(options, comm=self._group.comm)
         try:
             self._estimator = cls(self._layout.n, dtype=NUMPY_DTYPES[self._layout.dtype], **options)
         except TypeError as error:
@@ -199,6 +220,31 @@ class HyperGradient:
             any ``.grad``. The cross term is computed after the step: if it fails, the
             estimator keeps its step (``hvp_count`` and ``info`` show it).
         """
+        group = self._group
+        if group is None:
+            b_ready = self._right_hand_side(inner_loss, outer_loss, hessian_loss)
+            return self._finish(self._step(*b_ready))
+        # Across processes every process makes the same collectives whatever fails
+        # locally (see _distributed): a local failure contributes NaN, and is raised once
+        # the collective step has failed everywhere.
+        failure = None
+        try:
+            b_ready = self._right_hand_side(inner_loss, outer_loss, hessian_loss)
+        except BaseException as error:  # noqa: BLE001 - raised below, after the collectives
+            failure, b_ready = error, None
+            self._layout.gather(self._nan(self._params), self._b, self._average)
+        try:
+            if b_ready is None:
+                b_ready = (None, None, None, self._cancelled_rows)
+            return self._finish(self._step(*b_ready, failure=failure))
+        except BaseException:
+            if failure is not None:
+                raise failure from None
+            raise
+
+    def _right_hand_side(self, inner_loss, outer_loss, hessian_loss):
+        """grad_x f, the graph of grad_y g, the Hessian's outputs and their rows; b =
+        grad_y f in its buffer (averaged across a data-parallel group)."""
         _scalar(inner_loss, "inner_loss")
         _scalar(outer_loss, "outer_loss")
         if hessian_loss is not None:
@@ -225,57 +271,118 @@ class HyperGradient:
         rows = [i for i, g in enumerate(gy_h) if g.requires_grad]
         if not rows:
             raise ValueError(_LINEAR)
-        outputs = [gy_h[i] for i in rows]
-        layout.gather(gy_f, self._b)
-        single = len(params) == 1
+        layout.gather(gy_f, self._b, self._average)
+        return gx_f, gy_g, [gy_h[i] for i in rows], rows
 
+    # Stands for the Hessian's rows after a local failure: the products are then NaN.
+    _cancelled_rows = ()
+
+    def _step(self, gx_f, gy_g, outputs, rows, failure=None):
+        """The estimator's step on b (its buffer): v committed. With ``failure`` (this
+        process failed before the step) every product is NaN and the step fails on every
+        process."""
+        params, layout = self._params, self._layout
+        # One tensor's product is read in place, unless a data-parallel group averages it.
+        single = len(params) == 1 and (self._group is None or self._group.sharded)
         estimator = self._estimator
         try:
             # begin inside: an interrupt right after it returns must still cancel the step.
             x = estimator.begin(self._b_numpy)
             while x is not None:
-                directions = layout.request(x)
-                products = _grad(outputs, params, grad_outputs=[directions[i] for i in rows], retain_graph=True,
-                                 allow_unused=True)
-                if all(q is None for q in products):
-                    raise ValueError(_LINEAR)
-                if single and products[0] is not None and not layout.staged:
-                    flat = products[0].reshape(-1)
-                    product = flat.numpy() if flat.is_contiguous() else None
-                else:
-                    product = None
+                product = None
+                if failure is None:
+                    try:
+                        product = self._product_of(x, outputs, rows, single)
+                    except BaseException as error:  # noqa: BLE001 - raised after the collectives
+                        if self._group is None:
+                            raise
+                        failure = error
                 if product is None:
-                    layout.gather(products, self._product)
+                    layout.gather(self._nan(params), self._product, self._average)
                     product = self._product_numpy
                 x = estimator.resume(product)
         except BaseException:
             estimator.cancel()  # no effect when the library already abandoned the step
+            if failure is not None:
+                raise failure from None  # this process's own, in place of the NaN it caused
             raise
-        # The step is committed: v is the estimator's.
+        if failure is not None:
+            # Not reached: NaN fails the step on every process. Kept so that a local
+            # failure can never pass for a result.
+            raise failure
+        return gx_f, gy_g
+
+    def _product_of(self, x, outputs, rows, single):
+        """The Hessian product of the estimator's vector x, as the numpy array it reads
+        (averaged across a data-parallel group)."""
+        params, layout = self._params, self._layout
+        directions = layout.request(x)
+        products = _grad(outputs, params, grad_outputs=[directions[i] for i in rows], retain_graph=True,
+                         allow_unused=True)
+        if all(q is None for q in products):
+            raise ValueError(_LINEAR)
+        if single and products[0] is not None and not layout.staged:
+            flat = products[0].reshape(-1)
+            if flat.is_contiguous():
+                return flat.numpy()
+        layout.gather(products, self._product, self._average)
+        return self._product_numpy
+
+    def _finish(self, step) -> tuple:
+        """After the committed step: the cross term and the hyper-gradient (combined across
+        the group), accumulated into the hparams' .grad."""
+        gx_f, gy_g = step
+        hparams, layout, group = self._hparams, self._layout, self._group
         if self._tracks_curvature:
             self._note_curvature()
-        estimator.read_v(self._v_numpy)
-        v = self._v_pieces if self._v_pieces is not None else layout.to_device(self._v)
-        cross_rows = [i for i, g in enumerate(gy_g) if g.requires_grad]
-        if cross_rows:
-            cross = _grad([gy_g[i] for i in cross_rows], hparams, grad_outputs=[v[i] for i in cross_rows],
-                          retain_graph=True, allow_unused=True)
-        else:
-            cross = (None,) * len(hparams)
-        _finite(cross, "the cross term (d^2 g / dx dy) v", NonFiniteResultError)
-        grads = []
-        for h, direct, c in zip(hparams, gx_f, cross):
-            if direct is None:
-                g = torch.zeros_like(h) if c is None else -c
+        failure = None
+        try:
+            self._estimator.read_v(self._v_numpy)
+            v = self._v_pieces if self._v_pieces is not None else layout.to_device(self._v)
+            cross_rows = [i for i, g in enumerate(gy_g) if g.requires_grad]
+            if cross_rows:
+                cross = _grad([gy_g[i] for i in cross_rows], hparams, grad_outputs=[v[i] for i in cross_rows],
+                              retain_graph=True, allow_unused=True)
             else:
-                g = direct if c is None else direct - c
-            grads.append(g.detach())
+                cross = (None,) * len(hparams)
+            if group is None:
+                _finite(cross, "the cross term (d^2 g / dx dy) v", NonFiniteResultError)
+            grads = []
+            for h, direct, c in zip(hparams, gx_f, cross):
+                if direct is None:
+                    g = torch.zeros_like(h) if c is None else -c
+                else:
+                    g = direct if c is None else direct - c
+                grads.append(g.detach())
+        except BaseException as error:  # noqa: BLE001 - raised after the collective
+            if group is None:
+                raise
+            failure, grads = error, self._nan(hparams)
+        if group is not None:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            group.combine(flat)
+            grads = [piece.view_as(h) for piece, h in zip(flat.split([h.numel() for h in hparams]), hparams)]
+            if failure is not None:
+                raise failure
+            _finite(grads, "the hyper-gradient (grad_x f minus the cross term, combined across processes)",
+                    NonFiniteResultError)
         for h, g in zip(hparams, grads):
             if h.grad is None:
                 h.grad = g.clone()
             else:
                 h.grad.add_(g)
         return tuple(grads)
+
+    def _average(self, flat: torch.Tensor) -> None:
+        """A data-parallel group's mean of a gathered vector, in place (nothing otherwise)."""
+        group = self._group
+        if group is not None and not group.sharded:
+            group.average(flat)
+
+    def _nan(self, tensors) -> list:
+        """NaN in place of this process's tensors, shaped like ``tensors``: what a process
+        contributes to a collective when its own computation failed."""
+        return [torch.full_like(t, float("nan"), requires_grad=False).detach() for t in tensors]
 
     # -- state ----------------------------------------------------------------------
     def reset(self) -> None:
