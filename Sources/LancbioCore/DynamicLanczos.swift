@@ -108,6 +108,13 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
 
     var progress: MethodProgress { MethodProgress(dimension: dimension, period: period, restarts: restarts) }
 
+    /// Only a plain restart needs ||b|| before its first reduction (q_1 = b / ||b||); the
+    /// residual variant's anchor reduction and every other step's alpha carry b's check.
+    var defersRhsCheck: Bool {
+        schedule(steps: steps, period: period, dimension: dimension, mustRestart: mustRestart).restart == false
+            || options.variant == .residual
+    }
+
     @_specialize(where T == Double)
     @_specialize(where T == Float)
     func begin(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo) throws(EstimatorError) -> StepDemand<T> {
@@ -188,7 +195,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
     private func anchorProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
         let (productFinite, productSquares) = Kernels.copyMeasuring(input.product, into: anchorProduct, n)
-        let productNorm: Double, rho: Double
+        let productNorm: Double, rho: Double, rhsNorm: Double
         if let reduction = ws.reduction {
             // ||A v||, ||v|| and ||b - A v|| in one reduction, with the product's finiteness.
             Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
@@ -206,6 +213,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             guard productNorm.isFinite else { throw .nonFiniteProduct("the anchor product A v overflowed") }
             pendingAnchorNorm = try reduction.norm(squares: estimate, ws.estimate, n)
             rho = try reduction.norm(squares: residual, basis, n)
+            rhsNorm = try reduction.rhsNorm() ?? input.rhsNorm  // b's check rode on this reduction
         } else {
             guard productFinite else { throw input.productFailure("the anchor product A v", n) }
             productNorm = Kernels.norm(fromSumOfSquares: productSquares) ?? Kernels.norm(anchorProduct, n)
@@ -213,11 +221,12 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             pendingAnchorNorm = Kernels.norm(ws.estimate, n)
             Kernels.subtract(input.rhs, anchorProduct, into: basis, n)
             rho = Kernels.norm(basis, n)
+            rhsNorm = input.rhsNorm
         }
         pendingCycleScale = pendingAnchorNorm > 0 ? productNorm / pendingAnchorNorm : 0
         guard rho.isFinite else { throw .nonFiniteResult("b - A v overflowed") }
         // b == A v to working precision: v already solves this system.
-        if rho <= Double(T.ulpOfOne) * (input.rhsNorm + productNorm) {
+        if rho <= Double(T.ulpOfOne) * (rhsNorm + productNorm) {
             finishWithoutBasis(ws, &info, estimate: ws.estimate)
             return .done
         }

@@ -279,6 +279,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case .idle, .inProductCallback: return
         case .stepping, .awaitingCommit:
             state = .idle
+            ws.reduction?.clearRhsCheck()
             engine.abandon()
         }
     }
@@ -378,11 +379,20 @@ public final class Estimator<T: BinaryFloatingPoint> {
     }
 
     /// `accept`'s checks on the reduced values: ||b||^2 and the count of processes whose
-    /// slice is not finite, in the step's first reduction.
+    /// slice is not finite, in a reduction of their own, or, for a method whose step
+    /// `defersRhsCheck`, riding on the step's first reduction (the returned norm is then
+    /// NaN: the method reads `Reduction.rhsNorm()` if it needs it).
     private func acceptAcrossProcesses(_ measured: (allFinite: Bool, sumOfSquares: Double), _ b: UnsafePointer<T>,
                                        _ reduction: Reduction) throws(EstimatorError) -> Double {
         reduction.calls = 0
         reduction.localFailure = false
+        reduction.clearRhsCheck()
+        if engine.defersRhsCheck {
+            let squares = measured.allFinite ? Reduction.contribution(squares: measured.sumOfSquares, of: b, n) : 0
+            let local = measured.allFinite ? (Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(b, n)) : 0
+            reduction.deferRhsCheck(squares: squares, localNorm: local, finite: measured.allFinite)
+            return .nan
+        }
         reduction.values[0] = measured.allFinite ? Reduction.contribution(squares: measured.sumOfSquares, of: b, n) : 0
         reduction.values[1] = measured.allFinite ? 0 : 1
         try reduction.sum(2)
@@ -430,6 +440,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
                 guard !reduction.localFailure else {
                     cancel()
                     throw .invalidState("a step finished without reducing after a failed product")
+                }
+                // A step that never needed ||b|| still checks that it does not overflow
+                // (its first reduction has summed it; this adds no call but on overflow).
+                do {
+                    _ = try reduction.rhsNorm()
+                } catch {
+                    cancel()
+                    throw error
                 }
                 pendingInfo.reductions = reduction.calls
             }

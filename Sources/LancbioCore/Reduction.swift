@@ -31,26 +31,82 @@ final class Reduction {
     var calls = 0
     /// Set when this process's product failed: its reductions report the failure.
     var localFailure = false
+    /// b's check, left to ride on the step's first reduction (`deferRhsCheck`): this
+    /// process's contribution to ||b||^2, its own (rescaled) ||b_p|| and whether its slice
+    /// is finite; nil once that reduction has summed it.
+    private var deferredRhs: (squares: Double, localNorm: Double, finite: Bool)?
+    /// The reduced ||b||^2 and this process's ||b_p|| once summed, until `rhsNorm` resolves them.
+    private var summedRhs: (squares: Double, localNorm: Double)?
+    /// ||b|| across processes once resolved.
+    private var resolvedRhsNorm: Double?
 
     /// - Throws: `.outOfMemory`.
     init(hook: @escaping ReductionHook, capacity: Int) throws(EstimatorError) {
         self.hook = hook
         self.capacity = max(capacity, 4)
-        values = try allocations.zeroed(self.capacity + 1)
+        // The failure slot, and b's two values when its check rides along.
+        values = try allocations.zeroed(self.capacity + 3)
     }
 
-    /// Sums values[0..<count] over all processes, in place.
+    /// Sums values[0..<count] over all processes, in place (with b's deferred check, if
+    /// one is waiting, in the same call).
     /// - Throws: `.collectiveFailure` when the hook fails or a process's product failed
-    ///   (all processes throw at the same call).
+    ///   (all processes throw at the same call); `.nonFiniteInput` when b's slice is not
+    ///   finite on some process.
     func sum(_ count: Int) throws(EstimatorError) {
-        values[count] = localFailure ? 1 : 0
+        var slot = count
+        let rhs = deferredRhs
+        if let rhs {
+            values[slot] = rhs.finite ? rhs.squares : 0
+            values[slot + 1] = rhs.finite ? 0 : 1
+            slot += 2
+        }
+        values[slot] = localFailure ? 1 : 0
         calls += 1
-        guard hook(UnsafeMutableBufferPointer(start: values, count: count + 1)) else {
+        guard hook(UnsafeMutableBufferPointer(start: values, count: slot + 1)) else {
             throw .collectiveFailure("the reduction callback failed; the step was abandoned")
         }
-        guard values[count] == 0 else {
-            throw .collectiveFailure("a product failed on \(Int(values[count])) process(es); the step was abandoned")
+        guard values[slot] == 0 else {
+            throw .collectiveFailure("a product failed on \(Int(values[slot])) process(es); the step was abandoned")
         }
+        if let rhs {
+            deferredRhs = nil
+            guard values[count + 1] == 0 else { throw .nonFiniteInput("b contains NaN or infinity (on some process)") }
+            summedRhs = (values[count], rhs.localNorm)
+        }
+    }
+
+    /// Starts a step whose b check rides on its first reduction: `squares` is this
+    /// process's contribution to ||b||^2 (`contribution`), `localNorm` its ||b_p||.
+    func deferRhsCheck(squares: Double, localNorm: Double, finite: Bool) {
+        deferredRhs = (squares, localNorm, finite)
+        summedRhs = nil
+        resolvedRhsNorm = nil
+    }
+
+    /// Forgets a deferred check (a step that checks b at once, or one abandoned).
+    func clearRhsCheck() {
+        deferredRhs = nil
+        summedRhs = nil
+        resolvedRhsNorm = nil
+    }
+
+    /// ||b|| of a step whose check was deferred, once its first reduction has run (the
+    /// rescaling pass, when the reduced sum is out of range, overwrites `values`: call it
+    /// after reading them); nil when no check was deferred. Throws `.nonFiniteInput` when
+    /// ||b|| overflows, alike on every process.
+    func rhsNorm() throws(EstimatorError) -> Double? {
+        if let norm = resolvedRhsNorm { return norm }
+        if deferredRhs != nil {
+            // No reduction ran yet: this one carries the check alone.
+            try sum(0)
+        }
+        guard let summed = summedRhs else { return nil }
+        let norm = try self.norm(squares: summed.squares, localNorm: summed.localNorm)
+        guard norm.isFinite else { throw .nonFiniteInput("||b|| overflows") }
+        summedRhs = nil
+        resolvedRhsNorm = norm
+        return norm
     }
 
     /// ||x|| over all processes from the reduced sum of squares `squares` (x is this

@@ -54,6 +54,11 @@ protocol StepMethod<Scalar>: AnyObject {
     func dimensionChanged(total: Int)
     /// Subspace dimension, period and restarts of a Krylov method (zeros for the others).
     var progress: MethodProgress { get }
+    /// Whether the next step, across processes, can leave b's check (its finiteness and
+    /// ||b||) to ride on its first reduction (`Reduction.deferRhsCheck`): true when `begin`
+    /// and everything before that reduction do without `StepInput.rhsNorm`, which is then
+    /// NaN; the method reads the reduced norm from `Reduction.rhsNorm` if it needs it.
+    var defersRhsCheck: Bool { get }
 
     /// Appends the method's committed state to a checkpoint: everything a later step
     /// reads besides the estimate (which the estimator saves) and the options (which the
@@ -78,6 +83,7 @@ extension StepMethod {
     func estimateReplaced() {}
     func dimensionChanged(total: Int) {}
     var progress: MethodProgress { MethodProgress() }
+    var defersRhsCheck: Bool { false }
 }
 
 /// What a method asks for after `begin` or `resume`.

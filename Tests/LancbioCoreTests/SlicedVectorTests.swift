@@ -151,7 +151,7 @@ struct SlicedVectorTests {
     /// Runs `steps` steps on the simulated processes; `failAt` makes process 1's product
     /// throw in that step.
     private func sliced(_ method: EstimatorMethod, steps: Int, failAt: Int? = nil, failingProduct: Int = 1,
-                        scale: Double = 1) -> (Results, SimulatedProcesses) {
+                        scale: Double = 1, nanInRhsAt: Int? = nil) -> (Results, SimulatedProcesses) {
         let world = SimulatedProcesses(sizes: sizes, matrix: a)
         let results = Results(sizes.count)
         let full = (0..<steps).map { rhs($0, scale: scale) }
@@ -161,7 +161,8 @@ struct SlicedVectorTests {
                 let e = try Estimator<Double>(n: m, method: method)
                 try e.setReduction { world.reduce(rank, $0) }
                 for k in 0..<steps {
-                    let b = Array(full[k][o..<(o + m)])
+                    var b = Array(full[k][o..<(o + m)])
+                    if k == nanInRhsAt && rank == 2 { b[m / 2] = .nan }
                     var v = [Double](repeating: 0, count: m)
                     var products = 0
                     do {
@@ -224,11 +225,14 @@ struct SlicedVectorTests {
         }
     }
 
-    @Test("reductions per step: 1 for b, then 2 per Lanczos step (3 at a residual restart), 1 + 2 per CG iteration, 1 per gradient step")
+    @Test("reductions per step: 2 per Lanczos step with b's check riding on the first (3 at a restart: the anchor's, or at a plain restart b's own), 1 + 1 + 2 per CG iteration, 1 + 1 per gradient step")
     func reductionCounts() throws {
         let lanczos = sliced(.dynamicLanczos(LanczosOptions(initialPeriod: 4, maxPeriod: 4)), steps: 5).0.infos[0]
-        #expect(lanczos.map(\.reductions) == [4, 3, 3, 3, 4])
+        #expect(lanczos.map(\.reductions) == [3, 2, 2, 2, 3])
         #expect(lanczos.map(\.restarted) == [true, false, false, false, true])
+        // A plain restart needs ||b|| before its first product (q_1 = b / ||b||): b's own call.
+        let plain = sliced(.dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 3, variant: .plain)), steps: 4)
+        #expect(plain.0.infos[0].map(\.reductions) == [3, 2, 2, 3])
         let cg = sliced(.conjugateGradient(maxIterations: 5, tolerance: 0), steps: 2).0.infos[0]
         #expect(cg.map(\.reductions) == cg.map { 2 + 2 * $0.iterations })
         let gd = sliced(.gradientDescent(stepSize: 0.02, steps: 3), steps: 2).0.infos[0]
@@ -251,6 +255,29 @@ struct SlicedVectorTests {
             #expect(results.infos[rank].count == 3)
         }
         for k in 0..<3 where results.infos.allSatisfy({ $0.count == 3 }) {
+            for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+        }
+    }
+
+    @Test("NaN in b on one process fails that step on every process with nonFiniteInput, each estimator unchanged, whether b's check rides on the step's first reduction or has its own",
+          arguments: [(methods[0], 2), (methods[0], 4), (methods[1], 3), (methods[3], 1)])
+    func nonFiniteRhsOnOneProcess(method: EstimatorMethod, step: Int) throws {
+        let steps = 6
+        let (results, _) = sliced(method, steps: steps, nanInRhsAt: step)
+        let expected = try reference(method, steps: steps)
+        for rank in 0..<sizes.count {
+            #expect(results.errors[rank].count == 1, "\(results.errors[rank])")
+            #expect(results.errors[rank].first?.hasPrefix("\(step): ") == true, "\(results.errors[rank])")
+            #expect(results.errors[rank].first?.contains("nonFiniteInput") == true, "\(results.errors[rank])")
+            #expect(results.infos[rank].count == steps - 1)
+        }
+        // The steps before agree with one process; those after go on from the same state.
+        for k in 0..<step where results.infos.allSatisfy({ $0.count == steps - 1 }) {
+            var joined: [Double] = []
+            for rank in 0..<sizes.count { joined += results.estimates[rank][(k * sizes[rank])..<((k + 1) * sizes[rank])] }
+            #expect(relativeError(joined, expected[k].0) < 1e-12, "step \(k)")
+        }
+        for k in 0..<(steps - 1) where results.infos.allSatisfy({ $0.count == steps - 1 }) {
             for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
         }
     }
