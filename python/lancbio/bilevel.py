@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +31,8 @@ from . import _checkpoint, _ffi, _options
 from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
-from ._options import to_float, to_int
 from ._trampoline import ERROR, escaped, install_capture, make_callback, new_state, remove_capture
-from .history import History
+from .history import History, record_run
 from .errors import InvalidStateError
 from .info import StepInfo
 
@@ -315,57 +312,20 @@ class Bilevel(Handle):
         attached to the exception as ``error.history``.
         """
         self._live()
-        if iterations is None and seconds is None:
-            raise ValueError("give iterations=, seconds=, or both")
-        if iterations is not None:
-            iterations = to_int(iterations, "iterations")
-            if iterations < 0:
-                raise ValueError(f"iterations must be >= 0, got {iterations}")
-        if seconds is not None:
-            seconds = to_float(seconds, "seconds")
-            if not seconds >= 0:
-                raise ValueError(f"seconds must be >= 0, got {seconds}")
-        history = History()
-        elapsed = 0.0
-        gradient_evaluations = 0
-        cross_products = 0
-        name = label or self._method
-        last_print = time.perf_counter()
-        done = 0
-        try:
-            while (iterations is None or done < iterations) and (seconds is None or elapsed < seconds):
-                start = time.perf_counter()
-                info = self.step()
-                elapsed += time.perf_counter() - start
-                done += 1
-                gradient_evaluations += info.gradient_evaluations
-                cross_products += info.cross_products
-                record = {
-                    "iteration": info.iteration, "time": elapsed, "hvps": info.total_products,
-                    "gradient_evaluations": gradient_evaluations, "cross_products": cross_products,
-                    "hypergradient_norm": info.hypergradient_norm, "residual": info.estimator.residual,
-                    "residual_kind": info.estimator.residual_kind, "lr_x": info.lr_x, "lr_y": info.lr_y,
-                }
-                # Recorded before the callback runs: if it raises, the history still
-                # matches the iterations x, y and v reflect.
-                history.records.append(record)
-                if callback is not None:
-                    extra = callback(self, record)
-                    if extra is False:
-                        break
-                    if extra:
-                        record.update(extra)
-                now = time.perf_counter()
-                if progress and now - last_print >= progress_every:
-                    last_print = now
-                    total = f"/{iterations}" if iterations is not None else ""
-                    print(f"{name}: iteration {info.iteration}{total}, {elapsed:.1f} s, "
-                          f"{info.total_products} HVPs, ||hypergradient|| {info.hypergradient_norm:.3e}",
-                          file=sys.stderr, flush=True)
-        except BaseException as error:
-            error.history = history
-            raise
-        return history
+        totals = {"gradient_evaluations": 0, "cross_products": 0}
+
+        def step() -> dict:
+            info = self.step()
+            totals["gradient_evaluations"] += info.gradient_evaluations
+            totals["cross_products"] += info.cross_products
+            return {
+                "iteration": info.iteration, "hvps": info.total_products,
+                "gradient_evaluations": totals["gradient_evaluations"], "cross_products": totals["cross_products"],
+                "hypergradient_norm": info.hypergradient_norm, "residual": info.estimator.residual,
+                "residual_kind": info.estimator.residual_kind, "lr_x": info.lr_x, "lr_y": info.lr_y,
+            }
+
+        return record_run(self, step, iterations, seconds, callback, progress, progress_every, label or self._method)
 
     def reset(self, x0=None, y0=None) -> None:
         """Back to the state after creation: v = v0 (zero if none was given), counters

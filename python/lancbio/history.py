@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import time
 
 import numpy as np
 
-__all__ = ["History"]
+from ._options import to_float, to_int
+
+__all__ = ["History", "record_run"]
 
 
 class History:
@@ -119,3 +123,56 @@ def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def record_run(optimizer, step, iterations=None, seconds=None, callback=None, progress: bool = True,
+               progress_every: float = 2.0, name: str = "") -> History:
+    """The loop of ``Bilevel.run`` (numpy and torch): calls ``step()``, which makes one
+    outer iteration and returns its record (a dict with ``iteration``, ``hvps`` and
+    ``hypergradient_norm`` at least), until ``iterations`` more iterations or ``seconds``
+    of time inside ``step`` have passed; adds ``time`` (that total) to each record, runs
+    ``callback(optimizer, record)`` outside the timed region (a dict it returns is merged
+    into the record, False stops), and with ``progress`` prints a line to stderr about
+    every ``progress_every`` seconds. A step that raises propagates, with the history so
+    far attached as ``error.history``."""
+    if iterations is None and seconds is None:
+        raise ValueError("give iterations=, seconds=, or both")
+    if iterations is not None:
+        iterations = to_int(iterations, "iterations")
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if seconds is not None:
+        seconds = to_float(seconds, "seconds")
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+    history = History()
+    elapsed = 0.0
+    last_print = time.perf_counter()
+    done = 0
+    try:
+        while (iterations is None or done < iterations) and (seconds is None or elapsed < seconds):
+            start = time.perf_counter()
+            record = step()
+            elapsed += time.perf_counter() - start
+            done += 1
+            record = {"iteration": record["iteration"], "time": elapsed, **record}
+            # Recorded before the callback runs: if it raises, the history still matches
+            # the iterations the optimizer reflects.
+            history.records.append(record)
+            if callback is not None:
+                extra = callback(optimizer, record)
+                if extra is False:
+                    break
+                if extra:
+                    record.update(extra)
+            now = time.perf_counter()
+            if progress and now - last_print >= progress_every:
+                last_print = now
+                total = f"/{iterations}" if iterations is not None else ""
+                print(f"{name}: iteration {record['iteration']}{total}, {elapsed:.1f} s, "
+                      f"{record['hvps']} HVPs, ||hypergradient|| {record['hypergradient_norm']:.3e}",
+                      file=sys.stderr, flush=True)
+    except BaseException as error:
+        error.history = history
+        raise
+    return history

@@ -11,14 +11,12 @@ afresh wherever the iteration needs them, so each may draw a new mini-batch.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from .. import _options
 from ..bilevel import METHODS as _BILEVEL_METHODS
 from ..estimators import BY_NAME
-from ..history import History
+from ..history import History, record_run
 from .hypergradient import HyperGradient
 
 __all__ = ["Bilevel"]
@@ -136,34 +134,14 @@ class Bilevel:
                 "hypergradient_norm": norm}
 
     def run(self, iterations: int | None = None, seconds: float | None = None, callback=None,
-            progress: bool = False) -> History:
+            progress: bool = True, progress_every: float = 2.0, label: str | None = None) -> History:
         """Steps until ``iterations`` more iterations or ``seconds`` of optimizer time,
-        recording a :class:`lancbio.History` like :meth:`lancbio.Bilevel.run`;
-        ``callback(optimizer, record)`` runs outside the timed region and may return a
-        dict of extra fields or False to stop. (``progress`` is accepted for the same
-        signature; this loop prints nothing.)"""
-        if iterations is None and seconds is None:
-            raise ValueError("give iterations=, seconds=, or both")
-        history = History()
-        elapsed, done = 0.0, 0
-        try:
-            while (iterations is None or done < iterations) and (seconds is None or elapsed < seconds):
-                start = time.perf_counter()
-                record = self.step()
-                elapsed += time.perf_counter() - start
-                done += 1
-                record["time"] = elapsed
-                history.records.append(record)
-                if callback is not None:
-                    extra = callback(self, record)
-                    if extra is False:
-                        break
-                    if extra:
-                        record.update(extra)
-        except BaseException as error:
-            error.history = history
-            raise
-        return history
+        recording a :class:`lancbio.History` as :meth:`lancbio.Bilevel.run` does (the same
+        loop): ``callback(optimizer, record)`` runs outside the timed region and may return
+        a dict of extra fields or False to stop; ``progress`` prints a line to stderr about
+        every ``progress_every`` seconds."""
+        return record_run(self, self.step, iterations, seconds, callback, progress, progress_every,
+                          label or self._method)
 
     def close(self) -> None:
         """Releases the estimator's native handle."""
