@@ -31,7 +31,6 @@
 
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,43 +44,8 @@
 #define N 12   /* dimension of the test operator */
 #define SEQ 5  /* length of the step sequences compared bitwise */
 
-/* ------------------------------------------------------------------------------------
- * Check bookkeeping
- * ----------------------------------------------------------------------------------*/
-static int passed_total, failed_total, group_passed, group_failed;
-static const char *group_name = "";
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        group_passed++;
-        passed_total++;
-        return;
-    }
-    group_failed++;
-    failed_total++;
-    printf("  FAIL [%s] line %d: ", group_name, line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-
-/* CHECK(condition, printf-format, args...): counts one check. */
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
-
-static void run_group(const char *name, void (*fn)(void))
-{
-    group_name = name;
-    group_passed = group_failed = 0;
-    fn();
-    if (group_failed == 0)
-        printf("[ok]   %-26s %d checks\n", name, group_passed);
-    else
-        printf("[FAIL] %-26s %d of %d checks failed\n", name, group_failed, group_passed + group_failed);
-    fflush(stdout);
-}
+#define CHECK_GROUP_WIDTH 26
+#include "check.h"
 
 static const char *method_name(int32_t m)
 {
@@ -1626,6 +1590,5 @@ int main(void)
     run_group("forward compatibility", test_forward);
     run_group("handles", test_handles);
     run_group("properties", test_properties);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -27,7 +27,6 @@
 #include "lancbio.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,40 +36,9 @@
 #define DX 5
 #define DY 8
 
-static int passed_total, failed_total, group_passed, group_failed;
-static const char *group_name = "";
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        group_passed++;
-        passed_total++;
-        return;
-    }
-    group_failed++;
-    failed_total++;
-    if (group_failed > 20) return; /* enough to diagnose */
-    printf("  FAIL [%s] line %d: ", group_name, line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
-
-static void run_group(const char *name, void (*fn)(void))
-{
-    group_name = name;
-    group_passed = group_failed = 0;
-    fn();
-    if (group_failed == 0)
-        printf("[ok]   %-18s %d checks\n", name, group_passed);
-    else
-        printf("[FAIL] %-18s %d of %d checks failed\n", name, group_failed, group_passed + group_failed);
-    fflush(stdout);
-}
+#define CHECK_GROUP_WIDTH 18
+#define CHECK_PRINTED_FAILURES 20 /* enough to diagnose */
+#include "check.h"
 
 /* ------------------------------------------------------------------------------------
  * The checksum and the header fields, written independently of the library
@@ -901,6 +869,5 @@ int main(void)
     run_group("save protocol", test_save_protocol);
     run_group("steps in progress", test_in_progress);
     run_group("bilevel", test_bilevel);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -39,19 +39,7 @@
 #define LARGE 80000
 #define CHILD_SECONDS 20
 
-static int passed_total, failed_total;
-
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) {                                                                                                \
-            passed_total++;                                                                                        \
-        } else {                                                                                                   \
-            failed_total++;                                                                                        \
-            printf("  FAIL line %d: ", __LINE__);                                                                  \
-            printf(__VA_ARGS__);                                                                                   \
-            putchar('\n');                                                                                         \
-        }                                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* A = diag(1..N). */
 static int32_t hvp(const double *in, double *out, int64_t n, void *user_data)
@@ -347,6 +335,5 @@ int main(void)
     CHECK(total_rounds() > forks, "the workers made only %ld rounds during %ld forks", total_rounds(), forks);
     printf("%ld forks, %ld worker rounds (%ld large steps)\n", forks, total_rounds(),
            __atomic_load_n(&rounds[WORKERS], __ATOMIC_RELAXED));
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -31,19 +31,7 @@
 /* Three times the shortest window the helper polls for (HelperThread.minimumPollNanoseconds). */
 #define MAX_POLL_US 60.0
 
-static int passed_total, failed_total;
-
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) {                                                                                                \
-            passed_total++;                                                                                        \
-        } else {                                                                                                   \
-            failed_total++;                                                                                        \
-            printf("  FAIL line %d: ", __LINE__);                                                                  \
-            printf(__VA_ARGS__);                                                                                   \
-            putchar('\n');                                                                                         \
-        }                                                                                                          \
-    } while (0)
+#include "check.h"
 
 static double seconds_of(clockid_t clock)
 {
@@ -70,8 +58,9 @@ int main(void)
     struct timespec gap = {0, GAP_NS};
 
     if (!b || !request || !product) {
-        printf("out of memory\n0 passed, 1 failed\n");
-        return 1;
+        printf("out of memory\n");
+        failed_total++;
+        return check_summary();
     }
     lancbio_estimator_options_init(&o, LANCBIO_METHOD_LANCZOS);
     o.m0 = M;
@@ -107,6 +96,5 @@ int main(void)
     free(b);
     free(request);
     free(product);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total != 0;
+    return check_summary();
 }

@@ -23,47 +23,16 @@
 #include "lancbio.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static int passed_total, failed_total, group_passed, group_failed;
-static const char *group_name = "";
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        group_passed++;
-        passed_total++;
-        return;
-    }
-    group_failed++;
-    failed_total++;
-    if (group_failed > 30) return;
-    printf("  FAIL [%s] line %d: ", group_name, line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
-
-static void run_group(const char *name, void (*fn)(void))
-{
-    clock_t t0 = clock();
-    group_name = name;
-    group_passed = group_failed = 0;
-    fn();
-    if (group_failed == 0)
-        printf("[ok]   %-12s %d checks (%.1f s CPU)\n", name, group_passed, (double)(clock() - t0) / CLOCKS_PER_SEC);
-    else
-        printf("[FAIL] %-12s %d of %d checks failed\n", name, group_failed, group_passed + group_failed);
-    fflush(stdout);
-}
+#define CHECK_GROUP_WIDTH 12
+#define CHECK_GROUP_CPU_TIME
+#define CHECK_PRINTED_FAILURES 30
+#include "check.h"
 
 static const char *method_name(int32_t m)
 {
@@ -379,6 +348,5 @@ int main(void)
 {
     run_group("long run", test_long_run);
     run_group("scales", test_scales);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

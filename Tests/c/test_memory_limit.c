@@ -32,19 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(ok, ...)                                                                                              \
-    do {                                                                                                            \
-        if (ok) {                                                                                                   \
-            passed++;                                                                                               \
-        } else {                                                                                                    \
-            failed++;                                                                                               \
-            printf("  FAIL line %d: ", __LINE__);                                                                   \
-            printf(__VA_ARGS__);                                                                                    \
-            printf("\n");                                                                                           \
-        }                                                                                                           \
-    } while (0)
+#define CHECK_SUMMARY_PREFIX "memory limits: "
+#include "check.h"
 
 enum kind { ESTIMATOR, BILEVEL, SOLVE };
 
@@ -293,6 +282,5 @@ int main(void)
             }
         }
     }
-    printf("memory limits: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
+
 /* ---- counting allocator: forwards to glibc's own entry points ---- */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
@@ -57,9 +59,9 @@ static int32_t hvp32(const float *in, float *out, int64_t n, void *ud) {
     return 0;
 }
 
-static int passed = 0, failed = 0;
+/* Every check here is made by this one function: its message, not its line, says which. */
 static void check(int ok, const char *what, long count) {
-    if (ok) passed++; else { failed++; printf("  FAIL %s: %ld allocations\n", what, count); }
+    if (ok) check_pass(); else check_fail(0, "%s: %ld allocations", what, count);
 }
 
 static const char *method_name(int32_t m) {
@@ -181,6 +183,5 @@ int main(void) {
     lancbio_estimator_create(N, &o, &h);
     lancbio_estimator_destroy(h);
     check(allocations > before, "the counter sees lancbio_estimator_create's allocations (sanity)", allocations - before);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

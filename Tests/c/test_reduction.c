@@ -18,7 +18,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,27 +29,8 @@
 static const int64_t sizes[P] = {9, 27, 14};
 static int64_t offsets[P];
 
-static int passed_total, failed_total;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&check_lock);
-    if (ok) {
-        passed_total++;
-    } else {
-        failed_total++;
-        printf("  FAIL line %d: ", line);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-    }
-    pthread_mutex_unlock(&check_lock);
-}
-
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
+#define CHECK_THREAD_SAFE
+#include "check.h"
 
 static const double shift = 0.05;
 static pthread_barrier_t barrier;
@@ -318,6 +298,5 @@ int main(void)
     failure_reaches_every_process(LANCBIO_METHOD_GD);
     refusals_and_failing_reduction();
     pthread_barrier_destroy(&barrier);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -11,30 +11,12 @@
 #include "lancbio.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define N 60
 
-static int passed_total, failed_total;
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        passed_total++;
-        return;
-    }
-    failed_total++;
-    printf("  FAIL line %d: ", line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
+#include "check.h"
 
 /* The operator's state: its shift, the calls made, and a call after which it fails. */
 typedef struct {
@@ -411,6 +393,5 @@ int main(void)
     test_errors();
     test_message_scope();
     test_creation_messages();
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

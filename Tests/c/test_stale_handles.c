@@ -36,20 +36,8 @@
 #define DY 3
 #define MANY 3000
 
-static long passed_total, failed_total;
-
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (cond) {                                                                                                \
-            passed_total++;                                                                                        \
-        } else {                                                                                                   \
-            if (failed_total++ < 30) {                                                                             \
-                printf("  FAIL line %d: ", __LINE__);                                                              \
-                printf(__VA_ARGS__);                                                                               \
-                putchar('\n');                                                                                     \
-            }                                                                                                      \
-        }                                                                                                          \
-    } while (0)
+#define CHECK_PRINTED_FAILURES 30
+#include "check.h"
 
 static long callback_calls;
 
@@ -331,6 +319,5 @@ int main(void)
     }
     check_many();
     printf("%d rounds, %d stale pointers of each kind checked after each\n", round, STALE);
-    printf("%ld passed, %ld failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

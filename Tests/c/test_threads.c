@@ -25,7 +25,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,31 +37,9 @@
 #define DY 10
 #define BSTEPS 200
 
-/* ------------------------------------------------------------------------------------
- * Check bookkeeping (thread-safe)
- * ----------------------------------------------------------------------------------*/
-static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-static long passed_total, failed_total;
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&report_lock);
-    if (ok) {
-        passed_total++;
-    } else {
-        failed_total++;
-        if (failed_total <= 40) {
-            printf("  FAIL line %d: ", line);
-            va_start(ap, fmt);
-            vprintf(fmt, ap);
-            va_end(ap);
-            putchar('\n');
-        }
-    }
-    pthread_mutex_unlock(&report_lock);
-}
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
+#define CHECK_THREAD_SAFE
+#define CHECK_PRINTED_FAILURES 40
+#include "check.h"
 
 static const char *method_name(int32_t m)
 {
@@ -663,7 +640,7 @@ int main(void)
                 break;
             }
         }
-        if (same) CHECK(1, "");
+        if (same) check_pass();
         else mismatches++;
     }
     for (t = 0; t < THREADS; t++) {
@@ -674,6 +651,5 @@ int main(void)
     j = THREADS * HANDLES;
     printf("[%s] results bitwise equal to the sequential run: %d of %d estimator handles, %d of %d bilevel handles\n",
            mismatches || bmismatches ? "FAIL" : "ok", j - mismatches, j, THREADS - bmismatches, THREADS);
-    printf("%ld passed, %ld failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -16,30 +16,12 @@
 #include "lancbio.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define N 12
 
-static int passed_total, failed_total;
-
-static void check_(int ok, int line, const char *fmt, ...)
-{
-    va_list ap;
-    if (ok) {
-        passed_total++;
-        return;
-    }
-    failed_total++;
-    printf("  FAIL line %d: ", line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
-
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __LINE__, __VA_ARGS__)
+#include "check.h"
 
 static const char *method_names[] = {"", "lanczos", "subbio", "cg", "minres", "gd", "neumann", "random-neumann"};
 
@@ -369,6 +351,5 @@ int main(void)
     solve_case(1);
     solve_case(3);
     for (c = 0; c < CALLBACKS; c++) bilevel_case(c);
-    printf("%d passed, %d failed\n", passed_total, failed_total);
-    return failed_total == 0 ? 0 : 1;
+    return check_summary();
 }
