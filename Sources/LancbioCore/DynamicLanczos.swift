@@ -236,6 +236,23 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         return .product(of: basis)
     }
 
+    /// The operator scale of this cycle with the step's coefficients, and whether the new
+    /// vector's norm beta is a breakdown against it: an invariant subspace, A q_j lying (to
+    /// working precision) in the span of the basis. ||A q_j||^2 = alpha^2 + beta_{j-1}^2 +
+    /// beta_j^2 in exact arithmetic; the scale is the largest such norm of this cycle and
+    /// the last (see `cycleScale`). One decision for the local and the sliced step.
+    @inline(__always)
+    private func noteScale(alpha a: Double, betaPrevious: Double, beta b: Double) -> (scale: Double, breakdown: Bool) {
+        if pendingRestart {
+            if options.variant == .plain { pendingCycleScale = 0; pendingAnchorNorm = 0 }
+        } else {
+            pendingCycleScale = cycleScale
+        }
+        pendingCycleScale = max(pendingCycleScale, Double.hypot(Double.hypot(a, betaPrevious), b))
+        let scale = max(pendingCycleScale, pendingRestart ? cycleScale : priorCycleScale)
+        return (scale, !(b > 16 * Double(T.ulpOfOne) * scale))
+    }
+
     /// A q_j arrived: one Lanczos step, the projected solve, and the estimate.
     private func basisProductArrived(_ input: StepInput<T>, _ ws: StepWorkspace<T>, _ info: inout StepInfo)
         throws(EstimatorError) -> StepDemand<T> {
@@ -260,17 +277,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
             b = Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
         }
         guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
-        // An invariant subspace: A q_j lies (to working precision) in the span of the basis.
-        // ||A q_j||^2 = alpha^2 + beta_{j-1}^2 + beta_j^2 in exact arithmetic; the scale is
-        // the largest such norm of this cycle and the last (see `cycleScale`).
-        if pendingRestart {
-            if options.variant == .plain { pendingCycleScale = 0; pendingAnchorNorm = 0 }
-        } else {
-            pendingCycleScale = cycleScale
-        }
-        pendingCycleScale = max(pendingCycleScale, Double.hypot(Double.hypot(a, betaPrevious), b))
-        let scale = max(pendingCycleScale, pendingRestart ? cycleScale : priorCycleScale)
-        let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
+        let (scale, breakdown) = noteScale(alpha: a, betaPrevious: betaPrevious, beta: b)
         // The orthogonality check measures Q^T q_{j+1} in the projection's pass over the
         // basis, which also normalises q_{j+1} block by block: no pass of its own.
         let checkOrthogonality = !pendingRestart && !breakdown && !options.reorthogonalize
@@ -366,14 +373,7 @@ final class DynamicLanczos<T: BinaryFloatingPoint>: StepMethod {
         }
         let b = try reduction.norm(squares: values[0], next, n)
         guard b.isFinite else { throw .nonFiniteResult("the Lanczos vector A q - alpha q - beta p overflowed") }
-        if pendingRestart {
-            if options.variant == .plain { pendingCycleScale = 0; pendingAnchorNorm = 0 }
-        } else {
-            pendingCycleScale = cycleScale
-        }
-        pendingCycleScale = max(pendingCycleScale, Double.hypot(Double.hypot(a, betaPrevious), b))
-        let scale = max(pendingCycleScale, pendingRestart ? cycleScale : priorCycleScale)
-        let breakdown = !(b > 16 * Double(T.ulpOfOne) * scale)
+        let (scale, breakdown) = noteScale(alpha: a, betaPrevious: betaPrevious, beta: b)
         let checkOrthogonality = measureOrthogonality && !breakdown
         if !breakdown { Kernels.scale(next, n, dividingBy: b) }
         if checkOrthogonality {
