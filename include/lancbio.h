@@ -321,10 +321,12 @@ typedef int32_t (*lancbio_reduce_t)(double *values, int64_t count, void *user_da
  * process makes the same calls (steps, resumes, set_estimate) on its handle.
  *
  * Each step computes its inner products and norms as local partial sums and reduces them
- * in as few calls as the algebra allows: 1 for b (its norm and finiteness), then Lanczos 2
- * per step (alpha; then beta, the projection and orthogonality sums fused; 1 more at a
- * residual-variant restart, with exact_residual, or per re-orthogonalisation pass), CG 1
- * plus 2 per iteration, GD 1 per step, Neumann 1 per term plus 1. info.reductions counts
+ * in as few calls as the algebra allows: Lanczos 2 per step (alpha, with b's norm and
+ * finiteness riding along; then beta, the projection and orthogonality sums fused; 1 more
+ * at a restart, with exact_residual, or per re-orthogonalisation pass); the other methods
+ * 1 for b, then CG 1 plus 2 per iteration, GD 1 per step, Neumann 1 per term plus 1. A b
+ * that is not finite on some process fails the step on every process (for Lanczos after
+ * its first product). info.reductions counts
  * them. Every decision (restart, breakdown, convergence, the projected solve) is made from
  * reduced values, so all processes hold bitwise the same scalars. Norms stay overflow-safe
  * (a reduced sum of squares out of range is redone with two more reductions at a common
@@ -616,6 +618,28 @@ int32_t lancbio_bilevel_set_v_f64(lancbio_bilevel_t *h, const double *v, int64_t
 
 /** Copies the last hyper-gradient estimate grad_x f - J v (dx values). @return LANCBIO_OK or an error. */
 int32_t lancbio_bilevel_get_hypergradient_f64(const lancbio_bilevel_t *h, double *g, int64_t dx);
+
+/**
+ * Slices y across processes, x replicated (docs/algorithms.md section 13): dy, y, v and
+ * what the y-side callbacks (grad_y_g, grad_y_f, hvp_yy_g) read and write are this
+ * process's slice (slices may differ in length), x and grad_x_f's and jvp_xy_g's outputs
+ * have dx values, the latter two this process's contributions to sums. The callbacks do
+ * their own communication. Each iteration reduces, through `reduce` (NULL removes it;
+ * the same callback type as lancbio_estimator_set_reduction): once to agree that every
+ * process's inner steps, b and grad_x f succeeded, then the estimator's reductions (it
+ * gets the same callback), then once the dx contributions grad_x f - J v to the
+ * hyper-gradient with the failure count. Every process makes the same callback calls in
+ * the same order whatever fails locally; a callback failing (non-zero, NaN) on one
+ * process fails the iteration on every process, each optimizer, x and y as before it
+ * (that process returns its own error, the others LANCBIO_ERR_CALLBACK). Collective, like
+ * every later step: this call reduces once (the estimator's lengths). Not with
+ * lr_y_auto. user_data must stay valid while the callback is set.
+ * @return LANCBIO_OK, LANCBIO_ERR_INVALID_HANDLE, LANCBIO_ERR_INVALID_ARGUMENT (lr_y_auto, or
+ *         an estimator method without reductions: SubBiO), LANCBIO_ERR_INVALID_STATE (during
+ *         a step), LANCBIO_ERR_CALLBACK, LANCBIO_ERR_OUT_OF_MEMORY; on an error the handle is
+ *         unchanged.
+ */
+int32_t lancbio_bilevel_set_reduction(lancbio_bilevel_t *h, lancbio_reduce_t reduce, void *user_data);
 
 /* ---------------------------------------------------------------------------------
  * Checkpoints

@@ -170,3 +170,21 @@ private func dimensionChecked(_ p: UnsafeMutablePointer<Double>?, _ count: Int64
     }
     return UnsafeMutableBufferPointer(start: p, count: expected)
 }
+
+@c @implementation
+public func lancbio_bilevel_set_reduction(
+    _ h: OpaquePointer?, _ reduce: lancbio_reduce_t?, _ userData: UnsafeMutableRawPointer?
+) -> Int32 {
+    withHandle(h, as: BilevelHandle.self) { handle throws(CFailure) in
+        let hook: ReductionHook? = reduce.map { reduce in
+            // Weak: the optimizer the handle owns keeps the hook.
+            { [weak handle] values in
+                let code = reduce(values.baseAddress, Int64(values.count), userData)
+                if code != 0 { handle?.callbackStatus = code }
+                return code == 0
+            }
+        }
+        try checked { () throws(EstimatorError) in try handle.optimizer.setReduction(hook) }
+        return LANCBIO_OK
+    }
+}

@@ -28,6 +28,9 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     /// Set during `step`: a derivative closure that calls back into this optimizer must
     /// not change the state under the step.
     private var stepping = false
+    /// With y sliced across processes (`setReduction`): the sums of the x side (the
+    /// hyper-gradient's contributions) and the processes' agreement, dx values and two flags.
+    private var reduction: Reduction?
 
     private var allocations = OwnedAllocations()
     // Scratch: the candidate y, the inner gradient, b, grad_x f, J v and the hyper-gradient;
@@ -145,9 +148,13 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         guard x.count == dx, y.count == dy, let xp = x.baseAddress, let yp = y.baseAddress else {
             throw EstimatorError.invalidArgument("x must hold dx = \(dx) and y dy = \(dy) values (got \(x.count) and \(y.count))")
         }
+        let k = iterations + 1
+        if let reduction {
+            let (lambda, theta) = stepSizes(iteration: k)
+            return try stepAcrossProcesses(reduction, xp, yp, k, lambda, theta, gradYG, gradXF, gradYF, hvpYY, jvpXY)
+        }
         guard Kernels.allFinite(xp, dx) else { throw EstimatorError.nonFiniteInput("x contains NaN or infinity") }
         guard Kernels.allFinite(yp, dy) else { throw EstimatorError.nonFiniteInput("y contains NaN or infinity") }
-        let k = iterations + 1
         var (lambda, theta) = stepSizes(iteration: k)
         let xBuffer = UnsafeBufferPointer(x)
         let yCandidate = UnsafeBufferPointer(start: yNew, count: dy)
@@ -206,7 +213,14 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
             if ritz.isFinite && ritz > curvature { curvature = ritz }
         }
 
-        // Commit: nothing below can fail.
+        return commit(k, xp, yp, candidate, hypergradientNorm, lambda, theta, curvature, estimatorInfo, evaluations)
+    }
+
+    /// Publishes a successful iteration: v, x (the step along the hyper-gradient
+    /// `candidate`), y, the counters and the info. Nothing here can fail.
+    private func commit(_ k: Int, _ xp: UnsafeMutablePointer<T>, _ yp: UnsafeMutablePointer<T>,
+                        _ candidate: UnsafePointer<T>, _ hypergradientNorm: Double, _ lambda: Double, _ theta: Double,
+                        _ curvature: Double, _ estimatorInfo: StepInfo, _ evaluations: Int) -> BilevelStepInfo {
         estimator.commitDeferred()
         Kernels.copy(candidate, to: hypergradientBuffer, dx)
         Kernels.axpy(-lambda, hypergradientBuffer, xp, dx)
@@ -226,6 +240,74 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         info.estimator = estimator.lastInfo
         lastInfo = info
         return info
+    }
+
+    /// `step` with y sliced across processes (`setReduction`). Every process makes the
+    /// same derivative calls in the same order whatever fails locally (their own
+    /// communication stays matched; after a local failure their results are ignored), and
+    /// the failure is shared in one agreement before the estimator's step and in the x
+    /// side's sum after it, so every process abandons the same iteration.
+    private func stepAcrossProcesses(
+        _ reduction: Reduction, _ xp: UnsafeMutablePointer<T>, _ yp: UnsafeMutablePointer<T>, _ k: Int,
+        _ lambda: Double, _ theta: Double,
+        _ gradYG: BilevelProblem<T>.Gradient, _ gradXF: BilevelProblem<T>.Gradient, _ gradYF: BilevelProblem<T>.Gradient,
+        _ hvpYY: BilevelProblem<T>.Product, _ jvpXY: BilevelProblem<T>.Product
+    ) throws -> BilevelStepInfo {
+        let xBuffer = UnsafeBufferPointer(start: UnsafePointer(xp), count: dx)
+        let yCandidate = UnsafeBufferPointer(start: UnsafePointer(yNew), count: dy)
+        var failure: (any Error)? = nil
+        func attempt(_ body: () throws -> Void) {
+            do { try body() } catch { if failure == nil { failure = error } }
+        }
+        // x is replicated but checked on every process alike; y is this process's slice.
+        if !Kernels.allFinite(xp, dx) { failure = EstimatorError.nonFiniteInput("x contains NaN or infinity") }
+        if failure == nil && !Kernels.allFinite(yp, dy) { failure = EstimatorError.nonFiniteInput("y contains NaN or infinity") }
+        Kernels.copy(yp, to: yNew, dy)
+        for _ in 0..<options.innerSteps {
+            attempt { try gradYG(xBuffer, yCandidate, UnsafeMutableBufferPointer(start: gradient, count: dy)) }
+            if failure == nil { attempt { try innerUpdate(theta) } }
+        }
+        attempt { try evaluate("grad_y f", rhs, dy) { try gradYF(xBuffer, yCandidate, $0) } }
+        attempt { try evaluate("grad_x f", xGradient, dx) { try gradXF(xBuffer, yCandidate, $0) } }
+        reduction.localFailure = false
+        guard try reduction.allAgree(failure == nil) else {
+            throw failure ?? EstimatorError.collectiveFailure("a derivative failed on another process; the iteration was abandoned")
+        }
+
+        let estimatorInfo: StepInfo
+        do {
+            estimatorInfo = try estimator.stepDeferred(rhs: UnsafeBufferPointer(start: rhs, count: dy)) { input, output in
+                try hvpYY(xBuffer, yCandidate, input, output)
+            }
+        } catch {
+            estimator.cancel()
+            throw error
+        }
+        // The hyper-gradient's contributions grad_x f - J v, summed across processes.
+        let v = UnsafeBufferPointer(start: estimator.pendingEstimate, count: dy)
+        attempt { try evaluate("grad_xy g v", crossProduct, dx) { try jvpXY(xBuffer, yCandidate, v, $0) } }
+        let candidate = xGradient
+        let values = reduction.values
+        if failure == nil {
+            Kernels.subtract(xGradient, crossProduct, into: candidate, dx)
+            for i in 0..<dx { values[i] = Double(candidate[i]) }
+        } else {
+            for i in 0..<dx { values[i] = 0 }
+        }
+        reduction.localFailure = failure != nil
+        do {
+            try reduction.sum(dx)
+        } catch {
+            estimator.cancel()
+            throw failure ?? error
+        }
+        for i in 0..<dx { candidate[i] = T(values[i]) }
+        let hypergradientNorm = Kernels.norm(candidate, dx)
+        guard hypergradientNorm.isFinite && Kernels.axpyStaysFinite(-lambda, candidate, UnsafePointer(xp), dx) else {
+            estimator.cancel()
+            throw EstimatorError.nonFiniteResult("the hyper-gradient step overflowed (the sum across processes)")
+        }
+        return commit(k, xp, yp, candidate, hypergradientNorm, lambda, theta, 0, estimatorInfo, options.innerSteps)
     }
 
     /// y_new -= theta g (the gradient buffer), rejecting a non-finite gradient or result.
@@ -284,6 +366,36 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
         try rejectReentry("setEstimate")
         try estimator.setEstimate(v)
     }
+
+    /// Slices y across processes, x replicated (docs/algorithms.md section 13): dy, y, v
+    /// and the problem's y-side results are this process's slice; grad_x f and J v are its
+    /// contributions, which every iteration sums across processes in one call of `hook`,
+    /// besides the estimator's own reductions (`Estimator.setReduction`). Every process
+    /// must make the same calls in the same order (this one reduces too). A derivative that
+    /// throws or returns NaN on one process fails the iteration on every process, each
+    /// optimizer as before it: that process throws its own error, the others
+    /// `.collectiveFailure` (or the estimator's error for a non-finite b). nil removes
+    /// the hook.
+    /// - Throws: `.invalidArgument` for `lrYAuto` (its guard decides per inner step) or an
+    ///   estimator method without reductions; as `Estimator.setReduction`; `.invalidState`
+    ///   from inside a step. On an error nothing changes.
+    public func setReduction(_ hook: ReductionHook?) throws(EstimatorError) {
+        try rejectReentry("setReduction")
+        guard let hook else {
+            try estimator.setReduction(nil)
+            reduction = nil
+            return
+        }
+        guard !options.lrYAuto else {
+            throw .invalidArgument("lr_y_auto does not support y sliced across processes (its guard decides at each inner step)")
+        }
+        let sums = try Reduction(hook: hook, capacity: dx + 2)
+        try estimator.setReduction(hook)
+        reduction = sums
+    }
+
+    /// Whether y is sliced across processes (`setReduction`).
+    public var hasReduction: Bool { reduction != nil }
 
     // MARK: Checkpoint (the public calls are in BilevelOptimizer+Checkpoint.swift)
 

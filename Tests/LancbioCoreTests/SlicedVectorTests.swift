@@ -319,3 +319,144 @@ struct SlicedVectorTests {
         }
     }
 }
+
+/// The quadratic bilevel problem of the sliced tests: g(x, y) = y^T A y / 2 - y^T (B x + c),
+/// f(x, y) = ||y - d||^2 / 2 + mu ||x||^2 / 2, with y (dy = 40) sliced and x (dx = 4)
+/// replicated. Each process computes the rows of its slice; grad_x f's replicated term is
+/// contributed by process 0, J v = -B^T v by every process for its rows.
+private struct SlicedQuadratic: @unchecked Sendable {
+    let dx = 4
+    let a: DenseMatrix
+    let b: [Double]  // dy x dx, row-major
+    let c: [Double], d: [Double]
+    let mu = 0.5
+
+    init(a: DenseMatrix) {
+        self.a = a
+        var rng = TestRandom(seed: 5)
+        b = rng.vector(a.n * 4)
+        c = rng.vector(a.n)
+        d = rng.vector(a.n)
+    }
+
+    /// The derivatives of process `rank` (rows offset..<offset + count); `world` exchanges
+    /// the slices for A y, as the operator's own communication; nil for one process.
+    func problem(rank: Int, offset: Int, count: Int, world: SimulatedProcesses?,
+                 failing: @escaping () -> Bool = { false }) -> BilevelProblem<Double> {
+        let a = self.a, b = self.b, c = self.c, d = self.d, mu = self.mu, dx = self.dx
+        func times(_ v: UnsafeBufferPointer<Double>, _ out: UnsafeMutableBufferPointer<Double>) {
+            if let world {
+                world.product(rank, v, out)
+            } else {
+                for i in 0..<count { out[i] = (0..<a.n).reduce(0.0) { $0 + a[i, $1] * v[$1] } }
+            }
+        }
+        return BilevelProblem<Double>(
+            gradYG: { x, y, out in
+                times(y, out)
+                for i in 0..<count {
+                    let row = offset + i
+                    out[i] -= (0..<dx).reduce(c[row]) { $0 + b[row * dx + $1] * x[$1] }
+                }
+                if failing() { throw SlicedProductFailure() }
+            },
+            gradXF: { x, _, out in for j in 0..<dx { out[j] = rank == 0 ? mu * x[j] : 0 } },
+            gradYF: { _, y, out in for i in 0..<count { out[i] = y[i] - d[offset + i] } },
+            hvpYY: { _, _, v, out in times(v, out) },
+            jvpXY: { _, _, v, out in
+                for j in 0..<dx { out[j] = -(0..<count).reduce(0.0) { $0 + b[(offset + $1) * dx + j] * v[$1] } }
+            })
+    }
+}
+
+extension SlicedVectorTests {
+    @Test("the bilevel loop with y on 3 uneven slices and x replicated agrees with one process to 1e-12, the processes' x and infos bitwise; a derivative failing on one process fails that iteration on every process, each optimizer unchanged",
+          arguments: [false, true])
+    func slicedBilevel(failing: Bool) throws {
+        let quadratic = SlicedQuadratic(a: a)
+        let options = BilevelOptions(lrX: 0.2, lrY: 0.05, innerSteps: 3)
+        let method = EstimatorMethod.dynamicLanczos(LanczosOptions(initialPeriod: 3, maxPeriod: 6))
+        let iterations = 8, failAt = 4
+        // One process on the whole problem.
+        let whole = try BilevelOptimizer<Double>(dx: quadratic.dx, dy: n, options: options, method: method)
+        var x = [Double](repeating: 0.1, count: quadratic.dx), y = [Double](repeating: 0, count: n)
+        var expected: [[Double]] = []
+        let single = quadratic.problem(rank: 0, offset: 0, count: n, world: nil)
+        for _ in 0..<iterations {
+            _ = try x.withUnsafeMutableBufferPointer { xp in
+                try y.withUnsafeMutableBufferPointer { yp in try whole.step(x: xp, y: yp, problem: single) }
+            }
+            expected.append(x + y)
+        }
+        let world = SimulatedProcesses(sizes: sizes, matrix: a)
+        let results = Results(sizes.count)
+        world.run { rank in
+            let m = world.sizes[rank], o = world.offsets[rank]
+            do {
+                let opt = try BilevelOptimizer<Double>(dx: quadratic.dx, dy: m, options: options, method: method)
+                try opt.setReduction { world.reduce(rank, $0) }
+                var x = [Double](repeating: 0.1, count: quadratic.dx), y = [Double](repeating: 0, count: m)
+                var k = 0, attempt = 0
+                let problem = quadratic.problem(rank: rank, offset: o, count: m, world: world) {
+                    failing && rank == 1 && k == failAt && attempt == 0
+                }
+                while k < iterations {
+                    do {
+                        let info = try x.withUnsafeMutableBufferPointer { xp in
+                            try y.withUnsafeMutableBufferPointer { yp in try opt.step(x: xp, y: yp, problem: problem) }
+                        }
+                        results.ranks[rank].infos.append(info.estimator)
+                        results.ranks[rank].estimates.append(contentsOf: x + y)
+                        results.ranks[rank].estimates.append(info.hypergradientNorm)
+                        k += 1
+                        attempt = 0
+                    } catch {
+                        results.ranks[rank].errors.append("\(k): \(error)")
+                        let before = results.ranks[rank].estimates.suffix(quadratic.dx + m + 1).dropLast()
+                        if k > 0 && Array(before) != x + y { results.ranks[rank].errors.append("state changed") }
+                        attempt += 1
+                    }
+                }
+            } catch {
+                results.ranks[rank].errors.append("setup: \(error)")
+            }
+        }
+        for rank in 0..<sizes.count {
+            if failing {
+                #expect(results.errors[rank].count == 1, "\(results.errors[rank])")
+                let expected = rank == 1 ? "SlicedProductFailure" : "collectiveFailure"
+                #expect(results.errors[rank].first?.contains(expected) == true, "\(results.errors[rank])")
+            } else {
+                #expect(results.errors[rank].isEmpty, "\(results.errors[rank])")
+            }
+        }
+        let stride = { (rank: Int) in quadratic.dx + self.sizes[rank] + 1 }
+        guard (0..<sizes.count).allSatisfy({ results.estimates[$0].count == iterations * stride($0) }) else { return }
+        for k in 0..<iterations {
+            var joined: [Double] = []
+            for rank in 0..<sizes.count {
+                let row = Array(results.estimates[rank][(k * stride(rank))..<((k + 1) * stride(rank))])
+                if rank == 0 { joined += row.prefix(quadratic.dx) }
+                joined += row[quadratic.dx..<(quadratic.dx + sizes[rank])]
+                // x and the hyper-gradient norm are the same bits everywhere.
+                let first = Array(results.estimates[0][(k * stride(0))..<(k * stride(0) + quadratic.dx)])
+                #expect(Array(row.prefix(quadratic.dx)) == first, "iteration \(k) rank \(rank)")
+                #expect(row.last == results.estimates[0][(k + 1) * stride(0) - 1], "iteration \(k) rank \(rank)")
+            }
+            #expect(relativeError(joined, expected[k]) < 1e-12, "iteration \(k)")
+            for rank in 1..<sizes.count { #expect(results.infos[rank][k] == results.infos[0][k]) }
+        }
+    }
+
+    @Test("a bilevel optimizer refuses a reduction with lr_y auto or SubBiO, and then has none")
+    func slicedBilevelRefusals() throws {
+        let auto = try BilevelOptimizer<Double>(dx: 2, dy: 4, options: BilevelOptions(lrX: 0.1, lrY: 0, innerSteps: 1, lrYAuto: true),
+                                                method: .dynamicLanczos(LanczosOptions()))
+        #expect(throws: EstimatorError.self) { try auto.setReduction { _ in true } }
+        #expect(!auto.hasReduction && !auto.estimator.hasReduction)
+        let subbio = try BilevelOptimizer<Double>(dx: 2, dy: 4, options: BilevelOptions(lrX: 0.1, lrY: 0.1, innerSteps: 1),
+                                                  method: .subbio(theta0: 0.1))
+        #expect(throws: EstimatorError.self) { try subbio.setReduction { _ in true } }
+        #expect(!subbio.hasReduction)
+    }
+}

@@ -270,7 +270,7 @@ static void refusals_and_failing_reduction(void)
     CHECK(lancbio_estimator_begin_f64(h, b, request, N) == LANCBIO_NEED_PRODUCT, "begin");
     CHECK(lancbio_estimator_set_reduction(h, failing_reduce, NULL) == LANCBIO_ERR_INVALID_STATE, "set during a step");
     lancbio_estimator_cancel(h);
-    /* Calls 1 (set_reduction) and 2 (b) succeed; 3 (the anchor's norms) fails. */
+    /* Calls 1 (set_reduction) and 2 (the anchor's norms, b's check riding along) succeed; 3 (alpha) fails. */
     single_calls = 0;
     CHECK(lancbio_estimator_set_reduction(h, failing_reduce, NULL) == LANCBIO_OK, "set");
     lancbio_estimator_get_v_f64(h, before, N);

@@ -31,6 +31,7 @@ from . import _checkpoint, _ffi, _options
 from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
+from ._reduction import Reducer
 from ._trampoline import ERROR, escaped, install_capture, make_callback, new_state, remove_capture
 from .history import History, record_run
 from .errors import InvalidStateError
@@ -135,6 +136,17 @@ class Bilevel(Handle):
         Step of the v iterations (gd, Neumann); default lr_y, as the research code.
     m0, m_max, growth, grow_every, variant, reorthogonalize, orthogonality_tol, exact_residual
         LancBiO's restart schedule, safeguards and residual (see ``DynamicLanczos``).
+    comm : communicator, optional
+        Slices y across processes (an mpi4py communicator, or anything with
+        ``Allreduce``), x replicated: y0, v0, ``y`` and what the problem's y-side methods
+        (grad_y_g, grad_y_f, hvp_yy_g) take and return are this process's slice, x and
+        grad_x_f's and jvp_xy_g's results have dx values, the latter two this process's
+        contributions (summed across processes by the library, once per iteration). The
+        methods do their own communication; every process must call ``step`` alike. A
+        method that raises or returns NaN on one process fails the iteration on every
+        process (that one raises its own exception, the others CallbackError), each
+        optimizer unchanged. Not with ``lr_y="auto"`` or "subbio". docs/algorithms.md
+        section 13.
     theta0 : float
         SubBiO's subspace step; default lr_y.
     seed : int
@@ -150,8 +162,9 @@ class Bilevel(Handle):
     _last_error_function = lib.lancbio_bilevel_last_error
     _kind = "optimizer"
     _checking_problem = False  # set while __reduce_ex__ checks that the problem pickles
+    _reducer = None  # comm='s reduction callback (copies and pickles do not carry it)
 
-    def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, **options):
+    def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, comm=None, **options):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
         missing = [name for name in _REQUIRED if not callable(getattr(problem, name, None))]
@@ -211,6 +224,10 @@ class Bilevel(Handle):
         self._create(lib.lancbio_bilevel_create, dx, dy, ctypes.byref(outer), ctypes.byref(inner),
                      context=f"invalid options for method {method!r} ({described})")
         self._attach()
+        if comm is not None:
+            # Collective, like every later step (include/lancbio.h, lancbio_bilevel_set_reduction).
+            self._reducer = Reducer(comm)
+            self._call(lib.lancbio_bilevel_set_reduction, self._reducer.callback, None, what="set_reduction")
         # The last step's info, and whether it may be out of date (fetch it from the library).
         self._info = None
         self._info_stale = False
@@ -281,6 +298,12 @@ class Bilevel(Handle):
                 state[ERROR] = None
                 remove_capture(hook)
             if status < 0:
+                if status == _ffi.ERR_CALLBACK and error is None and self._reducer is not None:
+                    # Another process's failure (the library's message says so), or the
+                    # all-reduce's own exception.
+                    error = self._reducer.take_error()
+                    if error is None:
+                        self._check(status)
                 if status == _ffi.ERR_CALLBACK:
                     try:
                         raise error if error is not None else escaped("a callback of the problem")

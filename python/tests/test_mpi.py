@@ -1,4 +1,5 @@
-"""Estimators with ``comm=`` under MPI: mpi_worker.py run by mpirun on 2 and 3 processes
+"""Estimators and the bilevel loop with ``comm=`` under MPI: mpi_worker.py (estimators) and
+mpi_bilevel_worker.py (lancbio.Bilevel, y sliced, x replicated) run by mpirun on 2 and 3 processes
 (uneven slices against one process, infos bitwise equal across ranks, reduction counts,
 a failing operator on one rank). Skipped without mpirun or mpi4py, except under CI=true,
 where their absence is a failure."""
@@ -38,3 +39,10 @@ def test_sliced_estimators_agree_with_one_process_and_across_ranks(processes):
     result = mpirun(processes, HERE / "mpi_worker.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"all checks passed on {processes} processes" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_sliced_bilevel_agrees_with_one_process_and_a_failing_rank_fails_every_rank(processes):
+    result = mpirun(processes, HERE / "mpi_bilevel_worker.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"all bilevel checks passed on {processes} processes" in result.stdout, result.stdout + result.stderr
