@@ -50,6 +50,8 @@ test-c: lib | $(C_OUT)
 	$(C_OUT)/test_reduction
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_bilevel_reduction.c -o $(C_OUT)/test_bilevel_reduction $(C_LINK) -pthread
 	$(C_OUT)/test_bilevel_reduction
+	$(CC) $(CFLAGS_STRICT) Tests/c/test_reverse_reduction.c -o $(C_OUT)/test_reverse_reduction $(C_LINK) -pthread
+	$(C_OUT)/test_reverse_reduction
 	$(CC) $(CFLAGS_STRICT) Tests/c/test_helper_polling.c -o $(C_OUT)/test_helper_polling $(C_LINK)
 	$(C_OUT)/test_helper_polling
 	sh Tests/c/check_symbols.sh $(LIB) include/lancbio.h
@@ -173,7 +175,7 @@ sanitize-c:
 	mkdir -p .build-asan/c
 	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_unwritten_output.c \
 	    Tests/c/test_threads.c Tests/c/test_stale_handles.c Tests/c/test_fork.c Tests/c/test_reduction.c \
-	    Tests/c/test_bilevel_reduction.c examples/synthetic_lancbio.c; do \
+	    Tests/c/test_bilevel_reduction.c Tests/c/test_reverse_reduction.c examples/synthetic_lancbio.c; do \
 	  $(CLANG) $(SAN_CFLAGS) $$prog -o .build-asan/c/$$(basename $$prog .c) -L.build-asan/debug -llancbio \
 	    -Wl,-rpath,$(abspath .build-asan/debug) -lm -pthread || exit 1; \
 	done
@@ -185,6 +187,7 @@ sanitize-c:
 	$(SAN_ENV) .build-asan/c/test_stale_handles
 	$(SAN_ENV) .build-asan/c/test_reduction
 	$(SAN_ENV) .build-asan/c/test_bilevel_reduction
+	$(SAN_ENV) .build-asan/c/test_reverse_reduction
 	LANCBIO_TEST_FORKS=$(SANITIZE_FORKS) $(SAN_ENV) .build-asan/c/test_fork
 	$(SAN_ENV) .build-asan/c/synthetic_lancbio --check
 
@@ -197,7 +200,8 @@ valgrind:
 	mkdir -p .build-valgrind/c
 	for prog in Tests/c/test_abi.c Tests/c/test_solve.c Tests/c/test_checkpoint.c Tests/c/test_unwritten_output.c \
 	    Tests/c/test_threads.c Tests/c/test_long_run.c Tests/c/test_stale_handles.c Tests/c/test_fork.c \
-	    Tests/c/test_reduction.c Tests/c/test_bilevel_reduction.c examples/synthetic_lancbio.c; do \
+	    Tests/c/test_reduction.c Tests/c/test_bilevel_reduction.c Tests/c/test_reverse_reduction.c \
+	    examples/synthetic_lancbio.c; do \
 	  $(CC) $(CFLAGS_STRICT) -g $$prog -o .build-valgrind/c/$$(basename $$prog .c) -L$(VALGRIND_LIB) -llancbio \
 	    -Wl,-rpath,$(abspath $(VALGRIND_LIB)) -lm -pthread || exit 1; \
 	done
@@ -209,6 +213,7 @@ valgrind:
 	$(VALGRIND) .build-valgrind/c/test_stale_handles
 	$(VALGRIND) .build-valgrind/c/test_reduction
 	$(VALGRIND) .build-valgrind/c/test_bilevel_reduction
+	$(VALGRIND) .build-valgrind/c/test_reverse_reduction
 	LANCBIO_TEST_FORKS=$(VALGRIND_FORKS) $(VALGRIND) --leak-check=no .build-valgrind/c/test_fork
 	LONG_RUN_STEPS=$(VALGRIND_LONG_STEPS) $(VALGRIND) .build-valgrind/c/test_long_run
 	$(VALGRIND) .build-valgrind/c/synthetic_lancbio --check

@@ -101,6 +101,10 @@ extern "C" {
 /** Reverse communication only, not final: the request buffer holds a vector x; compute
  *  A x and pass it to the matching *_resume call. */
 #define LANCBIO_NEED_PRODUCT 100
+/** Reverse communication with reverse reductions only (lancbio_estimator_set_reverse_reduction),
+ *  not final: copy the values to sum with lancbio_estimator_reduction_values, replace them by
+ *  their sums over all processes, and pass those to lancbio_estimator_resume_reduction_*. */
+#define LANCBIO_NEED_REDUCTION 101
 /** A size, option or argument is out of range (details in the handle's message). */
 #define LANCBIO_ERR_INVALID_ARGUMENT (-1)
 /** A required pointer was NULL. */
@@ -346,6 +350,55 @@ typedef int32_t (*lancbio_reduce_t)(double *values, int64_t count, void *user_da
  *         error the handle is unchanged.
  */
 int32_t lancbio_estimator_set_reduction(lancbio_estimator_t *h, lancbio_reduce_t reduce, void *user_data);
+
+/**
+ * The reductions of lancbio_estimator_set_reduction by reverse communication, for a
+ * collective that cannot be called from inside the library (an asynchronous all-reduce, a
+ * GPU stream, an event loop): the vectors are this process's slices as there, and
+ * lancbio_estimator_begin_* and lancbio_estimator_resume_* (and
+ * lancbio_estimator_resume_reduction_*) may return LANCBIO_NEED_REDUCTION. The caller then
+ * copies the values with lancbio_estimator_reduction_values, sums each over all processes
+ * (as MPI_Allreduce with MPI_SUM), and passes the sums to lancbio_estimator_resume_reduction_*,
+ * which continues the step: it returns LANCBIO_NEED_PRODUCT (the request buffer given to
+ * it holds the vector to multiply), LANCBIO_NEED_REDUCTION again, or the step's outcome.
+ * The reductions are the same, in the same order, as with a callback, so every process
+ * sees the same sequence of statuses. lancbio_estimator_cancel abandons the step, pending
+ * reduction included; the callback-driven lancbio_estimator_step_* is refused
+ * (LANCBIO_ERR_INVALID_STATE), and so is every call but the reduction ones, cancel and the
+ * read-only ones while a reduction is pending.
+ *
+ * @param total_n  the sum of the slices' lengths over all processes (>= n), which
+ *                 lancbio_estimator_set_reduction would have reduced itself.
+ * Starts a thread on which this handle's begin and resume then run (the caller waits for
+ * it: one thread runs at a time), so that a reduction deep inside a step can return to
+ * the caller and resume there later; it ends with the handle. Not collective.
+ * @return LANCBIO_OK, LANCBIO_ERR_INVALID_HANDLE, LANCBIO_ERR_INVALID_ARGUMENT (total_n < n;
+ *         SubBiO and MINRES), LANCBIO_ERR_INVALID_STATE (during a step),
+ *         LANCBIO_ERR_OUT_OF_MEMORY (the thread could not be started); on an error the
+ *         handle is unchanged.
+ */
+int32_t lancbio_estimator_set_reverse_reduction(lancbio_estimator_t *h, int64_t total_n);
+
+/**
+ * On LANCBIO_NEED_REDUCTION: copies this process's values to sum into `values` (capacity
+ * at least the count; 2 m_max + 5 always suffices) and stores their count in *count.
+ * @return LANCBIO_OK, LANCBIO_ERR_INVALID_HANDLE, LANCBIO_ERR_NULL_POINTER,
+ *         LANCBIO_ERR_INVALID_ARGUMENT (capacity too small), LANCBIO_ERR_INVALID_STATE (no
+ *         reduction pending).
+ */
+int32_t lancbio_estimator_reduction_values(lancbio_estimator_t *h, double *values, int64_t capacity, int64_t *count);
+
+/**
+ * Continues the step with `sums` (count values: the pending reduction's values summed over
+ * all processes); `request` (n values) receives the next vector on LANCBIO_NEED_PRODUCT.
+ * @return as lancbio_estimator_resume_f64; LANCBIO_ERR_INVALID_STATE (no reduction
+ *         pending), LANCBIO_ERR_INVALID_ARGUMENT (a count that is not the pending one: the
+ *         reduction stays pending).
+ */
+int32_t lancbio_estimator_resume_reduction_f64(lancbio_estimator_t *h, const double *sums, int64_t count,
+                                               double *request, int64_t n);
+int32_t lancbio_estimator_resume_reduction_f32(lancbio_estimator_t *h, const double *sums, int64_t count,
+                                               float *request, int64_t n);
 
 /**
  * Reads the handle's fixed properties. Any output pointer may be NULL.

@@ -113,7 +113,26 @@ private func deliver<T>(_ progress: Estimator<T>.Progress, _ estimator: Estimato
         return LANCBIO_NEED_PRODUCT
     case .finished(let info):
         return info.outcome.status
+    case .needsReduction:
+        return LANCBIO_NEED_REDUCTION
     }
+}
+
+/// Reverse reductions: the sums of the pending reduction, and continue.
+func resumeReduction<T: HandleScalar>(
+    _ handle: EstimatorHandle, _ sums: UnsafePointer<Double>?, _ count: Int64,
+    _ request: UnsafeMutablePointer<T>?, _ n: Int64
+) throws(CFailure) -> Int32 {
+    let estimator = try T.estimator(in: handle)
+    guard let sums else { throw CFailure.null("sums") }
+    guard count >= 0, count <= Int64(Int32.max) else {
+        throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "count = \(count) is out of range")
+    }
+    let requestBuffer = try callerBuffer(request, n, of: handle, "request")
+    let progress = try checked { () throws(EstimatorError) in
+        try estimator.resumeReduction(sums: UnsafeBufferPointer(start: sums, count: Int(count)))
+    }
+    return deliver(progress, estimator, requestBuffer)
 }
 
 func getEstimate<T: HandleScalar>(_ handle: EstimatorHandle, _ v: UnsafeMutablePointer<T>?, _ n: Int64) throws(CFailure) -> Int32 {

@@ -90,6 +90,60 @@ public func lancbio_estimator_set_reduction(
 }
 
 @c @implementation
+public func lancbio_estimator_set_reverse_reduction(_ h: OpaquePointer?, _ totalN: Int64) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        guard totalN >= 1, totalN < 1 << 53 else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "total_n = \(totalN) must be in n...2^53")
+        }
+        try checked { () throws(EstimatorError) in
+            switch handle.storage {
+            case .float64(let e): try e.setReverseReduction(totalDimension: Int(totalN))
+            case .float32(let e): try e.setReverseReduction(totalDimension: Int(totalN))
+            }
+        }
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_reduction_values(
+    _ h: OpaquePointer?, _ values: UnsafeMutablePointer<Double>?, _ capacity: Int64, _ count: UnsafeMutablePointer<Int64>?
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in
+        guard let values else { throw CFailure.null("values") }
+        guard let count else { throw CFailure.null("count") }
+        guard capacity >= 0, capacity <= Int64(Int32.max) else {
+            throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "capacity = \(capacity) is out of range")
+        }
+        let destination = UnsafeMutableBufferPointer(start: values, count: Int(capacity))
+        let copied = try checked { () throws(EstimatorError) -> Int in
+            switch handle.storage {
+            case .float64(let e): try e.pendingReductionValues(into: destination)
+            case .float32(let e): try e.pendingReductionValues(into: destination)
+            }
+        }
+        count.pointee = Int64(copied)
+        return LANCBIO_OK
+    }
+}
+
+@c @implementation
+public func lancbio_estimator_resume_reduction_f64(
+    _ h: OpaquePointer?, _ sums: UnsafePointer<Double>?, _ count: Int64, _ request: UnsafeMutablePointer<Double>?,
+    _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try resumeReduction(handle, sums, count, request, n) }
+}
+
+@c @implementation
+public func lancbio_estimator_resume_reduction_f32(
+    _ h: OpaquePointer?, _ sums: UnsafePointer<Double>?, _ count: Int64, _ request: UnsafeMutablePointer<Float>?,
+    _ n: Int64
+) -> Int32 {
+    withHandle(h) { handle throws(CFailure) in try resumeReduction(handle, sums, count, request, n) }
+}
+
+@c @implementation
 public func lancbio_estimator_properties(
     _ h: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?, _ method: UnsafeMutablePointer<Int32>?,
     _ precision: UnsafeMutablePointer<Int32>?

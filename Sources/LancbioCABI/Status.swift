@@ -53,6 +53,7 @@ func statusDescription(_ status: Int32) -> StaticString {
     case LANCBIO_INDEFINITE: "negative or zero curvature: the operator is not positive definite on the subspace"
     case LANCBIO_SINGULAR: "singular projected system: least-squares solution used"
     case LANCBIO_NEED_PRODUCT: "a product A x is needed: compute it and resume"
+    case LANCBIO_NEED_REDUCTION: "a reduction is needed: sum the values over all processes and resume_reduction"
     case LANCBIO_ERR_INVALID_ARGUMENT: "invalid argument"
     case LANCBIO_ERR_NULL_POINTER: "NULL pointer"
     case LANCBIO_ERR_NON_FINITE_INPUT: "input contains NaN or infinity"

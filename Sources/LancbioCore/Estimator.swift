@@ -29,6 +29,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
     private let reductionValues: Int?
     private var state = State.idle
     private var pendingInfo = StepInfo()
+    /// With reverse reductions: the worker that runs begin/resume so that a reduction can
+    /// hand control back to the caller, and the call in flight.
+    private var reverse: ReverseCalls?
     /// Diagnostics of the last completed step.
     public private(set) var lastInfo = StepInfo()
     /// Products used since creation or the last reset.
@@ -67,6 +70,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case needsProduct
         /// The step is complete; the new estimate is committed.
         case finished(StepInfo)
+        /// With reverse reductions (`setReverseReduction`): replace the `count` values of
+        /// `pendingReductionValues` by their sums over all processes and pass them to
+        /// `resumeReduction`.
+        case needsReduction(count: Int)
     }
 
     /// Creates an estimator of dimension `n` (>= 1) with the estimate v = 0, allocating
@@ -125,6 +132,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
         guard let hook else {
             ws.reduction = nil
+            dropReverseCalls()
             engine.dimensionChanged(total: n)
             return
         }
@@ -138,11 +146,137 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let total = reduction.values[0]
         guard total >= Double(n), total < 0x1p53 else { throw .invalidArgument("the reduction of the slices' lengths gave \(total)") }
         ws.reduction = reduction
+        dropReverseCalls()
         engine.dimensionChanged(total: Int(total))
+    }
+
+    /// Ends reverse reductions (no call is suspended: the caller is between steps).
+    private func dropReverseCalls() {
+        reverse?.calls.shutDown()
+        reverse = nil
     }
 
     /// Whether a reduction hook is set.
     public var hasReduction: Bool { ws.reduction != nil }
+
+    /// Slices the vectors across processes as `setReduction` does, but with the
+    /// reductions handed back to the caller (reverse communication, for a collective that
+    /// cannot be called from inside the library: an asynchronous all-reduce, a GPU
+    /// stream): `begin` and `resume` may return `.needsReduction(count:)`; the caller then
+    /// sums `pendingReductionValues` over all processes and passes the sums to
+    /// `resumeReduction`, which continues the step (and may again need a product or a
+    /// reduction). The reductions are the same, in the same order, as with a hook.
+    /// `totalDimension` is the sum of the slices' lengths (which a hook would have reduced).
+    /// The callback-driven `step` is refused in this mode. Starts a worker thread, on which
+    /// begin and resume then run (the caller waits, so one thread runs at a time).
+    /// - Throws: as `setReduction`; `.outOfMemory` when the thread cannot be started.
+    public func setReverseReduction(totalDimension total: Int) throws(EstimatorError) {
+        try rejectReentry("setReverseReduction")
+        guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
+        guard let values = reductionValues else {
+            throw .invalidArgument("the \(method.name) method does not support vectors sliced across processes (a reduction)")
+        }
+        guard total >= n, total < 1 << 53 else {
+            throw .invalidArgument("the total dimension \(total) must be at least n = \(n) (the sum of the slices' lengths)")
+        }
+        let calls = try ReverseCalls(calls: SuspendableCalls())
+        let reduction: Reduction
+        do {
+            reduction = try Reduction(hook: { values in
+                calls.count = values.count
+                calls.values = values.baseAddress
+                return calls.calls.suspend()
+            }, capacity: values)
+        } catch {
+            calls.calls.shutDown()
+            throw error
+        }
+        dropReverseCalls()
+        reverse = calls
+        ws.reduction = reduction
+        engine.dimensionChanged(total: total)
+    }
+
+    /// The values a pending reduction (`.needsReduction`) asks to be summed over all
+    /// processes: copied into `destination`, which must hold them all; returns their count.
+    /// - Throws: `.invalidState` when no reduction is pending, `.invalidArgument` for a
+    ///   destination too small.
+    public func pendingReductionValues(into destination: UnsafeMutableBufferPointer<Double>) throws(EstimatorError) -> Int {
+        guard let reverse, reverse.calls.isSuspended, let values = reverse.values else {
+            throw .invalidState("no reduction is pending")
+        }
+        guard destination.count >= reverse.count, let d = destination.baseAddress else {
+            throw .invalidArgument("the buffer holds \(destination.count) values; the reduction has \(reverse.count)")
+        }
+        d.update(from: values, count: reverse.count)
+        return reverse.count
+    }
+
+    /// Continues the step with the sums over all processes of the pending reduction's
+    /// values (count as `.needsReduction` said).
+    /// - Throws: as `resume()`; `.invalidState` when no reduction is pending,
+    ///   `.invalidArgument` for a wrong count (the reduction stays pending).
+    public func resumeReduction(sums: UnsafeBufferPointer<Double>) throws(EstimatorError) -> Progress {
+        guard let reverse, reverse.calls.isSuspended, let values = reverse.values else {
+            throw .invalidState("no reduction is pending")
+        }
+        guard sums.count == reverse.count, let p = sums.baseAddress else {
+            throw .invalidArgument("the reduction has \(reverse.count) values, got \(sums.count)")
+        }
+        values.update(from: p, count: reverse.count)
+        return try settle(reverse, reverse.calls.resume(aborting: false))
+    }
+
+    /// Whether a reduction is pending (`.needsReduction` was returned and not yet resumed).
+    public var reductionPending: Bool { reverse?.calls.isSuspended ?? false }
+
+    /// Runs `call` on the worker; its outcome, or the pending reduction it stopped at.
+    private func reversed(_ reverse: ReverseCalls,
+                          _ call: @escaping () throws(EstimatorError) -> Progress) throws(EstimatorError) -> Progress {
+        reverse.result = nil
+        if reverse.calls.inForkedChild {
+            // A forked child has no copy of the parent's worker: this process gets its own.
+            reverse.calls = try SuspendableCalls()
+        }
+        let outcome = reverse.calls.run { reverse.result = Result { () throws(EstimatorError) in try call() } }
+        return try settle(reverse, outcome)
+    }
+
+    private func settle(_ reverse: ReverseCalls, _ outcome: SuspendableCalls.Outcome) throws(EstimatorError) -> Progress {
+        switch outcome {
+        case .suspended:
+            return .needsReduction(count: reverse.count)
+        case .finished:
+            let result = reverse.result
+            reverse.result = nil
+            guard let result else { throw .invalidState("the reverse call finished without a result") }
+            return try result.get()
+        }
+    }
+
+    /// The worker of reverse reductions and the state of the call on it.
+    private final class ReverseCalls {
+        var calls: SuspendableCalls
+        /// The reduction the suspended call waits for: its buffer and count.
+        var values: UnsafeMutablePointer<Double>?
+        var count = 0
+        var result: Result<Progress, EstimatorError>?
+
+        init(calls: SuspendableCalls) { self.calls = calls }
+
+        /// In a forked child: the suspended call is gone with the parent's worker.
+        func forget() {
+            calls.forgetSuspended()
+            result = nil
+        }
+    }
+
+    deinit {
+        if let reverse {
+            if reverse.calls.isSuspended && !reverse.calls.inForkedChild { _ = reverse.calls.resume(aborting: true) }
+            reverse.calls.shutDown()
+        }
+    }
 
     /// Bytes the estimator's creation asks the system for, exactly: the vectors of n
     /// values (the workspace's four, the method's; the Lanczos basis dominates with m_max
@@ -240,6 +374,14 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func begin(rhs b: UnsafeBufferPointer<T>) throws(EstimatorError) -> Progress {
         try rejectReentry("begin")
+        if let reverse {
+            // b is copied before the first reduction (accept), so the caller's buffer is
+            // not read after a suspended call returns.
+            return try reversed(reverse) { [unowned(unsafe) self] () throws(EstimatorError) in
+                let rhsNorm = try accept(rhs: b, copying: true)
+                return try start(rhs: UnsafePointer(ws.rhsCopy), rhsNorm: rhsNorm, deferred: false)
+            }
+        }
         let rhsNorm = try accept(rhs: b, copying: true)
         return try start(rhs: UnsafePointer(ws.rhsCopy), rhsNorm: rhsNorm, deferred: false)
     }
@@ -251,6 +393,11 @@ public final class Estimator<T: BinaryFloatingPoint> {
     @_specialize(exported: true, where T == Float)
     public func resume() throws(EstimatorError) -> Progress {
         try rejectReentry("resume")
+        if let reverse {
+            return try reversed(reverse) { [unowned(unsafe) self] () throws(EstimatorError) in
+                try advance(rhs: UnsafePointer(ws.rhsCopy), product: UnsafePointer(ws.productOutput))
+            }
+        }
         return try advance(rhs: UnsafePointer(ws.rhsCopy), product: UnsafePointer(ws.productOutput))
     }
 
@@ -264,7 +411,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
         try rejectReentry("resume")
         _ = try stepAwaitingProduct()
         let p = try checkedCount(product, "the product")
-        guard readsProductInPlace else {
+        // With reverse reductions the method may go on reading the product after this call
+        // returned (suspended): it must be in the estimator's own buffer.
+        guard readsProductInPlace && reverse == nil else {
             // The method updates the product in place: it must be in its own buffer.
             Kernels.copy(p, to: ws.productOutput, n)
             return try resume()
@@ -275,6 +424,16 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// Abandons a step in progress; the estimator is as before `begin`. No effect otherwise,
     /// nor from inside the step's own product closure.
     public func cancel() {
+        if let reverse, reverse.calls.isSuspended {
+            if reverse.calls.inForkedChild {
+                // The worker, and the rest of its call, stayed in the parent process.
+                reverse.forget()
+            } else {
+                // The pending reduction fails, so the method abandons the step on the worker.
+                _ = reverse.calls.resume(aborting: true)
+                reverse.result = nil
+            }
+        }
         switch state {
         case .idle, .inProductCallback: return
         case .stepping, .awaitingCommit:
@@ -333,6 +492,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
     // MARK: The state machine
 
     private func rejectReentry(_ call: String) throws(EstimatorError) {
+        if let reverse, reverse.calls.isSuspended {
+            throw .invalidState("\(call) was called while a reduction is pending: pass its sums to resumeReduction, or cancel")
+        }
         guard case .inProductCallback = state else { return }
         throw .invalidState("\(call) was called from inside this estimator's own product callback")
     }
@@ -469,6 +631,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
         rhs b: UnsafeBufferPointer<T>, deferred: Bool,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> Progress {
+        guard reverse == nil else {
+            throw EstimatorError.invalidState("with reverse reductions, steps run by begin and resume (the reductions come back to the caller)")
+        }
         let rhsNorm = try accept(rhs: b, copying: false)
         let rhs = b.baseAddress!  // accepted: n values
         var progress = try start(rhs: rhs, rhsNorm: rhsNorm, deferred: deferred)

@@ -25,6 +25,7 @@ BREAKDOWN = 2
 INDEFINITE = 3
 SINGULAR = 4
 NEED_PRODUCT = 100
+NEED_REDUCTION = 101
 ERR_INVALID_ARGUMENT = -1
 ERR_NULL_POINTER = -2
 ERR_NON_FINITE_INPUT = -3
@@ -222,6 +223,10 @@ FUNCTIONS = {
     "lancbio_estimator_last_error": (c_char_p, [_handle]),
     "lancbio_estimator_callback_status": (c_int32, [_handle]),
     "lancbio_estimator_set_reduction": (c_int32, [_handle, REDUCE_CALLBACK, c_void_p]),
+    "lancbio_estimator_set_reverse_reduction": (c_int32, [_handle, c_int64]),
+    "lancbio_estimator_reduction_values": (c_int32, [_handle, _f64p, c_int64, ctypes.POINTER(c_int64)]),
+    "lancbio_estimator_resume_reduction_f64": (c_int32, [_handle, _f64p, c_int64, _f64p, c_int64]),
+    "lancbio_estimator_resume_reduction_f32": (c_int32, [_handle, _f64p, c_int64, _f32p, c_int64]),
     "lancbio_estimator_properties": (c_int32, [_handle, POINTER(c_int64), POINTER(c_int32), POINTER(c_int32)]),
     "lancbio_estimator_info": (c_int32, [_handle, POINTER(StepInfoStruct)]),
     "lancbio_estimator_step_f64": (c_int32, [_handle, HVP_CALLBACK, c_void_p, _f64p, _f64p, c_int64, POINTER(StepInfoStruct)]),
