@@ -1,4 +1,4 @@
-"""Estimators with ``comm=`` under MPI: mpi_worker.py run by mpirun on 2 and 3 processes
+"""Estimators and solves with ``comm=`` under MPI: mpi_worker.py run by mpirun on 2 and 3 processes
 (uneven slices against one process, infos bitwise equal across ranks, reduction counts,
 a failing operator on one rank). Skipped without mpirun or mpi4py, except under CI=true,
 where their absence is a failure."""
