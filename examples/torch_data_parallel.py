@@ -51,5 +51,9 @@ dist.all_gather(everyone, log_penalty.detach())
 if rank == 0:
     assert all(torch.equal(p, everyone[0]) for p in everyone), "the processes' penalties differ"
     print(f"validation loss {validation.item() / size:.3f} after {hg.hvp_count} HVPs on {size} processes")
+# hg holds the group: released before the group is torn down (a process group that
+# outlives destroy_process_group is destroyed at interpreter exit, which gloo does not
+# survive reliably).
+del hg
 dist.barrier()  # no process tears the group down while another still uses it
 dist.destroy_process_group()

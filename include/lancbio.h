@@ -265,7 +265,8 @@ const char *lancbio_version(void);
 const char *lancbio_status_string(int32_t status);
 /** The message of the last failed call on this thread that has no handle to hold it:
  *  lancbio_estimator_options_init, lancbio_estimator_create, lancbio_bilevel_options_init,
- *  lancbio_bilevel_create, lancbio_solve_f64, lancbio_solve_f32, lancbio_estimator_restore
+ *  lancbio_bilevel_create, lancbio_solve_f64, lancbio_solve_f32, lancbio_solve_reduced_f64,
+ *  lancbio_solve_reduced_f32, lancbio_estimator_restore
  *  and lancbio_bilevel_restore. "" when the last
  *  such call on this thread succeeded (or there was none). Owned by the library (one
  *  buffer per thread), valid until the thread's next such call. */
@@ -496,6 +497,8 @@ typedef struct lancbio_solve_result {
     int64_t iterations;   /**< Lanczos steps, CG/MINRES iterations, gradient steps or Neumann terms. */
     double residual;      /**< ||A x - b|| of the returned x, from one product (units of b). */
     double rhs_norm;      /**< ||b||. */
+    /* Appended fields: written only when struct_size covers them. */
+    int64_t reductions;   /**< Calls of the reduction callback (lancbio_solve_reduced_*; 0 without one). */
 } lancbio_solve_result_t;
 
 /**
@@ -538,6 +541,41 @@ int32_t lancbio_solve_f64(const lancbio_estimator_options_t *options, lancbio_hv
 int32_t lancbio_solve_f32(const lancbio_estimator_options_t *options, lancbio_hvp_f32_t hvp, void *user_data,
                           const float *b, float *x, int64_t n, double tolerance, int64_t max_iterations,
                           lancbio_solve_result_t *result, lancbio_step_info_t *last_step);
+
+/**
+ * lancbio_solve_f64 / _f32 with b, x and the products this process's slices (n its local
+ * length, >= 1; slices may differ) of vectors held across processes, and `reduce` summing
+ * values over all of them (as for lancbio_estimator_set_reduction). Collective: every
+ * process calls it with the same options, tolerance and max_iterations.
+ *
+ * Every norm and inner product is reduced, every decision (convergence, restart,
+ * breakdown, zero pivot, the best iterate) taken on reduced values, so every process takes
+ * the same branches and gets bitwise the same result and last_step. Reductions: 1 for the
+ * setup (the slices' lengths, ||b|| and b's finiteness, x0's finiteness and whether it is
+ * zero everywhere), then Lanczos 2 per step (alpha; beta) and 1 per residual check; the
+ * other methods 1 more for their setup, their estimator steps' own (last_step->reductions)
+ * and 1 per check; 2 more for each norm whose reduced sum of squares is out of range
+ * (docs/algorithms.md section 13). result->reductions counts them. max_iterations 0 is
+ * 10 N for the total dimension N, and with reorthogonalize the basis has min(budget, N,
+ * 4096) columns of n values. MINRES is not supported (LANCBIO_ERR_INVALID_ARGUMENT,
+ * before any reduction).
+ *
+ * A product callback failing on one process (or an allocation the system refuses) fails
+ * the call on every process at the next reduction: that process returns its own error,
+ * the others LANCBIO_ERR_CALLBACK; x is unchanged everywhere. A failing reduce aborts with
+ * LANCBIO_ERR_CALLBACK (lancbio_last_error() gives its code).
+ * @param[in] reduce       Reduction callback; not NULL.
+ * @param[in] reduce_data  Passed to reduce; used during the call only.
+ * The other parameters and the return value are lancbio_solve_f64's.
+ */
+int32_t lancbio_solve_reduced_f64(const lancbio_estimator_options_t *options, lancbio_hvp_f64_t hvp, void *user_data,
+                                  lancbio_reduce_t reduce, void *reduce_data, const double *b, double *x, int64_t n,
+                                  double tolerance, int64_t max_iterations, lancbio_solve_result_t *result,
+                                  lancbio_step_info_t *last_step);
+int32_t lancbio_solve_reduced_f32(const lancbio_estimator_options_t *options, lancbio_hvp_f32_t hvp, void *user_data,
+                                  lancbio_reduce_t reduce, void *reduce_data, const float *b, float *x, int64_t n,
+                                  double tolerance, int64_t max_iterations, lancbio_solve_result_t *result,
+                                  lancbio_step_info_t *last_step);
 
 
 /* ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ func minimumStructSize<S>(_ type: S.Type) -> Int {
     case is lancbio_step_info_t.Type: 112
     case is lancbio_bilevel_options_t.Type: 64
     case is lancbio_bilevel_info_t.Type: 80
+    case is lancbio_solve_result_t.Type: 48
     default: MemoryLayout<S>.size
     }
 }

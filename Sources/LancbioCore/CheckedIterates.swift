@@ -22,35 +22,48 @@ struct CheckedIterates<T: BinaryFloatingPoint> {
     /// Whether x0 = 0: then the residual is b without a product.
     let startsAtZero: Bool
 
+    /// Reduces the checks' norms when the vectors are sliced across processes.
+    private let collective: SolveCollective?
+
     /// - Parameters:
     ///   - scratch: 3 n values.
     ///   - rhsNorm: ||b||.
     ///   - solution: n values, x0; the answer is written there by `answer` only.
+    ///   - startsAtZero: whether x0 = 0 (on every process, across processes).
     init(n: Int, rhs: UnsafePointer<T>, rhsNorm: Double, solution: UnsafeMutablePointer<T>,
-         scratch: UnsafeMutablePointer<T>) {
+         scratch: UnsafeMutablePointer<T>, startsAtZero: Bool, collective: SolveCollective?) {
         self.n = n
         self.rhs = rhs
         self.solution = solution
+        self.collective = collective
         candidate = scratch
         residual = scratch + n
         best = scratch + 2 * n
-        startsAtZero = Kernels.maxMagnitude(solution, n) == 0
+        self.startsAtZero = startsAtZero
         bestResidual = startsAtZero ? rhsNorm : .infinity
         Kernels.copy(solution, to: candidate, n)
         if startsAtZero { Kernels.copy(rhs, to: residual, n) }
     }
 
-    /// ||b - A candidate|| from one product (leaving b - A candidate in `residual`); the
-    /// candidate becomes the best iterate if it is.
+    /// ||b - A candidate|| from one product (leaving b - A candidate in `residual`; across
+    /// processes in one reduction); the candidate becomes the best iterate if it is.
     mutating func check(_ product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void)
         throws -> Double {
         checks += 1
-        try product(UnsafeBufferPointer(start: candidate, count: n), UnsafeMutableBufferPointer(start: residual, count: n))
-        guard Kernels.allFinite(residual, n) else {
-            throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
+        let norm: Double
+        if let collective {
+            collective.product(product, candidate, residual, n)
+            let productFinite = Kernels.allFinite(residual, n)
+            Kernels.subtract(rhs, UnsafePointer(residual), into: residual, n)
+            norm = try collective.residualNorm(residual, productFinite: productFinite, n)
+        } else {
+            try product(UnsafeBufferPointer(start: candidate, count: n), UnsafeMutableBufferPointer(start: residual, count: n))
+            guard Kernels.allFinite(residual, n) else {
+                throw EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (the residual check A x)")
+            }
+            Kernels.subtract(rhs, UnsafePointer(residual), into: residual, n)
+            norm = Kernels.norm(residual, n)
         }
-        Kernels.subtract(rhs, UnsafePointer(residual), into: residual, n)
-        let norm = Kernels.norm(residual, n)
         guard norm.isFinite else {
             throw EstimatorError.nonFiniteResult("the residual ||A x - b|| overflowed")
         }

@@ -136,18 +136,32 @@ public final class Estimator<T: BinaryFloatingPoint> {
             engine.dimensionChanged(total: n)
             return
         }
-        guard let values = reductionValues else {
-            throw .invalidArgument("the \(method.name) method does not support vectors sliced across processes (a reduction)")
-        }
-        let reduction = try Reduction(hook: hook, capacity: values)
+        let reduction = try makeReduction(hook)
         // The total dimension, which bounds a Krylov space: the first collective call.
         reduction.values[0] = Double(n)
         try reduction.sum(1)
         let total = reduction.values[0]
         guard total >= Double(n), total < 0x1p53 else { throw .invalidArgument("the reduction of the slices' lengths gave \(total)") }
+        install(reduction, totalDimension: Int(total))
+    }
+
+    /// `setReduction`'s local half: the reduction this method needs, not yet installed.
+    /// For a caller that sums the slices' lengths in a reduction of its own (a one-shot
+    /// solve, whose budget depends on the total) and installs it with `install`.
+    /// - Throws: `.invalidArgument` (SubBiO, MINRES), `.outOfMemory`.
+    func makeReduction(_ hook: @escaping ReductionHook) throws(EstimatorError) -> Reduction {
+        guard let values = reductionValues else {
+            throw .invalidArgument("the \(method.name) method does not support vectors sliced across processes (a reduction)")
+        }
+        return try Reduction(hook: hook, capacity: values)
+    }
+
+    /// Installs a reduction from `makeReduction`; `totalDimension` is the sum of every
+    /// process's n. Between steps only.
+    func install(_ reduction: Reduction, totalDimension: Int) {
         ws.reduction = reduction
         dropReverseCalls()
-        engine.dimensionChanged(total: Int(total))
+        engine.dimensionChanged(total: totalDimension)
     }
 
     /// Ends reverse reductions (no call is suspended: the caller is between steps).

@@ -37,15 +37,19 @@ struct LanczosRecurrenceSolve<T: BinaryFloatingPoint> {
     /// Runs from x (n values, updated in place) on the residual r = b - A x (n values,
     /// overwritten), until the estimate is <= threshold, the run ends (breakdown, zero
     /// pivot) or `maxSteps` products were used.
-    /// - Parameter scratch: `scratchVectors * n` values.
-    /// - Throws: whatever `product` throws; `.nonFiniteProduct` / `.nonFiniteResult`.
+    /// - Parameters:
+    ///   - rho: ||r||.
+    ///   - scratch: `scratchVectors * n` values.
+    ///   - collective: with vectors sliced across processes, reduces alpha and beta (2
+    ///     calls per step) and takes this process's failures to the next reduction.
+    /// - Throws: whatever `product` throws; `.nonFiniteProduct` / `.nonFiniteResult`;
+    ///   across processes `.collectiveFailure` (a failed product shows there).
     func run(
-        x: UnsafeMutablePointer<T>, residual r: UnsafeMutablePointer<T>, threshold: Double, maxSteps: Int,
-        scratch: UnsafeMutablePointer<T>,
+        x: UnsafeMutablePointer<T>, residual r: UnsafeMutablePointer<T>, residualNorm rho: Double, threshold: Double,
+        maxSteps: Int, scratch: UnsafeMutablePointer<T>, collective: SolveCollective?,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> Run {
         var run = Run()
-        let rho = Kernels.norm(r, n)
         guard rho > 0, maxSteps > 0 else {
             run.estimate = rho
             return run
@@ -57,18 +61,25 @@ struct LanczosRecurrenceSolve<T: BinaryFloatingPoint> {
         var beta = 0.0, eta = 1.0, zeta = rho
         let ulp = Double(T.ulpOfOne)
         while run.steps < maxSteps {
-            try product(UnsafeBufferPointer(start: current, count: n), UnsafeMutableBufferPointer(start: y, count: n))
+            if let collective {
+                collective.product(product, current, y, n)
+            } else {
+                try product(UnsafeBufferPointer(start: current, count: n), UnsafeMutableBufferPointer(start: y, count: n))
+            }
             run.steps += 1
             let previousVector: UnsafePointer<T>? = run.steps > 1 ? UnsafePointer(previous) : nil
-            let alpha = Kernels.lanczosCoefficient(q: current, y: y, previous: previousVector, beta: beta, n)
+            let localAlpha = Kernels.lanczosCoefficient(q: current, y: y, previous: previousVector, beta: beta, n)
+            let alpha = try collective?.coefficient(localAlpha) ?? localAlpha
             guard alpha.isFinite else {
+                if let collective { throw try collective.productFailure(y, n) }
                 throw Kernels.allFinite(y, n)
                     ? EstimatorError.nonFiniteResult("the Lanczos coefficient v^T A v overflowed")
                     : EstimatorError.nonFiniteProduct("the operator returned NaN or infinity (A v)")
             }
             let squares = Kernels.lanczosResidual(y: y, q: current, alpha: alpha, previous: previousVector, beta: beta,
                                                   into: next, n)
-            let nextBeta = Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
+            let nextBeta = try collective?.norm(squares: squares, of: next, n)
+                ?? Kernels.norm(fromSumOfSquares: squares) ?? Kernels.norm(next, n)
             guard nextBeta.isFinite else { throw EstimatorError.nonFiniteResult("the Lanczos vector overflowed") }
             // The LDL^T step: the new pivot, and the coefficient of the new direction.
             if run.steps > 1 {
@@ -87,9 +98,11 @@ struct LanczosRecurrenceSolve<T: BinaryFloatingPoint> {
             }
             if eta < 0 { run.indefinite = true }
             // p_j = (v_j - beta_j p_{j-1}) / eta_j, then x_j = x_{j-1} + zeta_j p_j, in one pass.
-            guard Self.advance(direction: direction, solution: x, along: current, keeping: -beta / eta,
-                               adding: 1 / eta, step: zeta, n) else {
-                throw EstimatorError.nonFiniteResult("the Lanczos solution overflowed")
+            if !Self.advance(direction: direction, solution: x, along: current, keeping: -beta / eta,
+                             adding: 1 / eta, step: zeta, n) {
+                guard let collective else { throw EstimatorError.nonFiniteResult("the Lanczos solution overflowed") }
+                // The scalars ahead do not depend on x: the next reduction tells every process.
+                collective.solutionNonFinite = true
             }
             run.estimate = nextBeta * (zeta / eta).magnitude
             if !(nextBeta > 16 * ulp * scale) {

@@ -30,6 +30,8 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     public let method: EstimatorMethod
     public let tolerance: Double
     public let maxIterations: Int
+    /// The caller's budget (nil for the default), resolved again for sliced vectors.
+    private let requestedMaxIterations: Int?
 
     /// - Parameters:
     ///   - n: dimension, >= 1.
@@ -73,6 +75,7 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         self.n = n
         self.tolerance = tolerance
         self.maxIterations = budget
+        requestedMaxIterations = maxIterations
     }
 
     /// n-vectors `run` allocates besides the estimator or the recurrence: the three of
@@ -103,37 +106,122 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     ///   - b: n values, finite.
     ///   - x: n values: the initial guess on entry (all zero for the Neumann series), the
     ///     solution on return. Unchanged when the call throws.
+    ///   - reduction: nil on one process. Otherwise b, x and the products are this
+    ///     process's slices (n its local length; slices may differ) of vectors held
+    ///     across processes, and `reduction` sums values over all of them: every norm and
+    ///     inner product is reduced, every decision taken on reduced values, so every
+    ///     process takes the same branches and the reports agree bitwise. The call is then
+    ///     collective (every process makes it, with the same options), the default budget
+    ///     is 10 N for the total dimension N, and the reorthogonalized Lanczos basis has
+    ///     min(budget, N, m_max limit) columns of n values (`requiredBytes` counts the
+    ///     local n). MINRES does not support it. The report counts the calls
+    ///     (`SolveReport.reductions`, docs/algorithms.md section 13). A product that throws
+    ///     (or an allocation refused) on one process fails the call on every process at the
+    ///     next reduction: that process rethrows its own error, the others throw
+    ///     `.collectiveFailure`; x is unchanged everywhere.
     ///   - product: writes A * input into output (both n values, not aliased, valid only
     ///     during the call).
     /// - Throws: whatever `product` throws, or an `EstimatorError` (`.outOfMemory` when
     ///   the system refuses an allocation: then nothing stays allocated and `product` was
-    ///   not called).
+    ///   not called; `.invalidArgument` for MINRES with a reduction).
     @_specialize(exported: true, where T == Double)
     @_specialize(exported: true, where T == Float)
     public func run(
-        rhs b: UnsafeBufferPointer<T>, solution x: UnsafeMutableBufferPointer<T>,
+        rhs b: UnsafeBufferPointer<T>, solution x: UnsafeMutableBufferPointer<T>, reduction hook: ReductionHook? = nil,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> SolveReport {
         guard b.count == n, x.count == n, let bp = b.baseAddress, let xp = x.baseAddress else {
             throw EstimatorError.invalidArgument("b and x must hold n = \(n) values (got \(b.count) and \(x.count))")
         }
-        guard Kernels.allFinite(xp, n) else { throw EstimatorError.nonFiniteInput("x0 contains NaN or infinity") }
-        if usesRecurrence { return try runRecurrence(rhs: bp, solution: xp, product: product) }
-        let estimator = try Estimator<T>(n: n, method: method)
-        if case .neumann = method {
-            guard Kernels.maxMagnitude(xp, n) == 0 else {
-                throw EstimatorError.invalidArgument("the Neumann series starts from zero: x0 must be zero")
-            }
-        } else {
-            try estimator.setEstimate(UnsafeBufferPointer(x))
+        guard let hook else {
+            guard Kernels.allFinite(xp, n) else { throw EstimatorError.nonFiniteInput("x0 contains NaN or infinity") }
+            if usesRecurrence { return try runRecurrence(rhs: bp, solution: xp, collective: nil, product: product) }
+            return try runEstimator(rhs: b, solution: x, collective: nil, product: product)
         }
-        // x stays the caller's initial guess until the solve has succeeded.
-        // (3 n cannot overflow: the estimator holds more than 3 n values.)
-        let scratch = try UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
+        // Decided from the options alone, so every process refuses before any reduction.
+        guard method.implementation(T.self).reductionValues != nil else {
+            throw EstimatorError.invalidArgument(
+                "the \(method.name) method does not support vectors sliced across processes (a reduction)")
+        }
+        let collective = SolveCollective(hook: hook)
+        do {
+            var report = usesRecurrence
+                ? try runRecurrence(rhs: bp, solution: xp, collective: collective, product: product)
+                : try runEstimator(rhs: b, solution: x, collective: collective, product: product)
+            report.reductions = collective.calls
+            return report
+        } catch {
+            throw collective.failure ?? error
+        }
+    }
+
+    /// This solve's budget and method for the total dimension N of sliced vectors (the
+    /// default budget and the Lanczos period depend on it).
+    private func spanning(totalDimension: Int) throws(EstimatorError) -> OneShotSolve {
+        try OneShotSolve(n: totalDimension, method: method, tolerance: tolerance, maxIterations: requestedMaxIterations)
+    }
+
+    private var methodAndBudget: (EstimatorMethod, Int) { (method, maxIterations) }
+
+    /// Every method but the Lanczos recurrence: the estimator's steps, checked.
+    private func runEstimator(
+        rhs b: UnsafeBufferPointer<T>, solution x: UnsafeMutableBufferPointer<T>, collective: SolveCollective?,
+        product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
+    ) throws -> SolveReport {
+        let bp = b.baseAddress!, xp = x.baseAddress!  // n values each
+        let estimator: Estimator<T>, scratch: UnsafeMutablePointer<T>
+        let bNorm: Double, startsAtZero: Bool
+        var method = method, budget = maxIterations
+        if let collective {
+            // A local failure of the setup waits for a reduction that tells every process.
+            let local = try? UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
+            if local == nil {
+                collective.recordSetupFailure(EstimatorError.outOfMemory(bytes: Self.scratchVectors * n * MemoryLayout<T>.stride))
+            }
+            var created: Estimator<T>? = nil
+            let setup: (total: Int, rhsNorm: Double, startsAtZero: Bool)
+            do {
+                setup = try collective.setup(rhs: bp, start: xp, n)
+                (method, budget) = try spanning(totalDimension: setup.total).methodAndBudget
+                if case .neumann = method, !setup.startsAtZero {
+                    throw EstimatorError.invalidArgument("the Neumann series starts from zero: x0 must be zero")
+                }
+                do {
+                    let e = try Estimator<T>(n: n, method: method)
+                    // x0 is finite on every process (the setup's reduction said so): set locally.
+                    if case .neumann = method {} else { try e.setEstimate(UnsafeBufferPointer(x)) }
+                    e.install(try e.makeReduction(collective.reduction.hook), totalDimension: setup.total)
+                    created = e
+                } catch {
+                    collective.recordSetupFailure(error)
+                }
+                try collective.agreeOnSetup()
+            } catch {
+                local?.deallocateZeroed()
+                throw error
+            }
+            estimator = created!
+            scratch = local!
+            (bNorm, startsAtZero) = (setup.rhsNorm, setup.startsAtZero)
+        } else {
+            estimator = try Estimator<T>(n: n, method: method)
+            if case .neumann = method {
+                guard Kernels.maxMagnitude(xp, n) == 0 else {
+                    throw EstimatorError.invalidArgument("the Neumann series starts from zero: x0 must be zero")
+                }
+            } else {
+                try estimator.setEstimate(UnsafeBufferPointer(x))
+            }
+            // x stays the caller's initial guess until the solve has succeeded.
+            // (3 n cannot overflow: the estimator holds more than 3 n values.)
+            scratch = try UnsafeMutablePointer<T>.allocate(zeroed: Self.scratchVectors * n)
+            bNorm = Kernels.norm(bp, n)
+            startsAtZero = Kernels.maxMagnitude(xp, n) == 0
+        }
         defer { scratch.deallocateZeroed() }
-        let bNorm = Kernels.norm(bp, n)
         let threshold = tolerance * bNorm
-        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch)
+        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch,
+                                       startsAtZero: startsAtZero, collective: collective)
         let candidate = UnsafeMutableBufferPointer(start: iterates.candidate, count: n)
         var report = SolveReport()
         report.rhsNorm = bNorm
@@ -153,7 +241,7 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
                     lastIsCurrent = true
                     if last <= threshold { break }
                 }
-            } while report.lastStep.totalProducts + iterates.checks < maxIterations
+            } while report.lastStep.totalProducts + iterates.checks < budget
             if !lastIsCurrent { last = try iterates.check(product) }
         } else {
             report.lastStep = try estimator.step(rhs: b, into: candidate, product: product)
@@ -169,16 +257,36 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
     /// The Lanczos solve by the short recurrence: runs of `LanczosRecurrenceSolve`, each
     /// checked with one product whose residual b - A x starts the next run.
     private func runRecurrence(
-        rhs bp: UnsafePointer<T>, solution xp: UnsafeMutablePointer<T>,
+        rhs bp: UnsafePointer<T>, solution xp: UnsafeMutablePointer<T>, collective: SolveCollective?,
         product: (UnsafeBufferPointer<T>, UnsafeMutableBufferPointer<T>) throws -> Void
     ) throws -> SolveReport {
-        let scratch = try UnsafeMutablePointer<T>.allocate(
-            zeroed: (Self.scratchVectors + LanczosRecurrenceSolve<T>.scratchVectors) * n)
+        let count = (Self.scratchVectors + LanczosRecurrenceSolve<T>.scratchVectors) * n
+        let scratch: UnsafeMutablePointer<T>
+        let bNorm: Double, startsAtZero: Bool, maxIterations: Int
+        if let collective {
+            let local = try? UnsafeMutablePointer<T>.allocate(zeroed: count)
+            if local == nil { collective.recordSetupFailure(EstimatorError.outOfMemory(bytes: count * MemoryLayout<T>.stride)) }
+            let setup: (total: Int, rhsNorm: Double, startsAtZero: Bool)
+            do {
+                setup = try collective.setup(rhs: bp, start: xp, n)
+                maxIterations = try spanning(totalDimension: setup.total).maxIterations
+            } catch {
+                local?.deallocateZeroed()
+                throw error
+            }
+            scratch = local!
+            (bNorm, startsAtZero) = (setup.rhsNorm, setup.startsAtZero)
+        } else {
+            scratch = try UnsafeMutablePointer<T>.allocate(zeroed: count)
+            bNorm = Kernels.norm(bp, n)
+            startsAtZero = Kernels.maxMagnitude(xp, n) == 0
+            maxIterations = self.maxIterations
+        }
         defer { scratch.deallocateZeroed() }
         let recurrence = LanczosRecurrenceSolve<T>(n: n)
-        let bNorm = Kernels.norm(bp, n)
         let threshold = tolerance * bNorm
-        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch)
+        var iterates = CheckedIterates(n: n, rhs: bp, rhsNorm: bNorm, solution: xp, scratch: scratch,
+                                       startsAtZero: startsAtZero, collective: collective)
         var report = SolveReport()
         report.rhsNorm = bNorm
         // r0 = b - A x0: b itself, without a product, for x0 = 0.
@@ -186,9 +294,10 @@ public struct OneShotSolve<T: BinaryFloatingPoint> {
         var info = StepInfo()
         var steps = 0
         while last > threshold && steps + iterates.checks < maxIterations {
-            let run = try recurrence.run(x: iterates.candidate, residual: iterates.residual, threshold: threshold,
-                                         maxSteps: maxIterations - steps - iterates.checks,
-                                         scratch: scratch + Self.scratchVectors * n, product: product)
+            let run = try recurrence.run(x: iterates.candidate, residual: iterates.residual, residualNorm: last,
+                                         threshold: threshold, maxSteps: maxIterations - steps - iterates.checks,
+                                         scratch: scratch + Self.scratchVectors * n, collective: collective,
+                                         product: product)
             steps += run.steps
             info.breakdown = info.breakdown || run.breakdown
             info.indefinite = info.indefinite || run.indefinite
@@ -227,6 +336,9 @@ public struct SolveReport: Equatable, Sendable {
     public var iterations = 0
     /// The info of the estimator's last step.
     public var lastStep = StepInfo()
+    /// Calls of the reduction hook (0 without one), the setup's and the checks' included
+    /// (docs/algorithms.md section 13).
+    public var reductions = 0
 
     public init() {}
 }

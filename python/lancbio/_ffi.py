@@ -196,10 +196,11 @@ class SolveResultStruct(ctypes.Structure):
         ("iterations", c_int64),
         ("residual", c_double),
         ("rhs_norm", c_double),
+        ("reductions", c_int64),
     ]
 
 
-assert ctypes.sizeof(SolveResultStruct) == 48, ctypes.sizeof(SolveResultStruct)
+assert ctypes.sizeof(SolveResultStruct) == 56, ctypes.sizeof(SolveResultStruct)
 assert ctypes.sizeof(BilevelOptions) == 72, ctypes.sizeof(BilevelOptions)
 assert ctypes.sizeof(BilevelInfoStruct) == 88, ctypes.sizeof(BilevelInfoStruct)
 assert ctypes.sizeof(ProblemStruct) == 56, ctypes.sizeof(ProblemStruct)
@@ -244,6 +245,12 @@ FUNCTIONS = {
                                     c_int64, POINTER(SolveResultStruct), POINTER(StepInfoStruct)]),
     "lancbio_solve_f32": (c_int32, [POINTER(EstimatorOptions), HVP_CALLBACK, c_void_p, _f32p, _f32p, c_int64, c_double,
                                     c_int64, POINTER(SolveResultStruct), POINTER(StepInfoStruct)]),
+    "lancbio_solve_reduced_f64": (c_int32, [POINTER(EstimatorOptions), HVP_CALLBACK, c_void_p, REDUCE_CALLBACK, c_void_p,
+                                            _f64p, _f64p, c_int64, c_double, c_int64, POINTER(SolveResultStruct),
+                                            POINTER(StepInfoStruct)]),
+    "lancbio_solve_reduced_f32": (c_int32, [POINTER(EstimatorOptions), HVP_CALLBACK, c_void_p, REDUCE_CALLBACK, c_void_p,
+                                            _f32p, _f32p, c_int64, c_double, c_int64, POINTER(SolveResultStruct),
+                                            POINTER(StepInfoStruct)]),
     "lancbio_bilevel_options_init": (c_int32, [POINTER(BilevelOptions)]),
     "lancbio_bilevel_create": (c_int32, [c_int64, c_int64, POINTER(BilevelOptions), POINTER(EstimatorOptions), POINTER(_handle)]),
     "lancbio_bilevel_destroy": (None, [_handle]),

@@ -1,6 +1,6 @@
 """One-shot solves of A v = b: :func:`solve` wraps the library's ``lancbio_solve_f64`` /
-``lancbio_solve_f32``, which run the whole loop (and the final check of the true
-residual) natively."""
+``lancbio_solve_f32`` (``lancbio_solve_reduced_*`` with ``comm=``), which run the whole
+loop (and the final check of the true residual) natively."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import check
 from ._options import ESTIMATOR, estimator_options, fill, to_float, to_int
+from ._reduction import Reducer
 from ._trampoline import ERROR, OPERATOR, escaped, install_capture, make_callback, new_state, remove_capture
 from .info import StepInfo
 from .operators import as_operator
@@ -31,6 +32,7 @@ _METHODS = {
 METHODS = tuple(_METHODS)
 _FUNCTIONS = {np.dtype(np.float64): (_ffi.FLOAT64, ctypes.c_double, "lancbio_solve_f64"),
               np.dtype(np.float32): (_ffi.FLOAT32, ctypes.c_float, "lancbio_solve_f32")}
+_REDUCED = {"lancbio_solve_f64": "lancbio_solve_reduced_f64", "lancbio_solve_f32": "lancbio_solve_reduced_f32"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class SolveInfo:
             or series terms (neumann).
         method: the method name.
         step_info: the last estimator step's :class:`StepInfo`.
+        reductions: calls of ``comm.Allreduce`` (0 without ``comm``).
     """
 
     converged: bool
@@ -53,6 +56,7 @@ class SolveInfo:
     iterations: int
     method: str
     step_info: StepInfo | None
+    reductions: int = 0
 
 
 def _vector(arr, n: int, dtype: np.dtype, name: str) -> np.ndarray:
@@ -69,7 +73,7 @@ def _vector(arr, n: int, dtype: np.dtype, name: str) -> np.ndarray:
 
 
 def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = None, tol: float = 1e-8,
-          maxiter: int | None = None, **method_options):
+          maxiter: int | None = None, comm=None, **method_options):
     """Solves A v = b for a symmetric A given by products.
 
     Args:
@@ -83,6 +87,17 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
         maxiter: budget, >= 1; None for the library's default (10 n): CG/MINRES
             iterations, Lanczos products (stepping stops at the first step that
             reaches it), gradient steps or Neumann terms.
+        comm: None on one process; else a communicator (anything with
+            ``Allreduce(sendbuf, recvbuf)`` that sums, as mpi4py's does) whose processes
+            each hold a slice of b, x0 and v (slices may differ in length; n above is the
+            local one) with ``op`` acting on local slices (its own communication inside).
+            Collective: every process calls it with the same method, tol, maxiter and
+            options. Every norm and inner product is reduced, so every process takes the
+            same branches and gets bitwise the same info; maxiter None is 10 N for the
+            total N. "minres" does not support it. An operator that raises on one process
+            fails the call on every process (that one raises its exception, the others
+            :class:`lancbio.errors.CallbackError`); a failing ``Allreduce`` raises its own
+            exception. See docs/algorithms.md section 13.
         **method_options: "gd" and "neumann" need ``eta`` (> 0, below
             2 / lambda_max(A)); "lanczos" accepts ``reorthogonalize``, ``variant`` and
             ``orthogonality_tol``.
@@ -138,6 +153,11 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
     pointer = ctypes.POINTER(ctype)
     arguments = (ctypes.byref(options), callback, None, b.ctypes.data_as(pointer), x.ctypes.data_as(pointer), n, tol,
                  0 if maxiter is None else maxiter, ctypes.byref(result), ctypes.byref(last))
+    reducer = None
+    if comm is not None:
+        reducer = Reducer(comm)
+        function = _REDUCED[function]
+        arguments = arguments[:3] + (reducer.callback, None) + arguments[3:]
     hook = install_capture()
     try:
         status = getattr(lib, function)(*arguments)
@@ -146,11 +166,17 @@ def solve(op, b: np.ndarray, method: str = "lanczos", x0: np.ndarray | None = No
         state[ERROR] = state[OPERATOR] = None
         remove_capture(hook)
     if status == _ffi.ERR_CALLBACK:
+        if error is None and reducer is not None:
+            # A failed Allreduce raises itself; a product failed on another process, the
+            # library's message.
+            error = reducer.take_error()
+            if error is None:
+                check(status, lib.lancbio_last_error())
         try:
             raise error if error is not None else escaped("the operator")
         finally:
             error = None  # else the exception's traceback holds this frame, and it the exception
     check(status, lib.lancbio_last_error() if status < 0 else None)
     info = SolveInfo(bool(result.converged), result.residual, result.products, result.iterations, method,
-                     StepInfo._from_struct(last))
+                     StepInfo._from_struct(last), result.reductions)
     return x, info

@@ -1,8 +1,9 @@
 """Run by test_mpi.py under mpirun (-np 2, 3): every estimator with ``comm=`` on uneven
 slices against one estimator on the whole vector (on rank 0), the ranks' infos bitwise
 equal, the reduction counts of docs/algorithms.md section 13, and a failing operator on
-one rank failing the step on every rank with each estimator unchanged. Prints "all
-checks passed" on rank 0; any failed check exits non-zero (mpirun then stops the others)."""
+one rank failing the step on every rank with each estimator unchanged; the same for
+``lancbio.solve(comm=)`` (each method against one process, MINRES refused, a failing
+operator failing the solve on every rank). Prints "all checks passed" on rank 0; any failed check exits non-zero (mpirun then stops the others)."""
 
 import importlib.util
 import sys
@@ -126,6 +127,58 @@ for name in ("lanczos", "cg", "gd", "neumann"):
     estimator.step(op, np.ascontiguousarray(B[3][lo:hi]))
     infos = comm.allgather(estimator.info)
     check(all(i == infos[0] for i in infos), f"{name}: the ranks' infos differ after the failure")
+
+# One-shot solves: each method on the slices against one process on the whole vector, the
+# ranks' infos equal, the recurrence's reduction count (the setup's 1, 2 per step, 1 per check).
+# The tolerance stops CG and Lanczos well before N steps: nearer N, their lost
+# orthogonality amplifies rounding (the order of summation) far above 1e-12.
+SOLVES = {"lanczos": {}, "lanczos-reorthogonalize": {"reorthogonalize": True}, "cg": {}, "gd": {"eta": 0.03},
+          "neumann": {"eta": 0.03}}
+X0 = 0.1 * np.cos(np.arange(N))
+for name, options in SOLVES.items():
+    method = name.split("-")[0]
+    maxiter = 150 if method in ("gd", "neumann") else None
+    for x0 in ((None,) if method == "neumann" else (None, X0)):
+        local_x0 = None if x0 is None else np.ascontiguousarray(x0[lo:hi])
+        v, info = lancbio.solve(Sliced(), np.ascontiguousarray(B[0][lo:hi]), method=method, x0=local_x0, tol=1e-3,
+                                maxiter=maxiter, comm=comm, **options)
+        infos = comm.allgather(info)
+        check(all(i == infos[0] for i in infos), f"solve {name}: the ranks' infos differ: {infos}")
+        check(info.reductions > 0, f"solve {name}: no reduction counted")
+        if name == "lanczos":
+            checks = info.products - info.iterations
+            check(info.reductions == 1 + 2 * info.iterations + checks,
+                  f"solve {name}: {info.reductions} reductions for {info.iterations} steps and {checks} checks")
+        slices = comm.gather(v, root=0)
+        if rank == 0:
+            whole, reference = lancbio.solve(A, B[0], method=method, x0=x0, tol=1e-3, maxiter=maxiter, **options)
+            error = np.linalg.norm(np.concatenate(slices) - whole) / np.linalg.norm(whole)
+            check(error <= 1e-12, f"solve {name}: the slices differ from one process by {error:.3g} relative ({info} against {reference})")
+            check(reference.products == info.products and reference.converged == info.converged
+                  and reference.reductions == 0, f"solve {name}: {info} against one process's {reference}")
+
+# MINRES refuses comm= on every rank; an operator failing on the last rank fails the solve
+# on every rank (that one with its exception, the others CallbackError).
+try:
+    lancbio.solve(Sliced(), np.ascontiguousarray(B[0][lo:hi]), method="minres", comm=comm)
+    raised = None
+except Exception as exc:  # noqa: BLE001 - the check is on its type
+    raised = exc
+check(isinstance(raised, lancbio.errors.InvalidArgumentError), f"minres solve: rank {rank} raised {raised!r}")
+for method in ("lanczos", "cg"):
+    op = Sliced()
+    if rank == size - 1:
+        op.fail_at = 3
+    x0 = np.ascontiguousarray(X0[lo:hi])
+    kept = x0.copy()
+    try:
+        lancbio.solve(op, np.ascontiguousarray(B[1][lo:hi]), method=method, x0=x0, tol=1e-8, comm=comm)
+        raised = None
+    except Exception as exc:  # noqa: BLE001 - the check is on its type
+        raised = exc
+    expected = RuntimeError if rank == size - 1 else lancbio.errors.CallbackError
+    check(isinstance(raised, expected), f"failing solve {method}: rank {rank} raised {raised!r}")
+    check(np.array_equal(x0, kept), f"failing solve {method}: x0 changed")
 
 comm.Barrier()
 if rank == 0:

@@ -1,5 +1,5 @@
-"""Estimators and the bilevel loop with ``comm=`` under MPI: mpi_worker.py (estimators) and
-mpi_bilevel_worker.py (lancbio.Bilevel, y sliced, x replicated) run by mpirun on 2 and 3 processes
+"""Estimators, solves and the bilevel loop with ``comm=`` under MPI: mpi_worker.py (estimators,
+solves) and mpi_bilevel_worker.py (lancbio.Bilevel, y sliced, x replicated) run by mpirun on 2 and 3 processes
 (uneven slices against one process, infos bitwise equal across ranks, reduction counts,
 a failing operator on one rank). Skipped without mpirun or mpi4py, except under CI=true,
 where their absence is a failure."""
