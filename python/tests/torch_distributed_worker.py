@@ -8,15 +8,19 @@ known in closed form): g(x, y) = ||X y - t||^2 / 2m + sum_i exp(x_i) y_i^2 / 2,
 f(x, y) = ||Xv y - tv||^2 / 2m, y in two tensors (the layout of a weight and a bias).
 """
 
+import importlib.util
 import sys
 import warnings
 
 import numpy as np
-import torch
-import torch.distributed as dist
 
-import lancbio
-from lancbio.torch import HyperGradient
+if importlib.util.find_spec("torch") is None:  # test_torch_distributed.py skips (or fails under CI) first
+    sys.exit("torch_distributed_worker.py needs torch (pip install './python[torch]')")
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+import lancbio  # noqa: E402
+from lancbio.torch import HyperGradient  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.distributed.nn's deprecation notice
 from torch.distributed.nn.functional import all_reduce  # noqa: E402 - after the filter
