@@ -363,8 +363,11 @@ int32_t lancbio_estimator_set_reduction(lancbio_estimator_t *h, lancbio_reduce_t
  * which continues the step: it returns LANCBIO_NEED_PRODUCT (the request buffer given to
  * it holds the vector to multiply), LANCBIO_NEED_REDUCTION again, or the step's outcome.
  * The reductions are the same, in the same order, as with a callback, so every process
- * sees the same sequence of statuses. lancbio_estimator_cancel abandons the step, pending
- * reduction included; the callback-driven lancbio_estimator_step_* is refused
+ * sees the same sequence of statuses. lancbio_estimator_set_v_* checks v on this process
+ * only in this mode (no reduction to hand back outside a step): call it alike everywhere.
+ * lancbio_estimator_cancel abandons the step, pending reduction included, and so does
+ * lancbio_estimator_destroy; in a forked child the pending reduction can only be cancelled
+ * (its step stayed with the parent's thread). The callback-driven lancbio_estimator_step_* is refused
  * (LANCBIO_ERR_INVALID_STATE), and so is every call but the reduction ones, cancel and the
  * read-only ones while a reduction is pending.
  *

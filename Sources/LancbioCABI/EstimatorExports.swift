@@ -40,6 +40,14 @@ public func lancbio_estimator_create(
 
 @c @implementation
 public func lancbio_estimator_destroy(_ h: OpaquePointer?) {
+    // A step suspended at a reverse reduction holds the estimator from its worker thread:
+    // abandoned first, so that the estimator and the thread end with the handle.
+    if let handle = lookUp(h, as: EstimatorHandle.self) {
+        switch handle.storage {
+        case .float64(let e): if e.reductionPending { e.cancel() }
+        case .float32(let e): if e.reductionPending { e.cancel() }
+        }
+    }
     unregister(h, as: EstimatorHandle.self)
 }
 

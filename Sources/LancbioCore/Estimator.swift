@@ -124,7 +124,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     ///
     /// Collective itself: its one reduction sums the slices' lengths (a Krylov space has at
     /// most that many dimensions). Allocates the buffer of the reduced values (a few
-    /// Doubles; 2 (m_max + 1) + 3 for dynamic Lanczos).
+    /// Doubles; 2 (m_max + 1) + 5 for dynamic Lanczos: its values, b's two and the failure count).
     /// - Throws: `.invalidArgument` for a method without support for it (SubBiO, MINRES),
     ///   `.invalidState` during a step, `.outOfMemory`; the estimator is then unchanged.
     public func setReduction(_ hook: ReductionHook?) throws(EstimatorError) {
@@ -181,7 +181,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// `resumeReduction`, which continues the step (and may again need a product or a
     /// reduction). The reductions are the same, in the same order, as with a hook.
     /// `totalDimension` is the sum of the slices' lengths (which a hook would have reduced).
-    /// The callback-driven `step` is refused in this mode. Starts a worker thread, on which
+    /// The callback-driven `step` is refused in this mode, and `setEstimate` checks v on
+    /// this process only (call it alike everywhere). Cancel a pending reduction before
+    /// releasing the estimator (its suspended call holds it). Starts a worker thread, on which
     /// begin and resume then run (the caller waits, so one thread runs at a time).
     /// - Throws: as `setReduction`; `.outOfMemory` when the thread cannot be started.
     public func setReverseReduction(totalDimension total: Int) throws(EstimatorError) {
@@ -219,6 +221,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard let reverse, reverse.calls.isSuspended, let values = reverse.values else {
             throw .invalidState("no reduction is pending")
         }
+        guard !reverse.calls.inForkedChild else { throw Self.leftInParent }
         guard destination.count >= reverse.count, let d = destination.baseAddress else {
             throw .invalidArgument("the buffer holds \(destination.count) values; the reduction has \(reverse.count)")
         }
@@ -234,11 +237,17 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard let reverse, reverse.calls.isSuspended, let values = reverse.values else {
             throw .invalidState("no reduction is pending")
         }
+        guard !reverse.calls.inForkedChild else { throw Self.leftInParent }
         guard sums.count == reverse.count, let p = sums.baseAddress else {
             throw .invalidArgument("the reduction has \(reverse.count) values, got \(sums.count)")
         }
         values.update(from: p, count: reverse.count)
         return try settle(reverse, reverse.calls.resume(aborting: false))
+    }
+
+    /// A forked child's pending reduction: the rest of its call is on the parent's worker.
+    private static var leftInParent: EstimatorError {
+        .invalidState("the pending reduction's step stayed with the parent process (a fork): cancel it here")
     }
 
     /// Whether a reduction is pending (`.needsReduction` was returned and not yet resumed).
@@ -285,11 +294,10 @@ public final class Estimator<T: BinaryFloatingPoint> {
         }
     }
 
+    /// Reached only with no reduction pending: a suspended call's frames on the worker hold
+    /// this estimator (`cancel` first, as lancbio_estimator_destroy does).
     deinit {
-        if let reverse {
-            if reverse.calls.isSuspended && !reverse.calls.inForkedChild { _ = reverse.calls.resume(aborting: true) }
-            reverse.calls.shutDown()
-        }
+        reverse?.calls.shutDown()
     }
 
     /// Bytes the estimator's creation asks the system for, exactly: the vectors of n
@@ -339,7 +347,9 @@ public final class Estimator<T: BinaryFloatingPoint> {
         guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
         let p = try checkedCount(v, "the estimate")
         let finite = Kernels.allFinite(p, n)
-        if let reduction = ws.reduction {
+        // With reverse reductions the check is this process's own: a reduction here would
+        // need a step's worker to hand it back (docs/algorithms.md section 13).
+        if let reduction = ws.reduction, reverse == nil {
             reduction.localFailure = false
             guard try reduction.allAgree(finite) else {
                 throw .nonFiniteInput("the estimate contains NaN or infinity (on some process)")
@@ -547,7 +557,11 @@ public final class Estimator<T: BinaryFloatingPoint> {
         let p = try checkedCount(b, "b")
         // rhsCopy belongs to no committed state, so it may be written before b is accepted.
         let measured = vectorPasses.measure(p, copyingInto: copying ? ws.rhsCopy : nil)
-        if let reduction = ws.reduction { return try acceptAcrossProcesses(measured, p, reduction) }
+        // The copy when there is one: with reverse reductions this call may return (at b's
+        // reduction) before the norm is computed, and the caller's b is not read after that.
+        if let reduction = ws.reduction {
+            return try acceptAcrossProcesses(measured, copying ? UnsafePointer(ws.rhsCopy) : p, reduction)
+        }
         guard measured.allFinite else { throw .nonFiniteInput("b contains NaN or infinity") }
         let bNorm = Kernels.norm(fromSumOfSquares: measured.sumOfSquares) ?? Kernels.norm(p, n)
         guard bNorm.isFinite else { throw .nonFiniteInput("||b|| overflows") }

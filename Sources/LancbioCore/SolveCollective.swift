@@ -151,10 +151,11 @@ final class SolveCollective {
         reduction.values[1] = productFinite ? 0 : 1
         reduction.values[2] = solutionNonFinite ? 1 : 0
         try reduction.sum(3)
+        // An x that overflowed makes its product non-finite too: the overflow is the cause.
+        guard reduction.values[2] == 0 else { throw .nonFiniteResult("the Lanczos solution overflowed (on some process)") }
         guard reduction.values[1] == 0 else {
             throw .nonFiniteProduct("the operator returned NaN or infinity (the residual check A x, on some process)")
         }
-        guard reduction.values[2] == 0 else { throw .nonFiniteResult("the Lanczos solution overflowed (on some process)") }
         return try reduction.norm(squares: reduction.values[0], residual, n)
     }
 

@@ -100,9 +100,14 @@ final class SuspendableCalls {
         return handOver()
     }
 
+    /// Whether the calling thread is the worker (only there can a body suspend).
+    var onWorker: Bool { !inForkedChild && pthread_equal(pthread_self(), thread) != 0 }
+
     /// Called by the body on the worker: gives control back to the caller and waits to be
-    /// resumed. Returns false when the caller resumed it to abort.
+    /// resumed. Returns false when the caller resumed it to abort, and at once when called
+    /// off the worker (nothing could resume it).
     func suspend() -> Bool {
+        guard onWorker else { return false }
         pthread_mutex_lock(lock)
         isSuspended = true
         fegetenv(&environment)
@@ -126,6 +131,9 @@ final class SuspendableCalls {
         guard !inForkedChild else { return }
         pthread_mutex_lock(lock)
         exiting = true
+        // A body still suspended (its owner should have resumed it to abort first) ends
+        // its reduction failed rather than going on with unsummed values.
+        aborting = true
         workerTurn = true
         pthread_cond_broadcast(changed)
         pthread_mutex_unlock(lock)

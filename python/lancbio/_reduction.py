@@ -60,3 +60,12 @@ class Reducer:
         """The exception of the last failed call, once."""
         error, self.error = self.error, None
         return error
+
+
+def refuse_copy(owner) -> None:
+    """Raises TypeError for a copy or pickle of an object sliced across processes: the copy
+    would hold this process's slice with no communicator, and its steps would treat the
+    slice as the whole vector."""
+    if owner._reducer is not None:
+        raise TypeError(f"a {type(owner).__name__} with comm= cannot be copied or pickled: the copy would hold this "
+                        "process's slice without the communicator (create another with comm= on every process)")

@@ -31,7 +31,7 @@ from . import _checkpoint, _ffi, _options
 from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
-from ._reduction import Reducer
+from ._reduction import Reducer, refuse_copy
 from ._trampoline import ERROR, escaped, install_capture, make_callback, new_state, remove_capture
 from .history import History, record_run
 from .errors import InvalidStateError
@@ -255,6 +255,15 @@ class Bilevel(Handle):
         self._raw_estimator_info = _ffi.StepInfoStruct()
         self._raw_estimator_info.struct_size = ctypes.sizeof(self._raw_estimator_info)
 
+    def _check(self, status: int) -> int:
+        # A failed Allreduce is raised as itself rather than as the library's callback
+        # error, and never left over for a later failure.
+        if status < 0 and self._reducer is not None:
+            error = self._reducer.take_error()
+            if error is not None:
+                raise error
+        return super()._check(status)
+
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):
         """The five C callbacks, in the order of lancbio_problem_f64_t. Each passes private
@@ -300,10 +309,8 @@ class Bilevel(Handle):
             if status < 0:
                 if status == _ffi.ERR_CALLBACK and error is None and self._reducer is not None:
                     # Another process's failure (the library's message says so), or the
-                    # all-reduce's own exception.
-                    error = self._reducer.take_error()
-                    if error is None:
-                        self._check(status)
+                    # all-reduce's own exception (which _check raises).
+                    self._check(status)
                 if status == _ffi.ERR_CALLBACK:
                     try:
                         raise error if error is not None else escaped("a callback of the problem")
@@ -505,6 +512,7 @@ class Bilevel(Handle):
 
 
     def __reduce_ex__(self, protocol):
+        refuse_copy(self)
         data = _checkpoint.save(self, lib.lancbio_bilevel_save)
         # A problem that refers back to this optimizer comes here again from the check.
         if not self._checking_problem:
@@ -516,9 +524,11 @@ class Bilevel(Handle):
         return _unpickle, (type(self), data, self._python_state(self._problem))
 
     def __copy__(self):
+        refuse_copy(self)
         return _unpickle(type(self), _checkpoint.save(self, lib.lancbio_bilevel_save), self._python_state(self._problem))
 
     def __deepcopy__(self, memo):
+        refuse_copy(self)
         data = _checkpoint.save(self, lib.lancbio_bilevel_save)
         optimizer = type(self).__new__(type(self))
         memo[id(self)] = optimizer  # a problem that refers back to this optimizer gets the copy

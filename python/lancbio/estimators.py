@@ -48,7 +48,7 @@ from ._handle import Handle, get_ident
 from ._trampoline import SOLE_REFERENCE_COUNT, result_error
 from .errors import InvalidStateError
 from .info import StepInfo
-from ._reduction import Reducer
+from ._reduction import Reducer, refuse_copy
 from .operators import as_operator
 
 __all__ = ["DynamicLanczos", "SubBiO", "CG", "MINRES", "GD", "Neumann", "RandomNeumann"]
@@ -554,12 +554,15 @@ class _Estimator(Handle):
         self._stepped = bool(state["has_info"])
 
     def __reduce_ex__(self, protocol):
+        refuse_copy(self)
         return _unpickle, (type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
 
     def __copy__(self):
+        refuse_copy(self)
         return _unpickle(type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
 
     def __deepcopy__(self, memo):
+        refuse_copy(self)
         copy = _unpickle(type(self), _checkpoint.save(self, lib.lancbio_estimator_save), self._python_state())
         memo[id(self)] = copy
         return copy

@@ -75,3 +75,57 @@ def test_what_is_not_a_communicator_and_methods_without_support_are_refused():
         lancbio.SubBiO(5, 0.1, comm=OneProcess())
     with pytest.raises(lancbio.errors.InvalidArgumentError, match="minres"):
         lancbio.MINRES(5, 3, comm=OneProcess())
+
+
+class _Quadratic:
+    """A bilevel problem small enough for a one-process comm: g = |y|^2 / 2 - x.y, f = |y - 1|^2 / 2."""
+
+    dx = dy = 4
+
+    def grad_y_g(self, x, y):
+        return y - x
+
+    def grad_x_f(self, x, y):
+        return np.zeros(4)
+
+    def grad_y_f(self, x, y):
+        return y - 1.0
+
+    def hvp_yy_g(self, x, y, v):
+        return v.copy()
+
+    def jvp_xy_g(self, x, y, v):
+        return -v
+
+
+@pytest.mark.parametrize("kind", ["estimator", "bilevel"])
+def test_objects_with_comm_refuse_copies_and_pickles_which_would_lose_the_slicing(kind):
+    import copy
+    import pickle
+
+    if kind == "estimator":
+        obj = lancbio.DynamicLanczos(6, comm=OneProcess())
+    else:
+        obj = lancbio.Bilevel(_Quadratic(), "lancbio", x0=np.zeros(4), y0=np.zeros(4), lr_x=0.1, lr_y=0.5,
+                              comm=OneProcess())
+        obj.step()
+    for make in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="comm= cannot be copied or pickled"):
+            make(obj)
+
+
+def test_bilevel_with_a_one_process_comm_agrees_with_no_comm_and_raises_the_allreduce_error():
+    plain = lancbio.Bilevel(_Quadratic(), "lancbio", x0=np.zeros(4), y0=np.zeros(4), lr_x=0.1, lr_y=0.5)
+    comm = OneProcess()
+    reduced = lancbio.Bilevel(_Quadratic(), "lancbio", x0=np.zeros(4), y0=np.zeros(4), lr_x=0.1, lr_y=0.5, comm=comm)
+    for _ in range(6):
+        a, b = plain.step(), reduced.step()
+        assert abs(a.hypergradient_norm - b.hypergradient_norm) <= 1e-12 * a.hypergradient_norm
+    np.testing.assert_allclose(reduced.x, plain.x, rtol=1e-12)
+    x, y = reduced.x, reduced.y
+    comm.fail_at = comm.calls + 1
+    with pytest.raises(ConnectionError, match="interconnect"):
+        reduced.step()
+    np.testing.assert_array_equal(reduced.x, x)
+    np.testing.assert_array_equal(reduced.y, y)
+    reduced.step()  # and it goes on
