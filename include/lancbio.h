@@ -656,6 +656,14 @@ typedef struct lancbio_bilevel_info {
  *  @return LANCBIO_OK or LANCBIO_ERR_NULL_POINTER. */
 int32_t lancbio_bilevel_options_init(lancbio_bilevel_options_t *options);
 
+/** lambda_k and theta_k of outer iteration k >= 1 under `options` (the schedule above;
+ *  theta_k = 0 with lr_y_auto, whose theta comes from the estimator's curvature), for
+ *  outer loops written outside the library that follow its schedule.
+ *  @return LANCBIO_OK, LANCBIO_ERR_NULL_POINTER, LANCBIO_ERR_INVALID_ARGUMENT (options out of
+ *          range, k < 1; see lancbio_last_error()). */
+int32_t lancbio_bilevel_step_sizes(const lancbio_bilevel_options_t *options, int64_t iteration, double *lr_x,
+                                   double *lr_y);
+
 /**
  * Creates a bilevel optimizer with v = 0, allocating all its storage (the estimator's,
  * and three vectors each of dx and dy values).

@@ -188,3 +188,24 @@ public func lancbio_bilevel_set_reduction(
         return LANCBIO_OK
     }
 }
+
+@c @implementation
+public func lancbio_bilevel_step_sizes(
+    _ options: UnsafePointer<lancbio_bilevel_options_t>?, _ iteration: Int64,
+    _ lrX: UnsafeMutablePointer<Double>?, _ lrY: UnsafeMutablePointer<Double>?
+) -> Int32 {
+    ThreadLastError.call { () throws(CFailure) -> Int32 in
+        guard let options else { throw CFailure.null("options") }
+        guard let lrX else { throw CFailure.null("lr_x") }
+        guard let lrY else { throw CFailure.null("lr_y") }
+        var o = lancbio_bilevel_options_t.defaults
+        try readVersionedStruct(UnsafeRawPointer(options), into: &o, name: "options")
+        let core = try o.core()
+        try checked { () throws(EstimatorError) in try core.validate() }
+        guard iteration >= 1 else { throw CFailure(LANCBIO_ERR_INVALID_ARGUMENT, "iteration = \(iteration) must be >= 1") }
+        let (x, y) = core.scheduledStepSizes(iteration: Int(iteration))
+        lrX.pointee = x
+        lrY.pointee = core.lrYAuto ? 0 : y
+        return LANCBIO_OK
+    }
+}

@@ -97,12 +97,8 @@ public final class BilevelOptimizer<T: BinaryFloatingPoint> {
     /// lambda_k and theta_k for outer iteration k (1-based); with `lrYAuto`, theta for the
     /// current `curvature` (0 before the first estimate).
     public func stepSizes(iteration k: Int) -> (lrX: Double, lrY: Double) {
-        func decayed(_ base: Double, _ exponent: Double, _ floor: Double) -> Double {
-            guard exponent > 0 else { return base }
-            return Swift.max(floor, base / Double.pow(Double(k), exponent))
-        }
-        let lrY = options.lrYAuto ? Self.autoStep(curvature) : decayed(options.lrY, options.lrYDecay, options.lrYMin)
-        return (decayed(options.lrX, options.lrXDecay, options.lrXMin), lrY)
+        let scheduled = options.scheduledStepSizes(iteration: k)
+        return (scheduled.lrX, options.lrYAuto ? Self.autoStep(curvature) : scheduled.lrY)
     }
 
     private static func autoStep(_ curvature: Double) -> Double {

@@ -1,3 +1,5 @@
+import RealModule
+
 /// Step sizes and inner steps of the bilevel outer loop (docs/algorithms.md section 2).
 ///
 /// At outer iteration k = 1, 2, ...: lambda_k = max(lrXMin, lrX / k^lrXDecay) and
@@ -26,6 +28,18 @@ public struct BilevelOptions: Equatable, Sendable {
     /// Needs an estimator that reports Ritz values (dynamic Lanczos, SubBiO).
     public var lrYAuto = false
 
+    /// lambda_k = max(lrXMin, lrX / k^lrXDecay) and theta_k likewise (each constant when
+    /// its decay is 0), for outer iteration k >= 1: the schedule every outer loop follows
+    /// (with `lrYAuto` theta comes from the curvature instead; see
+    /// `BilevelOptimizer.stepSizes`).
+    public func scheduledStepSizes(iteration k: Int) -> (lrX: Double, lrY: Double) {
+        func decayed(_ base: Double, _ exponent: Double, _ floor: Double) -> Double {
+            guard exponent > 0 else { return base }
+            return Swift.max(floor, base / Double.pow(Double(k), exponent))
+        }
+        return (decayed(lrX, lrXDecay, lrXMin), decayed(lrY, lrYDecay, lrYMin))
+    }
+
     public init(lrX: Double, lrY: Double, lrXDecay: Double = 0, lrXMin: Double = 0,
                 lrYDecay: Double = 0, lrYMin: Double = 0, innerSteps: Int = 5, lrYAuto: Bool = false) {
         self.lrX = lrX
@@ -38,7 +52,7 @@ public struct BilevelOptions: Equatable, Sendable {
         self.lrYAuto = lrYAuto
     }
 
-    func validate() throws(EstimatorError) {
+    public func validate() throws(EstimatorError) {
         guard lrX.isFinite && lrX > 0 else { throw .invalidArgument("lr_x must be finite and > 0 (got \(lrX))") }
         guard lrY.isFinite && (lrY > 0 || lrYAuto && lrY == 0) else {
             throw .invalidArgument("lr_y must be finite and > 0\(lrYAuto ? " or 0 (ignored with lr_y_auto)" : "") (got \(lrY))")

@@ -1577,6 +1577,35 @@ static void test_properties(void)
         }
 }
 
+/* lancbio_bilevel_step_sizes: the header's schedule, lambda_k = max(lr_x_min, lr_x / k^b),
+ * theta_k likewise, theta 0 with lr_y_auto; bad options and k < 1 refused. */
+static void test_step_sizes(void)
+{
+    lancbio_bilevel_options_t o;
+    double lx = -1.0, ly = -1.0;
+    int64_t k;
+    lancbio_bilevel_options_init(&o);
+    o.lr_x = 0.8;
+    o.lr_y = 0.3;
+    o.lr_x_decay = 0.5;
+    o.lr_x_min = 0.1;
+    for (k = 1; k <= 100; k *= 3) {
+        double expected = 0.8 / sqrt((double)k);
+        if (expected < 0.1) expected = 0.1;
+        CHECK(lancbio_bilevel_step_sizes(&o, k, &lx, &ly) == LANCBIO_OK, "step sizes at k = %lld", (long long)k);
+        CHECK(fabs(lx - expected) <= 1e-15 * expected && ly == 0.3, "k = %lld: lr_x %.17g (expected %.17g), lr_y %.17g",
+              (long long)k, lx, expected, ly);
+    }
+    o.lr_y_auto = 1;
+    CHECK(lancbio_bilevel_step_sizes(&o, 2, &lx, &ly) == LANCBIO_OK && ly == 0.0, "lr_y_auto: theta %g", ly);
+    CHECK(lancbio_bilevel_step_sizes(&o, 0, &lx, &ly) == LANCBIO_ERR_INVALID_ARGUMENT, "k = 0 refused");
+    o.lr_x = -1.0;
+    CHECK(lancbio_bilevel_step_sizes(&o, 1, &lx, &ly) == LANCBIO_ERR_INVALID_ARGUMENT, "lr_x < 0 refused: %s",
+          lancbio_last_error());
+    CHECK(lancbio_bilevel_step_sizes(NULL, 1, &lx, &ly) == LANCBIO_ERR_NULL_POINTER, "NULL options");
+    CHECK(lancbio_bilevel_step_sizes(&o, 1, NULL, &ly) == LANCBIO_ERR_NULL_POINTER, "NULL lr_x");
+}
+
 int main(void)
 {
     build_problem();
@@ -1590,5 +1619,6 @@ int main(void)
     run_group("forward compatibility", test_forward);
     run_group("handles", test_handles);
     run_group("properties", test_properties);
+    run_group("step sizes", test_step_sizes);
     return check_summary();
 }

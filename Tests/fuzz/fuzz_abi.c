@@ -1340,6 +1340,63 @@ static void op_reduction(reader_t *r)
     verify_estimator(e, "set_reduction", 0);
 }
 
+/* Reverse reductions: refused during a step and by SubBiO and MINRES; otherwise a step
+ * begun in that mode stops at a product or a reduction, every call but the reduction
+ * ones, cancel and the read-only ones is refused there, a wrong count leaves it pending,
+ * and cancel leaves the handle as it was; the mode is cleared after. */
+static void op_reverse_reduction(reader_t *r)
+{
+    est_t *e = pick_est(r);
+    uint8_t sel;
+    int32_t s;
+    double b[MAXN], request[MAXN], values[4 * MAXN + 64];
+    int64_t i, count = 0;
+    if (!e) return;
+    sel = u8(r);
+    s = lancbio_estimator_set_reverse_reduction(e->h, e->n + (sel & 3));
+    trace("set_reverse_reduction slot=%d method=%d in_step=%d -> %d", (int)(e - EST), e->method, e->in_step, s);
+    check_message_est(e->h, s, "set_reverse_reduction");
+    if (e->in_step) {
+        REQUIRE(s == LANCBIO_ERR_INVALID_STATE, "set_reverse_reduction during a step returned %d", s);
+        return;
+    }
+    if (e->method == LANCBIO_METHOD_SUBBIO || e->method == LANCBIO_METHOD_MINRES) {
+        REQUIRE(s == LANCBIO_ERR_INVALID_ARGUMENT, "set_reverse_reduction on method %d returned %d", e->method, s);
+        return;
+    }
+    REQUIRE(s == LANCBIO_OK, "set_reverse_reduction returned %d", s);
+    if (e->precision == LANCBIO_FLOAT64) {
+        for (i = 0; i < e->n; i++) b[i] = 1.0 + 0.1 * (double)(i % 5);
+        s = lancbio_estimator_begin_f64(e->h, b, request, e->n);
+        REQUIRE(s == LANCBIO_NEED_PRODUCT || s == LANCBIO_NEED_REDUCTION, "a reverse begin returned %d", s);
+        if (s == LANCBIO_NEED_REDUCTION) {
+            REQUIRE(lancbio_estimator_reduction_values(e->h, values, (int64_t)(sizeof values / sizeof values[0]), &count)
+                        == LANCBIO_OK && count > 0,
+                    "reduction_values on a pending reduction");
+            REQUIRE(lancbio_estimator_begin_f64(e->h, b, request, e->n) == LANCBIO_ERR_INVALID_STATE,
+                    "begin while a reduction is pending");
+            REQUIRE(lancbio_estimator_resume_f64(e->h, b, request, e->n) == LANCBIO_ERR_INVALID_STATE,
+                    "a product while a reduction is pending");
+            REQUIRE(lancbio_estimator_reset(e->h) == LANCBIO_ERR_INVALID_STATE, "reset while a reduction is pending");
+            REQUIRE(lancbio_estimator_resume_reduction_f64(e->h, values, count + 1 + (sel >> 4), request, e->n)
+                        == LANCBIO_ERR_INVALID_ARGUMENT,
+                    "a wrong count");
+            if (sel & 4) {
+                /* One process: the sums are the values; the step goes on to its next stop. */
+                s = lancbio_estimator_resume_reduction_f64(e->h, values, count, request, e->n);
+                REQUIRE(s == LANCBIO_NEED_PRODUCT || s == LANCBIO_NEED_REDUCTION || s < 0,
+                        "resume_reduction returned %d", s);
+            }
+        }
+        REQUIRE(lancbio_estimator_cancel(e->h) == LANCBIO_OK, "cancel in reverse mode");
+        REQUIRE(lancbio_estimator_reduction_values(e->h, values, 4, &count) == LANCBIO_ERR_INVALID_STATE,
+                "a reduction pending after cancel");
+    }
+    s = lancbio_estimator_set_reduction(e->h, NULL, NULL);
+    REQUIRE(s == LANCBIO_OK, "clearing reverse reductions returned %d", s);
+    verify_estimator(e, "set_reverse_reduction", 0);
+}
+
 static void op_info(reader_t *r)
 {
     est_t *e = pick_est(r);
@@ -2439,7 +2496,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (r.i < r.n && ops++ < 400) {
         uint8_t op = u8(&r);
         msg_relaxed = 0;
-        switch (op % 21) {
+        switch (op % 22) {
         case 0: op_create(&r); break;
         case 1: op_destroy(&r); break;
         case 2: op_step(&r, 0); break;
@@ -2461,6 +2518,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 18: op_reduction(&r); break;
         case 19: op_checkpoint(&r); break;
         case 20: op_bil_checkpoint(&r); break;
+        case 21: op_reverse_reduction(&r); break;
         default: op_step(&r, 0); break;
         }
     }

@@ -264,6 +264,8 @@ FUNCTIONS = {
     "lancbio_bilevel_set_v_f64": (c_int32, [_handle, _f64p, c_int64]),
     "lancbio_bilevel_get_hypergradient_f64": (c_int32, [_handle, _f64p, c_int64]),
     "lancbio_bilevel_set_reduction": (c_int32, [_handle, REDUCE_CALLBACK, c_void_p]),
+    "lancbio_bilevel_step_sizes": (c_int32, [POINTER(BilevelOptions), c_int64, ctypes.POINTER(ctypes.c_double),
+                                             ctypes.POINTER(ctypes.c_double)]),
     "lancbio_estimator_save": (c_int32, [_handle, c_void_p, c_int64, POINTER(c_int64)]),
     "lancbio_estimator_restore": (c_int32, [c_void_p, c_int64, POINTER(_handle)]),
     "lancbio_estimator_load": (c_int32, [_handle, c_void_p, c_int64]),

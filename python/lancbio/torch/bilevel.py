@@ -11,9 +11,13 @@ afresh wherever the iteration needs them, so each may draw a new mini-batch.
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 
 from .. import _options
+from .._ffi import lib
+from .._handle import check
 from ..bilevel import METHODS as _BILEVEL_METHODS
 from ..estimators import BY_NAME
 from ..history import History, record_run
@@ -24,10 +28,6 @@ __all__ = ["Bilevel"]
 # The estimator name of each bilevel method's estimator, and its name for v_steps (Q).
 _ESTIMATOR_NAMES = {cls._method: name for name, cls in BY_NAME.items()}
 _Q_NAMES = {"cg": "maxiter", "gd": "steps", "neumann": "terms", "random-neumann": "max_terms"}
-
-
-def _step_size(base: float, decay: float, floor: float, k: int) -> float:
-    return max(floor, base / k ** decay) if decay > 0 else base
 
 
 class Bilevel:
@@ -63,6 +63,11 @@ class Bilevel:
         outer = _options.bilevel_options()
         _options.fill(outer, _options.OUTER, {name: options.get(name, spec.get(name)) for name in _options.OUTER})
         self._settings = _options.read(outer, _options.OUTER, _options.OUTER)
+        # The library's schedule of lambda_k and theta_k (lancbio_bilevel_step_sizes), and
+        # its check of these options, from the same structure.
+        self._outer = outer
+        self._lr_x, self._lr_y = ctypes.c_double(), ctypes.c_double()
+        self._step_sizes(1)
 
         estimator = _ESTIMATOR_NAMES[spec["estimator"]]
         defaults = _options.read(_options.estimator_options(spec["estimator"]), _options.ESTIMATOR,
@@ -86,6 +91,13 @@ class Bilevel:
         self._settings.update(values)
         self._iteration = 0
 
+    def _step_sizes(self, k: int) -> tuple[float, float]:
+        """lambda_k and theta_k from the library's schedule."""
+        status = lib.lancbio_bilevel_step_sizes(ctypes.byref(self._outer), k, ctypes.byref(self._lr_x),
+                                                ctypes.byref(self._lr_y))
+        check(status, lib.lancbio_last_error() if status < 0 else None, "the outer loop's options")
+        return self._lr_x.value, self._lr_y.value
+
     @property
     def settings(self) -> dict:
         """The outer-loop and estimator settings in force."""
@@ -101,8 +113,7 @@ class Bilevel:
         unless the failure came after its step: see HyperGradient.compute)."""
         s = self._settings
         k = self._iteration + 1
-        lr_x = _step_size(s["lr_x"], s["lr_x_decay"], s["lr_x_min"], k)
-        lr_y = _step_size(s["lr_y"], s["lr_y_decay"], s["lr_y_min"], k)
+        lr_x, lr_y = self._step_sizes(k)
         params, hparams = self._params, self._hparams
         saved = [p.detach().clone() for p in params]
         try:
