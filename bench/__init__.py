@@ -23,6 +23,10 @@ Sections (``--sections 1,2,...``):
    (bench/torch_reference.py) on the hyper-cleaning model (linear, n = 7,850, 5,000
    samples): time inside autograd and the estimator's own, per outer iteration
    (bench/torch_speed.py; skipped without torch, except under CI=true).
+10. Vectors sliced across processes: dynamic Lanczos with ``comm=`` under mpirun on 1, 2
+    and 4 processes at n = 1e6 in all, per step the local passes, the time in Allreduce and
+    the reductions, against the cost model of docs/algorithms.md section 13
+    (bench/scale.py; skipped without mpirun or mpi4py).
 
 Every comparison checks that the implementations compute the same numbers (relative
 agreement ~1e-8) and reports medians with [min, max]; the targets of the performance
@@ -43,13 +47,19 @@ import time
 
 __all__ = ["main", "run"]
 
+# The sections' numbers (bench/sections.py's SECTIONS has their functions; the options
+# are parsed before it is imported, which imports the library).
+SECTION_NUMBERS = tuple(range(1, 11))
+SECTION_RANGE = f"{SECTION_NUMBERS[0]}..{SECTION_NUMBERS[-1]}"
+
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python3 -m bench",
                                      description="lancbio performance against numpy/scipy references.")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, < 20 s)")
-    parser.add_argument("--sections", default="1,2,3,4,5,6,7,8,9",
-                        help="comma-separated sections to run (default: all of 1,2,3,4,5,6,7,8,9)")
+    parser.add_argument("--sections", default=",".join(map(str, SECTION_NUMBERS)),
+                        help="comma-separated sections to run (default: all of "
+                             + ",".join(map(str, SECTION_NUMBERS)) + ")")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repetitions per measurement (default 5, quick 3)")
     parser.add_argument("--output", metavar="FILE", help="also write the report as Markdown to FILE")
@@ -57,10 +67,10 @@ def _parse(argv):
     try:
         sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
     except ValueError:
-        parser.error(f"--sections must be a comma-separated list of 1..9, got {args.sections!r}")
-    bad = [s for s in sections if s not in range(1, 10)]
+        parser.error(f"--sections must be a comma-separated list of {SECTION_RANGE}, got {args.sections!r}")
+    bad = [s for s in sections if s not in SECTION_NUMBERS]
     if bad or not sections:
-        parser.error(f"--sections must list numbers from 1 to 9, got {args.sections!r}")
+        parser.error(f"--sections must list numbers from {SECTION_RANGE}, got {args.sections!r}")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
     args.sections = sections

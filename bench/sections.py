@@ -1,5 +1,5 @@
 """The sections of the benchmark (see the package docstring; section 8 is in blas_threads.py, 9 in
-torch_speed.py)."""
+torch_speed.py, 10 in scale.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lancbio import _ffi
 from .blas_threads import section_blas_threads
 from .measure import CpuMonitor, clock, fmt_ratio, fmt_time, rel_diff, single_thread_blas, stats, stream_rate
 from .reference import CarefulLanczos, ReferenceBilevel, ResearchLanczos
+from .scale import section_scale
 from .torch_speed import section_torch
 
 AGREE = 1e-8  # relative agreement required between implementations of the same mathematics
@@ -54,6 +55,9 @@ class Config:
     solve_sides: list = field(default_factory=list)
     # 8. BLAS threads, the user's case: (n, iterations)
     blas_case: tuple = (1000, 300)
+    # 10. vectors sliced across processes: (n in all, m0 = m_max, timed cycles), process counts
+    scale_case: tuple = (10**6, 40, 5)
+    scale_processes: tuple = (1, 2, 4)
 
     @classmethod
     def make(cls, quick: bool, repeats: int | None):
@@ -64,7 +68,7 @@ class Config:
                                                           ("cheap", 64000, 20)],
                        precision_n=10**5, precision_j=10,
                        memory_n=10**4, memory_m_max=20, memory_steps=500, solve_sides=[40],
-                       blas_case=(150, 40))
+                       blas_case=(150, 40), scale_case=(2 * 10**4, 10, 2), scale_processes=(1, 2))
         return cls(quick=False, repeats=repeats or 5, step_sizes=[10**3, 10**4, 10**5, 10**6],
                    step_dims=[10, 40, 80], krylov_sizes=[10**4, 10**5, 10**6], krylov_iterations=50,
                    callback_products=20000, synthetic=[(1000, 500), (5000, 40)],
@@ -1109,4 +1113,5 @@ SECTIONS = {
     7: section_solve,
     8: section_blas_threads,
     9: section_torch,
+    10: section_scale,
 }

@@ -11,6 +11,14 @@ import pytest
 
 from conftest import spd_matrix
 
+from bench.scale import missing
+from bench.sections import Config
+
+MPI_MISSING = missing()
+if MPI_MISSING and os.environ.get("CI") == "true":
+    pytest.fail(f"CI=true but {', '.join(MPI_MISSING)} is missing (.ci/run installs them)", pytrace=False)
+needs_mpi = pytest.mark.skipif(bool(MPI_MISSING), reason=f"needs {', '.join(MPI_MISSING)}")
+
 
 def _drive(est, op, b):
     """One reverse-communication step of any implementation; returns its v."""
@@ -31,8 +39,13 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
     for heading in ("## Machine", "## 1. LancBiO step", "## 2. CG and MINRES", "## 3. Python callback",
                     "## 4. Synthetic problem", "### 4b. The outer loop's own cost", "## 5. Float32 against Float64",
                     "## 6. Peak memory", "## 7. One-shot solves", "## 8. BLAS threads", "## 9. lancbio.torch against plain PyTorch",
-                    "## Targets"):
+                    "## 10. Vectors sliced across processes", "## Targets"):
         assert heading in text, heading
+    sliced = text.split("## 10. Vectors sliced across processes", 1)[1].split("\n## ", 1)[0]
+    if not MPI_MISSING:
+        # The section ran every process count of --quick: 3 reductions per step, 4 at a restart.
+        assert "section skipped" not in sliced
+        assert sliced.count("| 3 (4 at a restart) |") == len(Config.make(True, None).scale_processes)
     # Every comparison computed the same numbers.
     assert "DIFFERENT" not in text
     assert "probe failed" not in text
@@ -79,12 +92,73 @@ def test_user_case_children_run_the_blas_threading_they_report(monkeypatch):
         assert all(0 < case["inside"][k] < case["total"][k] for k in case["total"])
 
 
-@pytest.mark.parametrize("argv", [["--sections", "10"], ["--sections", "x"], ["--repeats", "0"]])
+@pytest.mark.parametrize("argv", [["--sections", "11"], ["--sections", "0"], ["--sections", "x"], ["--repeats", "0"]])
 def test_bad_options_are_rejected(argv):
     import bench
 
     with pytest.raises(SystemExit):
         bench.main(argv)
+
+
+def test_sections_option_offers_exactly_the_sections_that_exist():
+    import bench
+    from bench.sections import SECTIONS
+
+    assert sorted(SECTIONS) == list(bench.SECTION_NUMBERS)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 4, 7])
+def test_scale_slices_cover_the_vector_unevenly_within_ten_percent(processes):
+    from bench.scale import UNEVEN, slices
+
+    n = 10**6 + 3
+    bounds = slices(n, processes)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == n and len(sizes) == processes
+    assert np.all(np.abs(sizes / (n / processes) - 1) <= UNEVEN + 1e-5)
+    if processes > 1:
+        assert np.all(np.diff(sizes) > 0)   # uneven, the last rank the largest
+
+
+@needs_mpi
+def test_scale_worker_times_each_step_and_counts_its_reductions():
+    # Two ranks on an uneven vector: every timed step of every rank is split into parts
+    # that add up, with the reduction calls docs/algorithms.md section 13 counts.
+    from bench.scale import run_workers, summarize
+
+    n, m, cycles = 6000, 5, 2
+    run = run_workers(2, n, m, cycles)
+    assert run["processes"] == 2
+    assert sum(r["n_local"] for r in run["ranks"]) == n
+    for rank in run["ranks"]:
+        steps = rank["steps"]["comm"]
+        assert len(steps) == m * cycles
+        for step in steps:
+            assert step["reductions"] == len(step["sizes"]) == (4 if step["restarted"] else 3)
+            assert step["products"] == (2 if step["restarted"] else 1)
+            assert 0 < step["reduce"] + step["product"] < step["total"]
+            if not step["restarted"]:
+                # ||b||^2 and b's finiteness; alpha; ||q||^2, ||r||^2, Q^T r and Q^T q (j each):
+                # each with the count of failed products.
+                assert step["sizes"] == [3, 2, 2 * step["dimension"] + 3]
+        assert set(rank["latency"]) >= {"2", str(2 * m + 3)}
+        assert all(0 < t < 0.1 for t in rank["latency"].values())
+        assert rank["bandwidth"] > 1e8
+    summary = summarize(run)
+    assert summary["samples"] == cycles and summary["n_local"][1] > summary["n_local"][0]
+    assert summary["reductions"] == [3] and summary["restart_reductions"] == [4]
+
+
+def test_scale_section_skips_without_mpi(monkeypatch):
+    import bench.scale
+    from bench.report import Report
+
+    monkeypatch.setattr(bench.scale.shutil, "which", lambda name: None)
+    report = Report(echo=False)
+    bench.scale.section_scale(report, Config.make(True, 1), {})
+    text = report.markdown()
+    assert "## 10. Vectors sliced across processes" in text
+    assert "mpirun" in text and "section skipped" in text
 
 
 def test_thomas_solve_matches_dense_solve(rng):
