@@ -336,7 +336,7 @@ def section_scale(report, cfg, results: dict) -> None:
                      fmt_time(s["reduce"].median / calls), fmt_time(s["reduce_smallest"].median),
                      "/".join(map(str, s["reductions"])) + " (" + "/".join(map(str, s["restart_reductions"]))
                      + " at a restart)", "+".join(map(str, s["sizes"])),
-                     f"{fmt_time(s['latency'][2])} / {fmt_time(s['latency'][2 * m + 3])}", fmt_time(s["cold"]),
+                     f"{fmt_time(s['latency'][min(s['sizes'])])} / {fmt_time(s['latency'][2 * m + 3])}", fmt_time(s["cold"]),
                      f"{s['bandwidth'] / 1e9:.1f}", f"{_rate(hi, m, s['local'].median) / 1e9:.1f}",
                      f"{fmt_time(local)} + {fmt_time(reduce)}", fmt_ratio(ratio)])
         if "none" in run["ranks"][0]["steps"]:
@@ -348,7 +348,7 @@ def section_scale(report, cfg, results: dict) -> None:
         scale[p] = dict(summary=s, model=(local, reduce), ratio=ratio)
     report.table(["P", "n_local", f"step at j = {m}", "product", "local passes", "Allreduce in the step",
                   "per call", "same, smallest slice", "reductions per step", "values per reduction",
-                  f"Allreduce alone (2 / {2 * m + 3} values)", "same, after a pass", "W per rank GB/s",
+                  f"Allreduce alone (the step's smallest / {2 * m + 3} values)", "same, after a pass", "W per rank GB/s",
                   "passes' rate GB/s",
                   "model: passes + reductions",
                   "measured / model"], rows)

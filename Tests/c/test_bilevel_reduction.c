@@ -36,9 +36,9 @@ static int64_t offsets[P];
 #define CHECK_THREAD_SAFE
 #include "check.h"
 
+#include "simulated_processes.h"
+
 static const double shift = 0.3, mu = 0.5;
-static pthread_barrier_t barrier;
-static double slots[P][SLOTS];
 static double full[DY];
 
 static double B(int64_t row, int64_t j) { return sin(0.7 * (double)row + 1.3 * (double)j); }
@@ -54,19 +54,7 @@ typedef struct {
 
 static int32_t reduce(double *values, int64_t count, void *user_data)
 {
-    process_t *p = (process_t *)user_data;
-    int64_t i;
-    int q;
-    if (count > SLOTS) return 99;
-    memcpy(slots[p->rank], values, (size_t)count * sizeof(double));
-    pthread_barrier_wait(&barrier);
-    for (i = 0; i < count; i++) {
-        double s = 0.0;
-        for (q = 0; q < P; q++) s += slots[q][i];
-        values[i] = s;
-    }
-    pthread_barrier_wait(&barrier);
-    return 0;
+    return all_reduce(((process_t *)user_data)->rank, values, count);
 }
 
 /* Rows of A v, v this process's slice (the whole vector for one process). */

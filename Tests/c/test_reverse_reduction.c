@@ -35,31 +35,14 @@ static int64_t offsets[P];
 #define CHECK_THREAD_SAFE
 #include "check.h"
 
-static const double shift = 0.05;
-static pthread_barrier_t barrier;
-static double slots[P][SLOTS];
-static double full[N];
+#include "simulated_processes.h"
 
-/* values[0..count) replaced by their sums over the threads, in rank order. */
-static void all_reduce(int rank, double *values, int64_t count)
-{
-    int64_t i;
-    int q;
-    memcpy(slots[rank], values, (size_t)count * sizeof(double));
-    pthread_barrier_wait(&barrier);
-    for (i = 0; i < count; i++) {
-        double s = 0.0;
-        for (q = 0; q < P; q++) s += slots[q][i];
-        values[i] = s;
-    }
-    pthread_barrier_wait(&barrier);
-}
+static const double shift = 0.05;
+static double full[N];
 
 static int32_t reduce(double *values, int64_t count, void *user_data)
 {
-    if (count > SLOTS) return 99;
-    all_reduce(*(int *)user_data, values, count);
-    return 0;
+    return all_reduce(*(int *)user_data, values, count);
 }
 
 /* Rows of A x for this thread's slice, A = tridiag(-1, 2 + shift, -1). */
@@ -109,7 +92,7 @@ static int32_t reverse_step(lancbio_estimator_t *h, int rank, const double *b, i
             status = lancbio_estimator_resume_f64(h, y, request, m);
         } else {
             CHECK(lancbio_estimator_reduction_values(h, values, SLOTS, &count) == LANCBIO_OK, "reduction_values");
-            all_reduce(rank, values, count);
+            CHECK(all_reduce(rank, values, count) == 0, "%lld values to reduce", (long long)count);
             (*reductions)++;
             status = lancbio_estimator_resume_reduction_f64(h, values, count, request, m);
         }

@@ -43,9 +43,9 @@ def test_quick_run_reports_every_section(tmp_path, capsys):
         assert heading in text, heading
     sliced = text.split("## 10. Vectors sliced across processes", 1)[1].split("\n## ", 1)[0]
     if not MPI_MISSING:
-        # The section ran every process count of --quick: 3 reductions per step, 4 at a restart.
+        # The section ran every process count of --quick: 2 reductions per step, 3 at a restart.
         assert "section skipped" not in sliced
-        assert sliced.count("| 3 (4 at a restart) |") == len(Config.make(True, None).scale_processes)
+        assert sliced.count("| 2 (3 at a restart) |") == len(Config.make(True, None).scale_processes)
     # Every comparison computed the same numbers.
     assert "DIFFERENT" not in text
     assert "probe failed" not in text
@@ -134,19 +134,19 @@ def test_scale_worker_times_each_step_and_counts_its_reductions():
         steps = rank["steps"]["comm"]
         assert len(steps) == m * cycles
         for step in steps:
-            assert step["reductions"] == len(step["sizes"]) == (4 if step["restarted"] else 3)
+            assert step["reductions"] == len(step["sizes"]) == (3 if step["restarted"] else 2)
             assert step["products"] == (2 if step["restarted"] else 1)
             assert 0 < step["reduce"] + step["product"] < step["total"]
             if not step["restarted"]:
-                # ||b||^2 and b's finiteness; alpha; ||q||^2, ||r||^2, Q^T r and Q^T q (j each):
-                # each with the count of failed products.
-                assert step["sizes"] == [3, 2, 2 * step["dimension"] + 3]
-        assert set(rank["latency"]) >= {"2", str(2 * m + 3)}
+                # alpha with ||b||^2 and b's finiteness; ||q||^2, ||r||^2, Q^T r and Q^T q
+                # (j each): each with the count of failed products.
+                assert step["sizes"] == [4, 2 * step["dimension"] + 3]
+        assert set(rank["latency"]) >= {"4", str(2 * m + 3)}
         assert all(0 < t < 0.1 for t in rank["latency"].values())
         assert rank["bandwidth"] > 1e8
     summary = summarize(run)
     assert summary["samples"] == cycles and summary["n_local"][1] > summary["n_local"][0]
-    assert summary["reductions"] == [3] and summary["restart_reductions"] == [4]
+    assert summary["reductions"] == [2] and summary["restart_reductions"] == [3]
 
 
 def test_scale_section_skips_without_mpi(monkeypatch):
