@@ -283,20 +283,7 @@ static void one_process_states(void)
     lancbio_estimator_get_v_f64(h, after, N);
     CHECK(memcmp(before, after, sizeof before) == 0, "cancel leaves the estimate");
     /* A whole step on one process after the cancel, then one left pending at destroy. */
-    status = lancbio_estimator_begin_f64(h, b, request, N);
-    while (status == LANCBIO_NEED_PRODUCT || status == LANCBIO_NEED_REDUCTION) {
-        if (status == LANCBIO_NEED_PRODUCT) {
-            double y[N];
-            for (i = 0; i < N; i++) {
-                double left = i > 0 ? request[i - 1] : 0.0, right = i + 1 < N ? request[i + 1] : 0.0;
-                y[i] = (2.0 + shift) * request[i] - left - right;
-            }
-            status = lancbio_estimator_resume_f64(h, y, request, N);
-        } else {
-            lancbio_estimator_reduction_values(h, values, SLOTS, &count);
-            status = lancbio_estimator_resume_reduction_f64(h, values, count, request, N);
-        }
-    }
+    status = one_process_step(h, b, v, 0);
     CHECK(status >= 0, "a whole step on one process: %d %s", status, lancbio_estimator_last_error(h));
     CHECK(lancbio_estimator_begin_f64(h, b, request, N) == LANCBIO_NEED_REDUCTION, "pending again");
     {

@@ -69,3 +69,18 @@ def refuse_copy(owner) -> None:
     if owner._reducer is not None:
         raise TypeError(f"a {type(owner).__name__} with comm= cannot be copied or pickled: the copy would hold this "
                         "process's slice without the communicator (create another with comm= on every process)")
+
+
+class Sliced:
+    """For the handle owners that take ``comm=``: their reducer (None on one process), and
+    status checks that raise a failed Allreduce as itself rather than as the library's
+    callback error (and never leave it over for a later failure). Mixed in before Handle."""
+
+    _reducer = None
+
+    def _check(self, status: int) -> int:
+        if status < 0 and self._reducer is not None:
+            error = self._reducer.take_error()
+            if error is not None:
+                raise error
+        return super()._check(status)

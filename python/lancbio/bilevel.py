@@ -31,7 +31,7 @@ from . import _checkpoint, _ffi, _options
 from ._arrays import reject_masked
 from ._ffi import lib
 from ._handle import Handle, get_ident
-from ._reduction import Reducer, refuse_copy
+from ._reduction import Reducer, Sliced, refuse_copy
 from ._trampoline import ERROR, escaped, install_capture, make_callback, new_state, remove_capture
 from .history import History, record_run
 from .errors import InvalidStateError
@@ -102,7 +102,7 @@ def _vector(arr, length: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-class Bilevel(Handle):
+class Bilevel(Sliced, Handle):
     """A bilevel optimizer: ``step()`` performs one outer iteration on its own x and y.
 
     Parameters
@@ -162,7 +162,6 @@ class Bilevel(Handle):
     _last_error_function = lib.lancbio_bilevel_last_error
     _kind = "optimizer"
     _checking_problem = False  # set while __reduce_ex__ checks that the problem pickles
-    _reducer = None  # comm='s reduction callback (copies and pickles do not carry it)
 
     def __init__(self, problem, method: str = "lancbio", x0=None, y0=None, v0=None, comm=None, **options):
         if method not in METHODS:
@@ -254,15 +253,6 @@ class Bilevel(Handle):
         self._raw_info.struct_size = ctypes.sizeof(self._raw_info)
         self._raw_estimator_info = _ffi.StepInfoStruct()
         self._raw_estimator_info.struct_size = ctypes.sizeof(self._raw_estimator_info)
-
-    def _check(self, status: int) -> int:
-        # A failed Allreduce is raised as itself rather than as the library's callback
-        # error, and never left over for a later failure.
-        if status < 0 and self._reducer is not None:
-            error = self._reducer.take_error()
-            if error is not None:
-                raise error
-        return super()._check(status)
 
     # -- callbacks ---------------------------------------------------------------------
     def _make_callbacks(self):

@@ -48,7 +48,7 @@ from ._handle import Handle, get_ident
 from ._trampoline import SOLE_REFERENCE_COUNT, result_error
 from .errors import InvalidStateError
 from .info import StepInfo
-from ._reduction import Reducer, refuse_copy
+from ._reduction import Reducer, Sliced, refuse_copy
 from .operators import as_operator
 
 __all__ = ["DynamicLanczos", "SubBiO", "CG", "MINRES", "GD", "Neumann", "RandomNeumann"]
@@ -86,7 +86,7 @@ def _precision(dtype) -> np.dtype:
     return dt
 
 
-class _Estimator(Handle):
+class _Estimator(Sliced, Handle):
     """Common machinery; use one of the concrete classes."""
 
     _destroy_function = lib.lancbio_estimator_destroy
@@ -95,7 +95,6 @@ class _Estimator(Handle):
 
     _method = 0
 
-    _reducer = None
 
     def __init__(self, n, options: dict, v0, dtype, comm=None):
         """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default};
@@ -209,14 +208,6 @@ class _Estimator(Handle):
             # ctypes.from_buffer refuses read-only buffers.
             return ctypes.c_void_p(arr.__array_interface__["data"][0])
         return _byref(self._from_buffer(view))
-
-    def _check(self, status: int) -> int:
-        # A failed Allreduce is raised as itself rather than as the library's callback error.
-        if status < 0 and self._reducer is not None:
-            error = self._reducer.take_error()
-            if error is not None:
-                raise error
-        return super()._check(status)
 
     @property
     def comm(self):
