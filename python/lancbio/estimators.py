@@ -95,7 +95,6 @@ class _Estimator(Sliced, Handle):
 
     _method = 0
 
-
     def __init__(self, n, options: dict, v0, dtype, comm=None):
         """``options``: {keyword of _options.ESTIMATOR: value, or None for the library's default};
         ``comm``: a communicator whose processes each hold a slice of the vectors (n local)."""
