@@ -70,10 +70,11 @@ public final class Estimator<T: BinaryFloatingPoint> {
         case needsProduct
         /// The step is complete; the new estimate is committed.
         case finished(StepInfo)
-        /// With reverse reductions (`setReverseReduction`): replace the `count` values of
+        /// With reverse reductions (`setReverseReduction`): replace the values of
         /// `pendingReductionValues` by their sums over all processes and pass them to
-        /// `resumeReduction`.
-        case needsReduction(count: Int)
+        /// `resumeReduction`. (No payload: a case with one would make this a multi-payload
+        /// enum whose tag shares bytes with StepInfo's, which memcheck cannot follow.)
+        case needsReduction
     }
 
     /// Creates an estimator of dimension `n` (>= 1) with the estimate v = 0, allocating
@@ -176,7 +177,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     /// Slices the vectors across processes as `setReduction` does, but with the
     /// reductions handed back to the caller (reverse communication, for a collective that
     /// cannot be called from inside the library: an asynchronous all-reduce, a GPU
-    /// stream): `begin` and `resume` may return `.needsReduction(count:)`; the caller then
+    /// stream): `begin` and `resume` may return `.needsReduction`; the caller then
     /// sums `pendingReductionValues` over all processes and passes the sums to
     /// `resumeReduction`, which continues the step (and may again need a product or a
     /// reduction). The reductions are the same, in the same order, as with a hook.
@@ -230,7 +231,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     }
 
     /// Continues the step with the sums over all processes of the pending reduction's
-    /// values (count as `.needsReduction` said).
+    /// values (as many as `pendingReductionValues` gave).
     /// - Throws: as `resume()`; `.invalidState` when no reduction is pending,
     ///   `.invalidArgument` for a wrong count (the reduction stays pending).
     public func resumeReduction(sums: UnsafeBufferPointer<Double>) throws(EstimatorError) -> Progress {
@@ -268,7 +269,7 @@ public final class Estimator<T: BinaryFloatingPoint> {
     private func settle(_ reverse: ReverseCalls, _ outcome: SuspendableCalls.Outcome) throws(EstimatorError) -> Progress {
         switch outcome {
         case .suspended:
-            return .needsReduction(count: reverse.count)
+            return .needsReduction
         case .finished:
             let result = reverse.result
             reverse.result = nil
