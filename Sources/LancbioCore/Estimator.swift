@@ -190,28 +190,23 @@ public final class Estimator<T: BinaryFloatingPoint> {
     public func setReverseReduction(totalDimension total: Int) throws(EstimatorError) {
         try rejectReentry("setReverseReduction")
         guard case .idle = state else { throw .invalidState("a step is in progress: finish or cancel it first") }
-        guard let values = reductionValues else {
-            throw .invalidArgument("the \(method.name) method does not support vectors sliced across processes (a reduction)")
-        }
         guard total >= n, total < 1 << 53 else {
             throw .invalidArgument("the total dimension \(total) must be at least n = \(n) (the sum of the slices' lengths)")
         }
         let calls = try ReverseCalls(calls: SuspendableCalls())
         let reduction: Reduction
         do {
-            reduction = try Reduction(hook: { values in
+            reduction = try makeReduction { values in
                 calls.count = values.count
                 calls.values = values.baseAddress
                 return calls.calls.suspend()
-            }, capacity: values)
+            }
         } catch {
             calls.calls.shutDown()
             throw error
         }
-        dropReverseCalls()
+        install(reduction, totalDimension: total)  // ends the reverse calls before these
         reverse = calls
-        ws.reduction = reduction
-        engine.dimensionChanged(total: total)
     }
 
     /// The values a pending reduction (`.needsReduction`) asks to be summed over all
